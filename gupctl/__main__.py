@@ -1,0 +1,3 @@
+from gupctl.cli import main
+
+main()

@@ -1,0 +1,148 @@
+"""Running the struct gup_test commands: the benchmarks and the basic tests.
+
+Each repeat is one ioctl over the whole buffer; the kernel times the get and
+the put phases itself (get_delta_usec, put_delta_usec), so Python's overhead
+never enters the numbers.  Threads share the buffer, as the selftest's -j does.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+from dataclasses import dataclass, field
+
+from gupctl import abi, vmstat
+from gupctl.device import Device
+from gupctl.errors import GupctlError, Truncated
+from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec
+
+BENCHMARKS = (abi.GUP_FAST_BENCHMARK, abi.PIN_FAST_BENCHMARK, abi.PIN_LONGTERM_BENCHMARK)
+BASIC_TESTS = (abi.GUP_BASIC_TEST, abi.PIN_BASIC_TEST)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: `repeats` ioctls of `command` per thread over `size` bytes."""
+
+    command: abi.Command
+    size: int = 128 << 20
+    nr_pages_per_call: int = 1  # abi.ALL_PAGES: everything in one call
+    repeats: int = 1
+    threads: int = 1
+    write: bool = True
+    memory: MemorySpec = field(default_factory=MemorySpec)
+
+
+@dataclass(frozen=True)
+class Stats:
+    min: float
+    median: float
+    max: float
+
+    @classmethod
+    def of(cls, values: list[int]) -> Stats:
+        return cls(min(values), statistics.median(values), max(values))
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run measured: the table and --json both come from this."""
+
+    command: str
+    backing: str
+    size: int
+    nr_pages: int
+    nr_pages_per_call: int
+    repeats: int
+    threads: int
+    write: bool
+    get_usec: list[int]
+    put_usec: list[int]
+    get: Stats
+    put: Stats
+    get_ns_per_page: float
+    put_ns_per_page: float
+    balance: vmstat.Balance
+
+
+def expected_pins(spec: RunSpec) -> int:
+    """Pins the run takes (and must release): one per page per ioctl, pin commands only."""
+    if spec.command not in abi.PIN_COMMANDS:
+        return 0
+    return spec.size // PAGE_SIZE * spec.repeats * spec.threads
+
+
+def run(device: Device, spec: RunSpec) -> RunResult:
+    """Map the memory, issue the ioctls, and measure the pin balance around them."""
+    with Mapping(spec.memory, spec.size) as mapping:
+        before = vmstat.snapshot(spec.memory.numa_node)
+        samples, error = _issue_all(device, spec, mapping)
+        after = vmstat.snapshot(spec.memory.numa_node)
+    if error is not None:
+        raise error
+    gets = [g for g, _ in samples]
+    puts = [p for _, p in samples]
+    nr_pages = spec.size // PAGE_SIZE
+    get, put = Stats.of(gets), Stats.of(puts)
+    return RunResult(
+        command=spec.command.name.lower(),
+        backing=spec.memory.describe(),
+        size=spec.size,
+        nr_pages=nr_pages,
+        nr_pages_per_call=spec.nr_pages_per_call,
+        repeats=spec.repeats,
+        threads=spec.threads,
+        write=spec.write,
+        get_usec=gets,
+        put_usec=puts,
+        get=get,
+        put=put,
+        get_ns_per_page=get.median * 1000 / nr_pages,
+        put_ns_per_page=put.median * 1000 / nr_pages,
+        balance=vmstat.Balance.between(before, after, expected_pins(spec)),
+    )
+
+
+def _issue_all(
+    device: Device, spec: RunSpec, mapping: Mapping
+) -> tuple[list[tuple[int, int]], GupctlError | None]:
+    """Run every thread's repeats; the first error stops them all."""
+    samples: list[tuple[int, int]] = []
+    errors: list[GupctlError] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        arg = abi.ffi.new("struct gup_test *")
+        for _ in range(spec.repeats):
+            if errors:
+                return
+            try:
+                sample = _issue_one(device, spec, mapping, arg)
+            except GupctlError as e:
+                with lock:
+                    errors.append(e)
+                return
+            with lock:
+                samples.append(sample)
+
+    threads = [threading.Thread(target=worker) for _ in range(spec.threads - 1)]
+    for t in threads:
+        t.start()
+    worker()  # the calling thread is worker number one
+    for t in threads:
+        t.join()
+    return samples, (errors[0] if errors else None)
+
+
+def _issue_one(device: Device, spec: RunSpec, mapping: Mapping, arg: object) -> tuple[int, int]:
+    arg.addr = mapping.addr  # type: ignore[attr-defined]
+    arg.size = spec.size  # type: ignore[attr-defined]
+    arg.nr_pages_per_call = spec.nr_pages_per_call  # type: ignore[attr-defined]
+    arg.gup_flags = abi.FOLL_WRITE if spec.write else 0  # type: ignore[attr-defined]
+    device.ioctl(spec.command, arg)
+    got = int(arg.size)  # type: ignore[attr-defined]
+    if got != spec.size:
+        raise Truncated(
+            spec.command.name.lower(), spec.size, got, spec.memory.describe(), spec.write
+        )
+    return int(arg.get_delta_usec), int(arg.put_delta_usec)  # type: ignore[attr-defined]

@@ -1,0 +1,88 @@
+"""The one place where errors become text: what went wrong, and the next step."""
+
+from __future__ import annotations
+
+import errno as E
+
+from gupctl import errors
+from gupctl.memory import PAGE_SIZE
+
+KMOD_STEP = "make -C kmod && sudo insmod kmod/gupctl.ko"
+
+NOT_FOUND = {
+    errors.DIAG_NO_DEBUGFS: "debugfs is not mounted and the gupctl kmod is not loaded: "
+    "mount it with `sudo mount -t debugfs none /sys/kernel/debug` (kernels with "
+    f"CONFIG_GUP_TEST), or load the kmod with `{KMOD_STEP}`",
+    errors.DIAG_NO_KMOD: "this kernel has no gup_test (CONFIG_GUP_TEST is off) and the gupctl "
+    f"kmod is not loaded: load it with `{KMOD_STEP}`, or run in a VM: `gupctl vm -- gupctl ...`",
+    errors.DIAG_EXPLICIT: "{tried} does not exist: check --device or $GUPCTL_DEVICE",
+}
+
+DEVICE = {
+    E.EACCES: "permission denied on {path}: gup_test is root-only (mode 0600); run as root",
+    E.EPERM: "{path} refused: the kernel is locked down and debugfs files with ioctls cannot "
+    "be opened; use the kmod's misc device: --device /dev/gup_test",
+    E.ENOTTY: "{path} does not know {command}: ABI mismatch (gup_test's ABI changed in v5.7, "
+    "v5.10, v5.11, v5.13 and v6.1); compare `gupctl abi` with the kernel's mm/gup_test.h",
+    E.EINVAL: "{path} rejected {command}: an ABI mismatch (older kernel, see `gupctl abi`) "
+    "or an argument it refuses (flags, alignment, size)",
+    E.E2BIG: "{command} asks for more pages than the kmod allows: use a smaller --size, or "
+    "reload the kmod with max_pages=N",
+    E.EBUSY: "{path} already holds longterm test pins: stop them first",
+    E.ENOMEM: "the kernel could not allocate memory for {command}: use a smaller --size",
+    E.EFAULT: "the kernel could not access the buffer for {command}",
+    E.EINTR: "{command} was interrupted by a signal",
+    E.ENOENT: "{path} does not exist: load the kmod (`{kmod}`) or pass --device",
+}
+
+MAPPING = {
+    E.ENOMEM: "could not map {backing} memory ({what}): for hugetlb reserve pages with "
+    "`echo N | sudo tee /proc/sys/vm/nr_hugepages`; otherwise use a smaller --size",
+    E.ENOENT: "{what}: the file does not exist; pass --create to let gupctl create it",
+    E.EEXIST: "{what}: the file exists already; drop --create to use it as it is",
+    E.EFBIG: "{what}: grow the file, or use --create with a new path",
+    E.EINVAL: "{what}: invalid for {backing} memory (check --size against the page size)",
+    E.ENOSYS: "{what}: not supported by this kernel or architecture",
+}
+
+VM = {
+    "tool": "{what}: install it (see README: `bash .ci/setup`)",
+    "kernel": "{what}: install one, e.g. `sudo apt-get install linux-image-6.12-amd64 "
+    "linux-headers-6.12-amd64`, or pass --kernel",
+    "build": "{what}: see the build log above; are the kernel's headers installed?",
+    "lost": "{what}: the guest died or hung before the command finished; console log: {log}",
+    "timeout": "{what}: raise --timeout, or look at the console log: {log}",
+    "problem": "{what}: the guest kernel reported it; console log: {log}",
+}
+
+
+def hint(err: errors.GupctlError) -> str:
+    """One line for `err`: the problem, then the next step."""
+    if isinstance(err, errors.DeviceNotFound):
+        return NOT_FOUND[err.diagnosis].format(tried=", ".join(err.tried))
+    if isinstance(err, errors.Truncated):
+        return _truncated(err)
+    if isinstance(err, errors.DeviceError) and err.errno in DEVICE:
+        return DEVICE[err.errno].format(
+            path=err.path, command=err.command or "open", kmod=KMOD_STEP
+        )
+    if isinstance(err, errors.MappingError) and err.errno in MAPPING:
+        return MAPPING[err.errno].format(what=err.what, backing=err.backing)
+    if isinstance(err, errors.VmError):
+        return VM.get(err.kind, "{what}").format(what=err.what, log=err.log)
+    return str(err)
+
+
+def _truncated(err: errors.Truncated) -> str:
+    pages = f"{err.command} pinned {err.got // PAGE_SIZE} of {err.asked // PAGE_SIZE} pages"
+    if "longterm" in err.command and err.backing.startswith("file") and err.write:
+        return (
+            f"{pages}: FOLL_LONGTERM write pins of file pages on a filesystem with "
+            "writeback (ext4, xfs, btrfs) are refused; use tmpfs, memfd or anonymous memory"
+        )
+    if err.backing.startswith("file") and not err.got:
+        return f"{pages}: the file's pages could not be faulted in; is it large enough?"
+    return (
+        f"{pages}: GUP stopped early (pages not present without --prefault, or the "
+        "mapping forbids the access); rerun with --prefault and --write"
+    )

@@ -1,0 +1,34 @@
+"""`gupctl abi` and `gupctl vmstat`: what this machine uses and counts."""
+
+from __future__ import annotations
+
+import click
+
+from gupctl.cli.options import json_option
+
+
+@click.command()
+@click.option("--machine", help="Show the numbers for another architecture (uname -m).")
+@json_option
+def abi(machine: str | None, use_json: bool) -> None:
+    """The gup_test command numbers and struct layouts this machine uses."""
+    from gupctl import abi as abi_mod
+    from gupctl import render
+
+    render.emit(abi_mod.report(machine), use_json)
+
+
+@click.command()
+@json_option
+def vmstat(use_json: bool) -> None:
+    """nr_foll_pin_acquired, nr_foll_pin_released and outstanding, system-wide and per node."""
+    from gupctl import render
+    from gupctl import vmstat as vmstat_mod
+
+    counters = vmstat_mod.snapshot_all()
+    if not counters[0].refreshed:
+        render.warn(
+            "could not write /proc/sys/vm/stat_refresh (root needed): "
+            "values may lag by the per-CPU batches"
+        )
+    render.emit(counters, use_json)

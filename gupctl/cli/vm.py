@@ -1,0 +1,73 @@
+"""`gupctl vm -- CMD...`: run a command inside a VM on a real kernel."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+
+import click
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.option(
+    "--kernel",
+    metavar="SPEC",
+    help="vmlinuz path, release, or series such as 6.1 (default: Debian 6.12).",
+)
+@click.option(
+    "--kmod/--no-kmod",
+    default=True,
+    show_default=True,
+    help="Build kmod/ for the kernel and load it in the guest.",
+)
+@click.option("--timeout", type=float, default=1800, show_default=True, help="Seconds.")
+@click.option(
+    "--if-needed",
+    is_flag=True,
+    help="Run CMD right here when this machine already has a gup_test device.",
+)
+@click.option("--dry-run", is_flag=True, help="Print the QEMU argv and the job; boot nothing.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def vm(
+    kernel: str | None,
+    kmod: bool,
+    timeout: float,
+    if_needed: bool,
+    dry_run: bool,
+    command: tuple[str, ...],
+) -> None:
+    """Boot KERNEL under QEMU, run COMMAND inside, and exit with its status.
+
+    Fails when the guest kernel reports an oops, BUG, WARN or panic.
+    """
+    from gupctl import render
+    from gupctl import vm as vm_mod
+
+    if if_needed and _have_device():
+        os.execvp(command[0], list(command))
+    p = vm_mod.plan(list(command), kernel, kmod)
+    if dry_run:
+        sys.stdout.write(shlex.join(p.argv) + "\n\n" + p.job)
+        p.discard()
+        return
+    if p.accel == "tcg":
+        render.warn("KVM is not usable here: emulating with TCG (slower)")
+    result = vm_mod.execute(p, timeout)
+    for line in result.problems:
+        render.error(f"guest kernel: {line}")
+    if result.problems:
+        render.error(f"the guest kernel reported problems; logs kept in {result.log_dir}")
+        sys.exit(result.status or 1)
+    sys.exit(result.status)
+
+
+def _have_device() -> bool:
+    from gupctl.device import Device, locate
+    from gupctl.errors import GupctlError
+
+    try:
+        Device(locate()).close()
+        return True
+    except GupctlError:
+        return False

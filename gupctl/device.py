@@ -1,0 +1,121 @@
+"""Finding, opening and talking to the gup_test file.
+
+The kernel offers it in debugfs (mm/gup_test.c, CONFIG_GUP_TEST); gupctl's
+kmod offers it in debugfs where the kernel has none, and always as the misc
+device /dev/gup_test, which keeps working under kernel lockdown.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from gupctl import abi
+from gupctl._libc import ffi as cffi_libc
+from gupctl._libc import lib
+from gupctl.errors import (
+    DIAG_EXPLICIT,
+    DIAG_NO_DEBUGFS,
+    DIAG_NO_KMOD,
+    DeviceError,
+    DeviceNotFound,
+)
+
+DEBUGFS_MOUNT = "/sys/kernel/debug"
+DEBUGFS_PATH = DEBUGFS_MOUNT + "/gup_test"
+MISC_PATH = "/dev/gup_test"
+ENV_VAR = "GUPCTL_DEVICE"
+KMOD_NAME = "gupctl"
+
+
+def candidates(explicit: str | None = None) -> list[str]:
+    """The paths gupctl tries, in order: --device, $GUPCTL_DEVICE, debugfs, misc."""
+    if explicit:
+        return [explicit]
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return [env]
+    return [DEBUGFS_PATH, MISC_PATH]
+
+
+def locate(explicit: str | None = None) -> str:
+    """The first gup_test path that exists, or DeviceNotFound saying why none does.
+
+    A path we may not even look at (debugfs is mode 0700) counts as found:
+    opening it then fails with EACCES, which names the real problem.
+    """
+    tried = candidates(explicit)
+    for path in tried:
+        try:
+            os.stat(path)
+            return path
+        except PermissionError:
+            return path
+        except OSError:
+            continue
+    raise DeviceNotFound(tried, _diagnose(bool(explicit or os.environ.get(ENV_VAR))))
+
+
+def _diagnose(explicit: bool) -> str:
+    if explicit:
+        return DIAG_EXPLICIT
+    if not debugfs_mounted() and not Path(f"/sys/module/{KMOD_NAME}").exists():
+        return DIAG_NO_DEBUGFS
+    return DIAG_NO_KMOD
+
+
+def debugfs_mounted() -> bool:
+    """Whether debugfs is mounted at /sys/kernel/debug."""
+    try:
+        with open("/proc/self/mounts") as f:
+            return any(line.split()[1:3] == [DEBUGFS_MOUNT, "debugfs"] for line in f)
+    except OSError:
+        return False
+
+
+class Device:
+    """An open gup_test file.  Use as a context manager, or call close()."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except OSError as e:
+            raise DeviceError(f"cannot open {path}", e.errno or errno.EIO, path) from None
+
+    def ioctl(self, command: abi.Command, arg: Any = None) -> None:
+        """Issue `command` with `arg` (cffi pointer to its struct, or None).
+
+        The GIL is released while the kernel works (see gupctl._libc).
+        """
+        address = int(abi.ffi.cast("uintptr_t", arg)) if arg is not None else 0
+        ptr = cffi_libc.cast("void *", address)
+        if lib.ioctl(self.fd, command.number(), ptr) < 0:
+            err = cffi_libc.errno
+            raise DeviceError(f"{command.name} on {self.path}", err, self.path, command.name)
+
+    def close(self) -> None:
+        """Close the file; the kernel drops any longterm test pins it holds."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> Device:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextmanager
+def open_device(explicit: str | None = None) -> Iterator[Device]:
+    """Locate and open the gup_test file, closing it on exit."""
+    dev = Device(locate(explicit))
+    try:
+        yield dev
+    finally:
+        dev.close()

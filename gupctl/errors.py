@@ -1,0 +1,79 @@
+"""Typed errors of the gupctl library.
+
+The library raises these with the facts; the CLI turns them into one line of
+text with a next step (gupctl/cli/hints.py), once.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+
+
+class GupctlError(Exception):
+    """Base class: `errno` is the kernel's answer where there was one."""
+
+    def __init__(self, what: str, errno: int | None = None) -> None:
+        super().__init__(what)
+        self.what = what
+        self.errno = errno
+
+    def __str__(self) -> str:
+        if self.errno is None:
+            return self.what
+        name = _errno.errorcode.get(self.errno, str(self.errno))
+        return f"{self.what}: {os.strerror(self.errno)} ({name})"
+
+
+class DeviceNotFound(GupctlError):
+    """No gup_test file at any of the places looked at."""
+
+    def __init__(self, tried: list[str], diagnosis: str) -> None:
+        super().__init__(f"no gup_test device (tried {', '.join(tried)})", _errno.ENOENT)
+        self.tried = tried
+        #: one of DIAG_* below: why there is none
+        self.diagnosis = diagnosis
+
+
+DIAG_NO_DEBUGFS = "debugfs-not-mounted"
+DIAG_NO_KMOD = "no-gup-test-no-kmod"
+DIAG_EXPLICIT = "explicit-path-missing"
+
+
+class DeviceError(GupctlError):
+    """open() or ioctl() on the gup_test file failed."""
+
+    def __init__(self, what: str, errno: int, path: str, command: str | None = None) -> None:
+        super().__init__(what, errno)
+        self.path = path
+        self.command = command
+
+
+class MappingError(GupctlError):
+    """The test memory could not be set up as asked."""
+
+    def __init__(self, what: str, errno: int | None = None, backing: str = "") -> None:
+        super().__init__(what, errno)
+        self.backing = backing
+
+
+class Truncated(GupctlError):
+    """The kernel covered fewer bytes than asked: GUP stopped early."""
+
+    def __init__(self, command: str, asked: int, got: int, backing: str, write: bool) -> None:
+        super().__init__(f"{command} covered {got} of {asked} bytes")
+        self.command = command
+        self.asked = asked
+        self.got = got
+        self.backing = backing
+        self.write = write
+
+
+class VmError(GupctlError):
+    """The VM could not be prepared, or was lost before the command finished."""
+
+    def __init__(self, what: str, kind: str, log: str | None = None) -> None:
+        super().__init__(what)
+        #: one of "kernel", "tool", "build", "lost", "timeout"
+        self.kind = kind
+        self.log = log

@@ -1,0 +1,181 @@
+"""The memory gup_test pins: the mappings tools/testing/selftests/mm/gup_test.c offers.
+
+Anonymous private (the default) or shared, file-backed, hugetlb; THP on or off
+through madvise; optionally bound to one NUMA node; prefaulted from userspace
+by default, as the selftest does, so that GUP finds present pages.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+from gupctl._libc import MAP_FAILED, ffi, lib
+from gupctl.errors import MappingError
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+# <asm-generic/mman.h>; the architectures gupctl runs on share it.
+MAP_HUGETLB = 0x40000
+MPOL_BIND = 2
+# __NR_mbind: glibc has no wrapper (libnuma does); x86_64, aarch64/riscv (generic), i386.
+_NR_MBIND = {"x86_64": 237, "aarch64": 235, "riscv64": 235, "i686": 274, "i386": 274}
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    """What memory to map; the CLI's --shared/--file/--hugetlb/--thp/... options."""
+
+    shared: bool = False
+    file: str | None = None
+    create: bool = False
+    hugetlb: bool = False
+    thp: bool | None = None  # None: leave the system's THP policy alone
+    prefault: bool = True
+    numa_node: int | None = None
+
+    def describe(self) -> str:
+        """A short name of the backing, e.g. 'anon-private', 'file-shared', 'hugetlb-private'."""
+        kind = "hugetlb" if self.hugetlb else ("file" if self.file else "anon")
+        sharing = "shared" if self.shared else "private"
+        thp = {None: "", True: "+thp", False: "-thp"}[self.thp]
+        return f"{kind}-{sharing}{thp}"
+
+
+def hugetlb_page_size() -> int:
+    """The default huge page size from /proc/meminfo, in bytes."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("Hugepagesize:"):
+                return int(line.split()[1]) * 1024
+    raise MappingError("this kernel has no hugetlb support", errno.ENOSYS, "hugetlb")
+
+
+def thp_size() -> int:
+    """The PMD-sized THP size, for aligning THP mappings."""
+    path = Path("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return 2 << 20
+
+
+class Mapping:
+    """A live mapping of `size` bytes at `addr`; close() undoes everything it did."""
+
+    def __init__(self, spec: MemorySpec, size: int) -> None:
+        self.spec = spec
+        self.size = size
+        self.addr = 0
+        self._map_len = 0
+        self._fd = -1
+        self._created: str | None = None
+        try:
+            self._map()
+        except BaseException:
+            self.close()
+            raise
+
+    def _map(self) -> None:
+        spec, size = self.spec, self.size
+        unit = hugetlb_page_size() if spec.hugetlb else PAGE_SIZE
+        if size <= 0 or size % unit:
+            raise MappingError(
+                f"size {size} is not a positive multiple of {unit}", errno.EINVAL, spec.describe()
+            )
+        flags = mmap.MAP_SHARED if spec.shared else mmap.MAP_PRIVATE
+        if spec.file:
+            self._fd = self._open_file(spec.file, size)
+        else:
+            flags |= mmap.MAP_ANONYMOUS
+        if spec.hugetlb:
+            flags |= MAP_HUGETLB
+        # THP needs PMD-aligned memory: map one PMD more and trim.
+        align = thp_size() if spec.thp and not spec.file else 0
+        self._map_len = size + align
+        addr = lib.mmap(
+            ffi.NULL, self._map_len, mmap.PROT_READ | mmap.PROT_WRITE, flags, self._fd, 0
+        )
+        if addr == MAP_FAILED:
+            self._map_len = 0
+            raise MappingError(f"mmap of {size} bytes", ffi.errno, spec.describe())
+        self.addr = self._base = int(ffi.cast("uintptr_t", addr))
+        if align:
+            self.addr = (self._base + align - 1) & ~(align - 1)
+        if spec.thp is not None:
+            advice = mmap.MADV_HUGEPAGE if spec.thp else mmap.MADV_NOHUGEPAGE
+            self._call(lib.madvise(self._ptr(), size, advice), "madvise")
+        if spec.numa_node is not None:
+            self._bind(spec.numa_node)
+        if spec.prefault:
+            # One write per byte is what the selftest's loop amounts to; memset is faster.
+            lib.memset(self._ptr(), 0, size)
+
+    def _open_file(self, path: str, size: int) -> int:
+        flags = os.O_RDWR | os.O_CLOEXEC
+        if self.spec.create:
+            flags |= os.O_CREAT | os.O_EXCL
+        try:
+            fd = os.open(path, flags, 0o600)
+        except OSError as e:
+            raise MappingError(f"cannot open {path}", e.errno, self.spec.describe()) from None
+        if self.spec.create:
+            self._created = path
+            os.ftruncate(fd, size)
+        elif os.fstat(fd).st_size < size:
+            os.close(fd)
+            # Touching a page past EOF would be SIGBUS, not an error message.
+            raise MappingError(
+                f"{path} is smaller than {size} bytes", errno.EFBIG, self.spec.describe()
+            )
+        return fd
+
+    def _bind(self, node: int) -> None:
+        nr = _NR_MBIND.get(platform.machine())
+        if nr is None:
+            raise MappingError(f"NUMA binding on {platform.machine()}", errno.ENOSYS)
+        maxnode = max(64, node + 1)
+        mask = ffi.new("unsigned long[]", (maxnode + 63) // 64)
+        mask[node // 64] = 1 << (node % 64)
+        ret = lib.syscall(
+            ffi.cast("long", nr),
+            ffi.cast("unsigned long", self.addr),
+            ffi.cast("unsigned long", self.size),
+            ffi.cast("long", MPOL_BIND),
+            mask,
+            ffi.cast("unsigned long", maxnode + 1),
+            ffi.cast("long", 0),
+        )
+        self._call(ret, f"mbind to NUMA node {node}")
+
+    def _ptr(self) -> object:
+        return ffi.cast("void *", self.addr)
+
+    def _call(self, ret: int, what: str) -> None:
+        if ret < 0:
+            raise MappingError(what, ffi.errno, self.spec.describe())
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Copy `length` bytes at `offset` out of the mapping."""
+        return bytes(ffi.buffer(ffi.cast("char *", self.addr + offset), length))
+
+    def close(self) -> None:
+        """Unmap, close the file, and remove it if gupctl created it."""
+        if self._map_len:
+            lib.munmap(ffi.cast("void *", self._base), self._map_len)
+            self._map_len = 0
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if self._created:
+            Path(self._created).unlink(missing_ok=True)
+            self._created = None
+
+    def __enter__(self) -> Mapping:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,136 @@
+"""All output: rich tables for people, JSON for programs, from the same dataclasses.
+
+The only module that imports rich.  Data goes to stdout, diagnostics to stderr;
+rich honours NO_COLOR and drops styling when stdout is not a terminal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from gupctl.abi import AbiReport
+from gupctl.bench import RunResult
+from gupctl.vmstat import PinCounters
+
+# Tables are wide: when stdout is not a terminal (and $COLUMNS does not say),
+# lay them out for 160 columns instead of rich's 80.
+_width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
+out = Console(highlight=False, width=_width)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def as_json(data: Any) -> str:
+    """JSON of a dataclass or a list of them."""
+
+    def plain(obj: Any) -> Any:
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            return dataclasses.asdict(obj)
+        return obj
+
+    if isinstance(data, list):
+        return json.dumps([plain(d) for d in data], indent=2)
+    return json.dumps(plain(data), indent=2)
+
+
+def emit(data: Any, use_json: bool) -> None:
+    """Print `data` as JSON or as its table."""
+    if use_json:
+        sys.stdout.write(as_json(data) + "\n")
+        return
+    for table in _tables(data):
+        out.print(table)
+
+
+def warn(message: str) -> None:
+    """A one-line diagnostic on stderr."""
+    err.print(f"gupctl: {message}", soft_wrap=True, markup=False)
+
+
+def error(message: str) -> None:
+    err.print(f"gupctl: error: {message}", soft_wrap=True, markup=False)
+
+
+def _tables(data: Any) -> list[Table]:
+    if isinstance(data, AbiReport):
+        return _abi(data)
+    items = data if isinstance(data, list) else [data]
+    if items and isinstance(items[0], RunResult):
+        return [_runs(items), _balances(items)]
+    if items and isinstance(items[0], PinCounters):
+        return [_counters(items)]
+    raise TypeError(f"nothing renders {type(data).__name__}")
+
+
+def _abi(r: AbiReport) -> list[Table]:
+    cmds = Table(title=f"gup_test commands ({r.machine}, {r.encoding} encoding)")
+    for col in ("command", "nr", "macro", "argument", "number"):
+        cmds.add_column(col, justify="right" if col in ("nr", "number") else "left")
+    for c in r.commands:
+        cmds.add_row(c.name, str(c.nr), c.direction, c.arg or "-", f"{c.number:#010x}")
+    tables = [cmds]
+    for s in r.structs:
+        t = Table(title=f"{s.name}: {s.size} bytes, aligned {s.alignment}")
+        for col in ("field", "offset", "size"):
+            t.add_column(col, justify="left" if col == "field" else "right")
+        for f in s.fields:
+            t.add_row(f.name, str(f.offset), str(f.size))
+        tables.append(t)
+    return tables
+
+
+def _runs(results: list[RunResult]) -> Table:
+    t = Table(title="gup_test timings, measured by the kernel")
+    for col in ("command", "backing", "MiB", "pages/call", "rep×thr", "mode"):
+        t.add_column(col, justify="right" if col in ("MiB", "pages/call", "rep×thr") else "left")
+    for col in ("get µs min/med/max", "put µs min/med/max", "ns/page get/put"):
+        t.add_column(col, justify="right")
+    for r in results:
+        per_call = "all" if r.nr_pages_per_call >= r.nr_pages else str(r.nr_pages_per_call)
+        t.add_row(
+            r.command, r.backing, f"{r.size / (1 << 20):g}", per_call,
+            f"{r.repeats}×{r.threads}", "write" if r.write else "read",
+            f"{r.get.min:g} / {r.get.median:g} / {r.get.max:g}",
+            f"{r.put.min:g} / {r.put.median:g} / {r.put.max:g}",
+            f"{r.get_ns_per_page:.1f} / {r.put_ns_per_page:.1f}",
+        )  # fmt: skip
+    return t
+
+
+def _balances(results: list[RunResult]) -> Table:
+    t = Table(title="pin balance (nr_foll_pin_* deltas)")
+    for col in ("command", "scope", "expected", "acquired", "released", "outstanding", "balance"):
+        t.add_column(col, justify="left" if col in ("command", "scope", "balance") else "right")
+    for r in results:
+        b = r.balance
+        outstanding = f"{b.outstanding_before}→{b.outstanding_after}"
+        verdict = "exact" if b.exact else "MISMATCH"
+        t.add_row(
+            r.command,
+            b.scope,
+            str(b.expected),
+            str(b.acquired),
+            str(b.released),
+            outstanding,
+            verdict,
+        )
+    return t
+
+
+def _counters(counters: list[PinCounters]) -> Table:
+    refreshed = all(c.refreshed for c in counters)
+    note = "" if refreshed else " (not refreshed: per-CPU batches may be pending)"
+    t = Table(title=f"FOLL_PIN accounting{note}")
+    for col in ("scope", "nr_foll_pin_acquired", "nr_foll_pin_released", "outstanding"):
+        t.add_column(col, justify="left" if col == "scope" else "right")
+    for c in counters:
+        t.add_row(
+            c.scope, str(c.nr_foll_pin_acquired), str(c.nr_foll_pin_released), str(c.outstanding)
+        )
+    return t

@@ -1,0 +1,75 @@
+#!/bin/busybox sh
+# PID 1 of gupctl's VM (see gupctl/vm/runner.py for the host side).
+#
+# Mounts the host's root read-only over 9p with fresh proc/sys/dev/debugfs and
+# tmpfs scratch space, loads the gupctl kmod if asked, runs the job script the
+# host wrote into the shared run directory with its output on the virtio
+# consoles, and leaves the exit status and dmesg beside it.
+# Parameters come from the kernel command line: gupctl_run=DIR (the shared run
+# directory, as a host path), gupctl_kmod=1 (insmod DIR/gupctl.ko) and
+# gupctl_tty=1 (the host's stdout is a terminal).  No
+# dots in their names: "gupctl.x=" would be a parameter of the gupctl module.
+
+/bin/busybox --install -s /bin
+export PATH=/bin
+
+say() { echo "gupctl-init: $*" > /dev/console; }
+die() { say "FATAL: $*"; poweroff -f; }
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+
+for arg in $(cat /proc/cmdline); do
+	case "$arg" in
+	gupctl_run=*) run="${arg#gupctl_run=}" ;;
+	gupctl_kmod=1) kmod=1 ;;
+	gupctl_tty=1) tty=1 ;;
+	esac
+done
+[ -n "$run" ] || die "no gupctl_run= on the kernel command line"
+
+for m in $(cat /modules.list); do
+	insmod "/lib/modules/$m" || die "insmod $m failed"
+done
+
+opts=trans=virtio,version=9p2000.L,msize=262144
+mount -t 9p -o "$opts,ro" hostroot /host || die "cannot mount the host root"
+mount -t proc proc /host/proc
+mount -t sysfs sysfs /host/sys
+mount -t devtmpfs devtmpfs /host/dev
+mount -t debugfs debugfs /host/sys/kernel/debug
+mkdir -p /host/dev/hugepages && mount -t hugetlbfs hugetlbfs /host/dev/hugepages
+for d in /tmp /run /var/tmp; do
+	mount -t tmpfs -o mode=1777 tmpfs "/host$d"
+done
+# The run directory may lie under one of the tmpfs mounts just made.
+mkdir -p "/host$run"
+mount -t 9p -o "$opts" gupctl_run "/host$run" || die "cannot mount the run directory"
+
+if [ -n "$kmod" ]; then
+	insmod "/host$run/gupctl.ko" || die "insmod gupctl.ko failed"
+fi
+
+# hvc0 and hvc1 are the host's stdout and stderr.  They are terminals here;
+# where the host's are not, pipes keep programs from styling their output.
+# Raw: no \n -> \r\n translation on the way out.  Held open (fds 3, 4) so
+# that the setting outlives stty.
+exec 3<> /dev/hvc0 4<> /dev/hvc1
+stty raw -echo <&3 && stty raw -echo <&4
+job="/bin/sh $run/job.sh"
+if [ -n "$tty" ]; then
+	chroot /host $job < /dev/null > /dev/hvc0 2> /dev/hvc1
+	status=$?
+else
+	set -o pipefail
+	mkfifo /stderr
+	cat /stderr > /dev/hvc1 &
+	chroot /host $job < /dev/null 2> /stderr | cat > /dev/hvc0
+	status=$?
+	wait
+fi
+dmesg > "/host$run/dmesg"
+echo "$status" > "/host$run/status"
+sync
+poweroff -f

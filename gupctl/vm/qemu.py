@@ -1,0 +1,102 @@
+"""The QEMU command line, as data: one commented group per concern."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from gupctl.errors import VmError
+
+QEMU = "qemu-system-x86_64"
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The guest's shape.  Node 1 has memory and no CPUs, so that nothing but
+    memory bound there with mbind() lands on it: its nr_foll_pin_* counters
+    then move by exactly the pins a test takes (see gupctl/vmstat.py)."""
+
+    cpus: int = 2
+    node0_mib: int = 1536
+    node1_mib: int = 1536
+    hugepages: int = 64  # 2 MiB pages reserved at boot, spread over both nodes
+
+
+def kvm_usable() -> bool:
+    """KVM only when /dev/kvm is read-write and the CPU has vmx/svm.
+
+    Where /dev/kvm exists without them (nested virtualisation modules such as
+    kvm_pvm), guests hang instead of failing, so TCG it is.
+    """
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return re.search(r"^flags\s*:.*\b(vmx|svm)\b", flags, re.MULTILINE) is not None
+
+
+def argv(
+    kernel_image: Path,
+    initrd: Path,
+    run_dir: Path,
+    cmdline: str,
+    console_log: Path,
+    out_fd: int,
+    err_fd: int,
+    machine: Machine = Machine(),
+    kvm: bool = False,
+) -> list[str]:
+    """The full QEMU argv for one run."""
+    qemu = shutil.which(QEMU)
+    if qemu is None:
+        raise VmError(f"{QEMU} is not installed (Debian: qemu-system-x86)", "tool")
+    mem = machine.node0_mib + machine.node1_mib
+    return [
+        qemu,
+        # Accelerator: KVM when it really works, else multi-threaded TCG.
+        *(["-accel", "kvm", "-cpu", "host"] if kvm else ["-accel", "tcg", "-cpu", "max"]),
+        "-machine", "q35", "-smp", str(machine.cpus), "-m", f"{mem}M",
+        # NUMA: node 0 has the CPUs, node 1 only memory (see Machine).
+        "-object", f"memory-backend-ram,id=mem0,size={machine.node0_mib}M",
+        "-numa", f"node,nodeid=0,cpus=0-{machine.cpus - 1},memdev=mem0",
+        "-object", f"memory-backend-ram,id=mem1,size={machine.node1_mib}M",
+        "-numa", "node,nodeid=1,memdev=mem1",
+        # No display, no network, no reboot: a panic (panic=-1) ends QEMU.
+        "-display", "none", "-vga", "none", "-nodefaults", "-nic", "none", "-no-reboot",
+        # Kernel console on the serial port, kept in a file.
+        "-chardev", f"file,id=console,path={console_log}", "-serial", "chardev:console",
+        # hvc0/hvc1: the guest command's stdout and stderr, over sockets the
+        # caller relays (a file chardev reopening our stdout would not share
+        # its offset, and QEMU refuses fds 0-2 in -add-fd).
+        "-device", "virtio-serial-pci",
+        "-chardev", f"socket,id=out,fd={out_fd}", "-device", "virtconsole,chardev=out",
+        "-chardev", f"socket,id=err,fd={err_fd}", "-device", "virtconsole,chardev=err",
+        # The host root, read-only, and the run directory, writable.
+        "-fsdev", "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
+        "-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot",
+        "-fsdev", f"local,id=run,path={run_dir},security_model=none",
+        "-device", "virtio-9p-pci,fsdev=run,mount_tag=gupctl_run",
+        # The kernel, our initramfs, and its command line.
+        "-kernel", str(kernel_image), "-initrd", str(initrd), "-append", cmdline,
+    ]  # fmt: skip
+
+
+def cmdline(run_dir: Path, kmod: bool, machine: Machine = Machine(), tty: bool = False) -> str:
+    """The guest kernel command line."""
+    parts = [
+        "console=ttyS0", "rdinit=/init",
+        # Any oops or panic ends the VM at once instead of hanging it.
+        "panic=-1", "oops=panic",
+        f"hugepages={machine.hugepages}",
+        f"gupctl_run={run_dir}",
+    ]  # fmt: skip
+    if kmod:
+        parts.append("gupctl_kmod=1")
+    if tty:
+        parts.append("gupctl_tty=1")
+    return " ".join(parts)

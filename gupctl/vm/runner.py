@@ -1,0 +1,228 @@
+"""Run one command in a VM on a real kernel and return its exit status.
+
+The host side of gupctl's VM: find the kernel, build the kmod and the
+initramfs (both cached), write the job script into a shared run directory,
+boot QEMU, and read back the status, the console and dmesg.  Any oops, BUG,
+WARN or panic the guest kernel reports makes the run fail, whatever the
+command's own status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from gupctl.errors import VmError
+from gupctl.vm import initramfs, kmod, qemu
+from gupctl.vm.kernel import Kernel, find
+
+PROBLEM = re.compile(
+    r"WARNING:|BUG:|Oops|Kernel panic|general protection fault|gup_test failure"
+    r"|UBSAN:|KASAN:|gupctl-init: FATAL"
+)
+#: Host variables the guest command sees too.
+PASSTHROUGH = ("CI", "NO_COLOR", "TERM", "COLUMNS", "PYTHONPATH")
+
+
+@dataclass
+class VmResult:
+    """How the guest command ended, and what the guest kernel said."""
+
+    status: int
+    kernel: str
+    accel: str
+    seconds: float
+    problems: list[str] = field(default_factory=list)
+    dmesg: str = ""
+    log_dir: str | None = None  # kept only when the run failed
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 0 and not self.problems
+
+
+@dataclass
+class Plan:
+    """Everything needed to boot: for running, and for --dry-run.
+
+    `streams` are the host ends of the sockets behind the guest's hvc0/hvc1.
+    """
+
+    kernel: Kernel
+    run_dir: Path
+    argv: list[str]
+    job: str
+    accel: str
+    streams: list[tuple[socket.socket, socket.socket]]
+
+    def discard(self) -> None:
+        """Release what plan() made, for a plan that will not be executed."""
+        for host_end, guest_end in self.streams:
+            host_end.close()
+            guest_end.close()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def _initrd(kernel: Kernel) -> Path:
+    init = resources.files("gupctl.vm").joinpath("guest-init.sh").read_bytes()
+    key = hashlib.sha256(init + kernel.release.encode() + str(initramfs.GUEST_MODULES).encode())
+    dest = kmod.cache_dir() / "initramfs" / f"{kernel.release}-{key.hexdigest()[:16]}.cpio.gz"
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_suffix(".tmp")
+        initramfs.build(kernel, tmp)
+        tmp.rename(dest)
+    return dest
+
+
+def job_script(command: list[str], cwd: str, env: dict[str, str]) -> str:
+    """The shell script the guest runs: the caller's cwd, PATH and environment."""
+    path = [
+        os.path.dirname(sys.executable),
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+    ]
+    variables = {k: os.environ[k] for k in PASSTHROUGH if os.environ.get(k)}
+    variables.update(
+        HOME="/tmp", PATH=":".join(path), GUPCTL_IN_VM="1", PYTHONDONTWRITEBYTECODE="1"
+    )
+    variables.setdefault("COLUMNS", str(shutil.get_terminal_size((160, 24)).columns))
+    # Node 1 is the memory-only node of qemu.Machine: exact pin balance.
+    variables["GUPCTL_NUMA_NODE"] = "1"
+    variables.update(env)
+    lines = ["#!/bin/sh", f"cd {shlex.quote(cwd)} || exit 125"]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(variables.items())]
+    lines.append("exec " + shlex.join(command))
+    return "\n".join(lines) + "\n"
+
+
+def plan(
+    command: list[str],
+    kernel: str | None = None,
+    use_kmod: bool = True,
+    cwd: str | None = None,
+    env: dict[str, str] | None = None,
+    machine: qemu.Machine | None = None,
+) -> Plan:
+    """Prepare a run (kernel, kmod, initramfs, run directory) without booting."""
+    machine = machine or qemu.Machine()
+    k = find(kernel)
+    runs = kmod.cache_dir() / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=runs))
+    streams = [socket.socketpair(), socket.socketpair()]
+    try:
+        if use_kmod:
+            shutil.copy2(kmod.build(k), run_dir / "gupctl.ko")
+        job = job_script(command, cwd or os.getcwd(), env or {})
+        (run_dir / "job.sh").write_text(job)
+        kvm = qemu.kvm_usable()
+        argv = qemu.argv(
+            k.image,
+            _initrd(k),
+            run_dir,
+            qemu.cmdline(run_dir, use_kmod, machine, sys.stdout.isatty()),
+            run_dir / "console.log",
+            streams[0][1].fileno(),
+            streams[1][1].fileno(),
+            machine,
+            kvm,
+        )
+    except BaseException:
+        Plan(k, run_dir, [], "", "", streams).discard()
+        raise
+    return Plan(k, run_dir, argv, job, "kvm" if kvm else "tcg", streams)
+
+
+def _relay(source: socket.socket, sink: int) -> None:
+    while data := source.recv(65536):
+        os.write(sink, data)
+
+
+def execute(p: Plan, timeout: float = 1800) -> VmResult:
+    """Boot the planned VM, wait for it, and collect the result."""
+    start = time.monotonic()
+    relays = [
+        threading.Thread(target=_relay, args=(host_end, fd), daemon=True)
+        for (host_end, _), fd in zip(p.streams, (1, 2))
+    ]
+    for t in relays:
+        t.start()
+    guest_fds = [guest_end.fileno() for _, guest_end in p.streams]
+    try:
+        proc = subprocess.Popen(p.argv, stdin=subprocess.DEVNULL, pass_fds=guest_fds)
+        for _, guest_end in p.streams:
+            guest_end.close()  # QEMU holds them now: EOF when it exits
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise VmError(
+            f"the VM ran longer than {timeout:g} s", "timeout", str(p.run_dir / "console.log")
+        ) from None
+    finally:
+        for t in relays:
+            t.join(timeout=10)
+        for host_end, guest_end in p.streams:
+            host_end.close()
+            guest_end.close()
+    seconds = time.monotonic() - start
+    console = _read(p.run_dir / "console.log")
+    dmesg = _read(p.run_dir / "dmesg")
+    status_text = _read(p.run_dir / "status").strip()
+    if not status_text.isdigit():
+        raise VmError(
+            f"the VM ended (QEMU status {proc.returncode}) without the command's status",
+            "lost",
+            str(p.run_dir / "console.log"),
+        )
+    problems = sorted(
+        {line.strip() for line in (console + dmesg).splitlines() if PROBLEM.search(line)}
+    )
+    result = VmResult(int(status_text), p.kernel.release, p.accel, seconds, problems, dmesg)
+    if result.ok:
+        shutil.rmtree(p.run_dir, ignore_errors=True)
+    else:
+        result.log_dir = str(p.run_dir)
+    return result
+
+
+def run(
+    command: list[str],
+    kernel: str | None = None,
+    use_kmod: bool = True,
+    timeout: float = 1800,
+    cwd: str | None = None,
+    env: dict[str, str] | None = None,
+    machine: qemu.Machine | None = None,
+) -> VmResult:
+    """Run `command` in a VM on `kernel` (default Debian 6.12) with the kmod loaded.
+
+    The host root is visible read-only, so the project and its Python
+    environment are too; /tmp is scratch.  Returns the command's status plus
+    any kernel problems; raises VmError if the VM cannot be prepared or is lost.
+    """
+    return execute(plan(command, kernel, use_kmod, cwd, env, machine), timeout)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""

@@ -1,0 +1,607 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * gupctl - out-of-tree provider of the gup_test ioctl ABI (mm/gup_test.c)
+ * for kernels built without CONFIG_GUP_TEST.
+ *
+ * The ABI is served on /dev/gup_test (a misc device, usable under kernel
+ * lockdown) and, unless the kernel already has one, on the debugfs file
+ * /sys/kernel/debug/gup_test.  The structure follows mm/gup_test.c, with
+ * these deliberate differences:
+ *  - every argument is validated before any work is done, so no user input
+ *    can trigger a WARN in GUP or an oops;
+ *  - the written-back size is the number of pages actually obtained;
+ *  - PIN_LONGTERM_TEST_* state is per open file instead of global;
+ *  - unknown commands fail with -ENOTTY instead of -EINVAL.
+ */
+
+#include <linux/kernel.h>
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/miscdevice.h>
+#include <linux/debugfs.h>
+#include <linux/fs.h>
+#include <linux/mm.h>
+#include <linux/sched/mm.h>
+#include <linux/slab.h>
+#include <linux/mutex.h>
+#include <linux/uaccess.h>
+#include <linux/ktime.h>
+#include <linux/highmem.h>
+#include <linux/string.h>
+#include <linux/stddef.h>
+#include <linux/version.h>
+#include "gup_test.h"
+
+static bool gupctl_debugfs = true;
+module_param_named(debugfs, gupctl_debugfs, bool, 0444);
+MODULE_PARM_DESC(debugfs,
+		 "Create <debugfs>/gup_test if the kernel has none (default: true)");
+
+static unsigned long gupctl_max_pages = 1UL << 20;
+module_param_named(max_pages, gupctl_max_pages, ulong, 0444);
+MODULE_PARM_DESC(max_pages,
+		 "Maximum number of pages per request (default: 1048576)");
+
+/* FOLL_* bits userspace may pass; symbolic, as the values changed in v6.2. */
+#define GUPCTL_FOLL_VALID	(FOLL_WRITE | FOLL_FORCE | FOLL_NOWAIT | \
+				 FOLL_HWPOISON | FOLL_ANON | FOLL_DUMP)
+/*
+ * The gup_fast entry points WARN on anything beyond WRITE/FORCE/LONGTERM
+ * (and internal bits), so the fast commands accept only these.
+ */
+#define GUPCTL_FOLL_FAST_VALID	(FOLL_WRITE | FOLL_FORCE)
+
+/* Per open file state of the PIN_LONGTERM_TEST_* commands. */
+struct gupctl_file {
+	struct mutex lock;	/* protects pages and nr_pages */
+	struct page **pages;
+	unsigned long nr_pages;
+};
+
+/*
+ * get_user_pages() and pin_user_pages() lost their trailing
+ * "struct vm_area_struct **vmas" argument in v6.5 ("mm/gup: remove vmas
+ * parameter from get_user_pages()" and "mm/gup: remove vmas parameter from
+ * pin_user_pages()").
+ */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 5, 0)
+static long gupctl_get_user_pages(unsigned long start, unsigned long nr_pages,
+				  unsigned int gup_flags, struct page **pages)
+{
+	return get_user_pages(start, nr_pages, gup_flags, pages, NULL);
+}
+
+static long gupctl_pin_user_pages(unsigned long start, unsigned long nr_pages,
+				  unsigned int gup_flags, struct page **pages)
+{
+	return pin_user_pages(start, nr_pages, gup_flags, pages, NULL);
+}
+#else
+static long gupctl_get_user_pages(unsigned long start, unsigned long nr_pages,
+				  unsigned int gup_flags, struct page **pages)
+{
+	return get_user_pages(start, nr_pages, gup_flags, pages);
+}
+
+static long gupctl_pin_user_pages(unsigned long start, unsigned long nr_pages,
+				  unsigned int gup_flags, struct page **pages)
+{
+	return pin_user_pages(start, nr_pages, gup_flags, pages);
+}
+#endif
+
+static struct page **gupctl_alloc_pages(unsigned long nr_pages)
+{
+	return kvcalloc(nr_pages, sizeof(struct page *),
+			GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+}
+
+/* Check a user range: page aligned, non-empty, no overflow, in TASK_SIZE. */
+static int gupctl_check_range(u64 addr, u64 size)
+{
+	u64 end;
+
+	if (!IS_ALIGNED(addr, PAGE_SIZE) || !IS_ALIGNED(size, PAGE_SIZE))
+		return -EINVAL;
+	if (!size || check_add_overflow(addr, size, &end))
+		return -EINVAL;
+	if (end > TASK_SIZE)
+		return -EINVAL;
+	if (size / PAGE_SIZE > gupctl_max_pages)
+		return -E2BIG;
+	return 0;
+}
+
+static bool gupctl_cmd_pins(unsigned int cmd, const struct gup_test *gup)
+{
+	switch (cmd) {
+	case PIN_FAST_BENCHMARK:
+	case PIN_BASIC_TEST:
+	case PIN_LONGTERM_BENCHMARK:
+		return true;
+	case DUMP_USER_PAGES_TEST:
+		return gup->test_flags & GUP_TEST_FLAG_DUMP_PAGES_USE_PIN;
+	}
+	return false;
+}
+
+static int gupctl_validate(unsigned int cmd, const struct gup_test *gup)
+{
+	bool fast = cmd == GUP_FAST_BENCHMARK || cmd == PIN_FAST_BENCHMARK;
+	unsigned long nr_pages;
+	unsigned int valid;
+	unsigned int i;
+	int ret;
+
+	ret = gupctl_check_range(gup->addr, gup->size);
+	if (ret)
+		return ret;
+	nr_pages = gup->size / PAGE_SIZE;
+
+	if (!gup->nr_pages_per_call)
+		return -EINVAL;
+
+	if (cmd == DUMP_USER_PAGES_TEST) {
+		if (gup->test_flags & ~GUP_TEST_FLAG_DUMP_PAGES_USE_PIN)
+			return -EINVAL;
+	} else if (gup->test_flags) {
+		return -EINVAL;
+	}
+
+	/*
+	 * Refuse here everything that is_valid_gup_args() (or the gup_fast
+	 * flag check) would WARN about: internal bits such as FOLL_PIN,
+	 * FOLL_TOUCH or FOLL_GET, and FOLL_LONGTERM without pinning.
+	 */
+	valid = fast ? GUPCTL_FOLL_FAST_VALID : GUPCTL_FOLL_VALID;
+	if (gupctl_cmd_pins(cmd, gup))
+		valid |= FOLL_LONGTERM;
+	if (gup->gup_flags & ~valid)
+		return -EINVAL;
+
+	for (i = 0; i < GUP_TEST_MAX_PAGES_TO_DUMP; i++) {
+		if (gup->which_pages[i] > nr_pages)
+			return -EINVAL;
+		if (gup->which_pages[i] && cmd != DUMP_USER_PAGES_TEST)
+			return -EINVAL;
+	}
+
+	return 0;
+}
+
+static void gupctl_put_back_pages(unsigned int cmd, const struct gup_test *gup,
+				  struct page **pages, unsigned long nr_pages)
+{
+	unsigned long i;
+
+	if (gupctl_cmd_pins(cmd, gup)) {
+		unpin_user_pages(pages, nr_pages);
+	} else {
+		for (i = 0; i < nr_pages; i++)
+			put_page(pages[i]);
+	}
+}
+
+static void gupctl_verify_dma_pinned(unsigned int cmd, struct page **pages,
+				     unsigned long nr_pages)
+{
+	unsigned long i;
+	struct folio *folio;
+
+	switch (cmd) {
+	case PIN_FAST_BENCHMARK:
+	case PIN_BASIC_TEST:
+	case PIN_LONGTERM_BENCHMARK:
+		for (i = 0; i < nr_pages; i++) {
+			folio = page_folio(pages[i]);
+
+			if (WARN(!folio_maybe_dma_pinned(folio),
+				 "pages[%lu] is NOT dma-pinned\n", i)) {
+				dump_page(&folio->page, "gup_test failure");
+				break;
+			} else if (cmd == PIN_LONGTERM_BENCHMARK &&
+				   WARN(!folio_is_longterm_pinnable(folio),
+					"pages[%lu] is NOT pinnable but pinned\n",
+					i)) {
+				dump_page(&folio->page, "gup_test failure");
+				break;
+			}
+		}
+		break;
+	}
+}
+
+static void gupctl_dump_pages_test(struct gup_test *gup, struct page **pages,
+				   unsigned long nr_pages)
+{
+	unsigned int index;
+	unsigned int i;
+
+	for (i = 0; i < GUP_TEST_MAX_PAGES_TO_DUMP; i++) {
+		index = gup->which_pages[i];
+		/* 1-based; entries beyond what GUP returned are dropped. */
+		if (index > nr_pages) {
+			gup->which_pages[i] = 0;
+			continue;
+		}
+		if (!index)
+			continue;
+		index--;
+		pr_info("---- page #%u, starting from user virt addr: 0x%llx\n",
+			index, gup->addr);
+		dump_page(pages[index], "gup_test: dump_pages() test");
+	}
+}
+
+static long gupctl_gup_call(unsigned int cmd, const struct gup_test *gup,
+			    unsigned long addr, unsigned long nr,
+			    struct page **pages)
+{
+	unsigned int flags = gup->gup_flags;
+
+	switch (cmd) {
+	case GUP_FAST_BENCHMARK:
+		return get_user_pages_fast(addr, nr, flags, pages);
+	case GUP_BASIC_TEST:
+		return gupctl_get_user_pages(addr, nr, flags, pages);
+	case PIN_FAST_BENCHMARK:
+		return pin_user_pages_fast(addr, nr, flags, pages);
+	case PIN_BASIC_TEST:
+		return gupctl_pin_user_pages(addr, nr, flags, pages);
+	case PIN_LONGTERM_BENCHMARK:
+		return gupctl_pin_user_pages(addr, nr, flags | FOLL_LONGTERM,
+					     pages);
+	case DUMP_USER_PAGES_TEST:
+		if (gup->test_flags & GUP_TEST_FLAG_DUMP_PAGES_USE_PIN)
+			return gupctl_pin_user_pages(addr, nr, flags, pages);
+		return gupctl_get_user_pages(addr, nr, flags, pages);
+	}
+	return -EINVAL;
+}
+
+static int gupctl_gup_test(unsigned int cmd, struct gup_test *gup)
+{
+	bool needs_mmap_lock =
+		cmd != GUP_FAST_BENCHMARK && cmd != PIN_FAST_BENCHMARK;
+	unsigned long i, nr_pages, per_call, addr, nr;
+	ktime_t start_time, end_time;
+	struct page **pages;
+	long got;
+	int ret;
+
+	ret = gupctl_validate(cmd, gup);
+	if (ret)
+		return ret;
+
+	nr_pages = gup->size / PAGE_SIZE;
+	/* 0xffffffff (or anything >= nr_pages) means "all in one call". */
+	per_call = min3((unsigned long)gup->nr_pages_per_call, nr_pages,
+			(unsigned long)INT_MAX);
+
+	pages = gupctl_alloc_pages(nr_pages);
+	if (!pages)
+		return -ENOMEM;
+
+	if (needs_mmap_lock && mmap_read_lock_killable(current->mm)) {
+		ret = -EINTR;
+		goto free_pages;
+	}
+
+	i = 0;
+	addr = gup->addr;
+	start_time = ktime_get();
+	while (i < nr_pages) {
+		nr = min(per_call, nr_pages - i);
+		got = gupctl_gup_call(cmd, gup, addr, nr, pages + i);
+		if (got <= 0)
+			break;
+		i += got;
+		addr += got * PAGE_SIZE;
+		if (got < nr)
+			break;
+	}
+	end_time = ktime_get();
+
+	/* From here on nr_pages is the number of pages actually obtained. */
+	nr_pages = i;
+
+	gup->get_delta_usec = ktime_us_delta(end_time, start_time);
+	gup->size = (u64)nr_pages * PAGE_SIZE;
+
+	/*
+	 * Take an un-benchmark-timed moment to verify DMA pinned
+	 * state: print a warning if any non-dma-pinned pages are found:
+	 */
+	gupctl_verify_dma_pinned(cmd, pages, nr_pages);
+
+	if (cmd == DUMP_USER_PAGES_TEST)
+		gupctl_dump_pages_test(gup, pages, nr_pages);
+
+	start_time = ktime_get();
+	gupctl_put_back_pages(cmd, gup, pages, nr_pages);
+	end_time = ktime_get();
+	gup->put_delta_usec = ktime_us_delta(end_time, start_time);
+
+	if (needs_mmap_lock)
+		mmap_read_unlock(current->mm);
+free_pages:
+	kvfree(pages);
+	return ret;
+}
+
+static long gupctl_gup_ioctl(unsigned int cmd, void __user *argp)
+{
+	struct gup_test gup;
+	int ret;
+
+	if (copy_from_user(&gup, argp, sizeof(gup)))
+		return -EFAULT;
+
+	ret = gupctl_gup_test(cmd, &gup);
+	if (ret)
+		return ret;
+
+	/*
+	 * Zero the implicit tail padding (4 bytes on x86_64, none on i386) so
+	 * that no kernel stack byte can ever reach userspace.
+	 */
+	memset_after(&gup, 0, which_pages);
+
+	if (copy_to_user(argp, &gup, sizeof(gup)))
+		return -EFAULT;
+	return 0;
+}
+
+/* Caller holds gf->lock. */
+static void gupctl_longterm_stop(struct gupctl_file *gf)
+{
+	if (gf->nr_pages)
+		unpin_user_pages(gf->pages, gf->nr_pages);
+	kvfree(gf->pages);
+	gf->pages = NULL;
+	gf->nr_pages = 0;
+}
+
+/* Caller holds gf->lock. */
+static int gupctl_longterm_start(struct gupctl_file *gf, void __user *argp)
+{
+	unsigned int gup_flags = FOLL_LONGTERM;
+	struct pin_longterm_test args;
+	unsigned long nr_pages, addr, done;
+	struct page **pages;
+	long cur;
+	bool fast;
+	int ret;
+
+	if (copy_from_user(&args, argp, sizeof(args)))
+		return -EFAULT;
+
+	if (args.flags & ~(PIN_LONGTERM_TEST_FLAG_USE_WRITE |
+			   PIN_LONGTERM_TEST_FLAG_USE_FAST))
+		return -EINVAL;
+	ret = gupctl_check_range(args.addr, args.size);
+	if (ret)
+		return ret;
+	if (gf->pages)
+		return -EBUSY;
+
+	nr_pages = args.size / PAGE_SIZE;
+	pages = gupctl_alloc_pages(nr_pages);
+	if (!pages)
+		return -ENOMEM;
+
+	if (args.flags & PIN_LONGTERM_TEST_FLAG_USE_WRITE)
+		gup_flags |= FOLL_WRITE;
+	fast = args.flags & PIN_LONGTERM_TEST_FLAG_USE_FAST;
+
+	if (!fast && mmap_read_lock_killable(current->mm)) {
+		ret = -EINTR;
+		goto free_pages;
+	}
+
+	done = 0;
+	while (done < nr_pages) {
+		addr = args.addr + done * PAGE_SIZE;
+		if (fast)
+			cur = pin_user_pages_fast(addr,
+						  min(nr_pages - done,
+						      (unsigned long)INT_MAX),
+						  gup_flags, pages + done);
+		else
+			cur = gupctl_pin_user_pages(addr, nr_pages - done,
+						    gup_flags, pages + done);
+		if (cur <= 0) {
+			ret = cur ? cur : -EFAULT;
+			break;
+		}
+		done += cur;
+	}
+
+	if (!fast)
+		mmap_read_unlock(current->mm);
+
+	if (ret)
+		goto unpin;
+
+	gf->pages = pages;
+	gf->nr_pages = nr_pages;
+	return 0;
+
+unpin:
+	unpin_user_pages(pages, done);
+free_pages:
+	kvfree(pages);
+	return ret;
+}
+
+/* Caller holds gf->lock. */
+static int gupctl_longterm_read(struct gupctl_file *gf, void __user *argp)
+{
+	unsigned long i, left;
+	u64 user_addr;
+	void *kaddr;
+
+	if (!gf->pages)
+		return -EINVAL;
+
+	if (copy_from_user(&user_addr, argp, sizeof(user_addr)))
+		return -EFAULT;
+	if (user_addr != (unsigned long)user_addr)
+		return -EFAULT;
+
+	for (i = 0; i < gf->nr_pages; i++) {
+		kaddr = kmap_local_page(gf->pages[i]);
+		left = copy_to_user(u64_to_user_ptr(user_addr), kaddr,
+				    PAGE_SIZE);
+		kunmap_local(kaddr);
+		if (left)
+			return -EFAULT;
+		user_addr += PAGE_SIZE;
+	}
+	return 0;
+}
+
+static long gupctl_longterm_ioctl(struct gupctl_file *gf, unsigned int cmd,
+				  void __user *argp)
+{
+	int ret = -ENOTTY;
+
+	if (mutex_lock_killable(&gf->lock))
+		return -EINTR;
+
+	switch (cmd) {
+	case PIN_LONGTERM_TEST_START:
+		ret = gupctl_longterm_start(gf, argp);
+		break;
+	case PIN_LONGTERM_TEST_STOP:
+		gupctl_longterm_stop(gf);
+		ret = 0;
+		break;
+	case PIN_LONGTERM_TEST_READ:
+		ret = gupctl_longterm_read(gf, argp);
+		break;
+	}
+
+	mutex_unlock(&gf->lock);
+	return ret;
+}
+
+static long gupctl_ioctl(struct file *file, unsigned int cmd,
+			 unsigned long arg)
+{
+	void __user *argp = (void __user *)arg;
+
+	switch (cmd) {
+	case GUP_FAST_BENCHMARK:
+	case PIN_FAST_BENCHMARK:
+	case PIN_LONGTERM_BENCHMARK:
+	case GUP_BASIC_TEST:
+	case PIN_BASIC_TEST:
+	case DUMP_USER_PAGES_TEST:
+		return gupctl_gup_ioctl(cmd, argp);
+	case PIN_LONGTERM_TEST_START:
+	case PIN_LONGTERM_TEST_STOP:
+	case PIN_LONGTERM_TEST_READ:
+		return gupctl_longterm_ioctl(file->private_data, cmd, argp);
+	}
+
+	/* Documentation/driver-api/ioctl.rst; mm/gup_test.c says -EINVAL. */
+	return -ENOTTY;
+}
+
+/*
+ * Unlike mm/gup_test.c, which keeps one global set of long-term pins, the
+ * PIN_LONGTERM_TEST_* state belongs to the open file: independent users
+ * cannot interfere with each other and release() drops exactly its own pins.
+ */
+static int gupctl_open(struct inode *inode, struct file *file)
+{
+	struct gupctl_file *gf;
+
+	gf = kzalloc(sizeof(*gf), GFP_KERNEL);
+	if (!gf)
+		return -ENOMEM;
+	mutex_init(&gf->lock);
+	file->private_data = gf;
+
+	return nonseekable_open(inode, file);
+}
+
+static int gupctl_release(struct inode *inode, struct file *file)
+{
+	struct gupctl_file *gf = file->private_data;
+
+	gupctl_longterm_stop(gf);
+	mutex_destroy(&gf->lock);
+	kfree(gf);
+	return 0;
+}
+
+static const struct file_operations gupctl_fops = {
+	.owner = THIS_MODULE,
+	.open = gupctl_open,
+	.release = gupctl_release,
+	.unlocked_ioctl = gupctl_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+};
+
+static struct miscdevice gupctl_misc = {
+	.minor = MISC_DYNAMIC_MINOR,
+	.name = "gup_test",
+	.fops = &gupctl_fops,
+	.mode = 0600,
+};
+
+static struct dentry *gupctl_dentry;
+
+static void gupctl_debugfs_init(void)
+{
+	struct dentry *d;
+
+	/* No pr_fmt: the dump_pages() lines must read exactly as upstream's. */
+	if (!gupctl_debugfs)
+		return;
+
+	/* A kernel with CONFIG_GUP_TEST already provides the file. */
+	d = debugfs_lookup("gup_test", NULL);
+	if (!IS_ERR_OR_NULL(d)) {
+		dput(d);
+		pr_info("gupctl: debugfs gup_test provided by the kernel, not creating it\n");
+		return;
+	}
+
+	/* Not _unsafe: the proxy makes removal safe against open files. */
+	d = debugfs_create_file("gup_test", 0600, NULL, NULL, &gupctl_fops);
+	if (IS_ERR_OR_NULL(d)) {
+		pr_info("gupctl: debugfs gup_test not created\n");
+		return;
+	}
+	gupctl_dentry = d;
+}
+
+static int __init gupctl_init(void)
+{
+	int ret;
+
+	ret = misc_register(&gupctl_misc);
+	if (ret) {
+		pr_err("gupctl: misc_register failed: %d\n", ret);
+		return ret;
+	}
+
+	gupctl_debugfs_init();
+	return 0;
+}
+
+static void __exit gupctl_exit(void)
+{
+	debugfs_remove(gupctl_dentry);
+	misc_deregister(&gupctl_misc);
+}
+
+module_init(gupctl_init);
+module_exit(gupctl_exit);
+
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("gup_test ioctl ABI (mm/gup_test.c) for stock kernels");
+MODULE_VERSION("0.1.0");
