@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from gupctl.errors import GupctlError
+
 ACQUIRED = "nr_foll_pin_acquired"
 RELEASED = "nr_foll_pin_released"
 PROC_VMSTAT = Path("/proc/vmstat")
@@ -74,7 +76,10 @@ def snapshot(node: int | None = None, do_refresh: bool = True) -> PinCounters:
         scope, values = f"node{node}", read(NODE_ROOT / f"node{node}" / "vmstat")
     if ACQUIRED not in values:
         # Before v5.7 ("mm/gup: track FOLL_PIN pages") there is nothing to read.
-        raise KeyError(f"{ACQUIRED} not in {scope} vmstat (kernel older than v5.7?)")
+        raise GupctlError(
+            f"{ACQUIRED} is not in the {scope} vmstat: this kernel predates "
+            "FOLL_PIN accounting (v5.7)"
+        )
     acq, rel = values[ACQUIRED], values.get(RELEASED, 0)
     return PinCounters(scope, acq, rel, acq - rel, refreshed)
 

@@ -38,7 +38,8 @@ MODULE_PARM_DESC(debugfs,
 		 "Create <debugfs>/gup_test if the kernel has none (default: true)");
 
 static unsigned long gupctl_max_pages = 1UL << 20;
-module_param_named(max_pages, gupctl_max_pages, ulong, 0444);
+/* Writable by root at run time: a request is checked against one READ_ONCE. */
+module_param_named(max_pages, gupctl_max_pages, ulong, 0644);
 MODULE_PARM_DESC(max_pages,
 		 "Maximum number of pages per request (default: 1048576)");
 
@@ -107,7 +108,7 @@ static int gupctl_check_range(u64 addr, u64 size)
 		return -EINVAL;
 	if (end > TASK_SIZE)
 		return -EINVAL;
-	if (size / PAGE_SIZE > gupctl_max_pages)
+	if (size / PAGE_SIZE > READ_ONCE(gupctl_max_pages))
 		return -E2BIG;
 	return 0;
 }

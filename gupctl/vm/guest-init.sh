@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# shellcheck shell=dash
 # PID 1 of gupctl's VM (see gupctl/vm/runner.py for the host side).
 #
 # Mounts the host's root read-only over 9p with fresh proc/sys/dev/debugfs and
@@ -20,6 +21,7 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 
+# shellcheck disable=SC2013 # words, not lines, are wanted here
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	gupctl_run=*) run="${arg#gupctl_run=}" ;;
@@ -29,9 +31,9 @@ for arg in $(cat /proc/cmdline); do
 done
 [ -n "$run" ] || die "no gupctl_run= on the kernel command line"
 
-for m in $(cat /modules.list); do
+while read -r m; do
 	insmod "/lib/modules/$m" || die "insmod $m failed"
-done
+done < /modules.list
 
 opts=trans=virtio,version=9p2000.L,msize=262144
 mount -t 9p -o "$opts,ro" hostroot /host || die "cannot mount the host root"
@@ -57,15 +59,14 @@ fi
 # that the setting outlives stty.
 exec 3<> /dev/hvc0 4<> /dev/hvc1
 stty raw -echo <&3 && stty raw -echo <&4
-job="/bin/sh $run/job.sh"
 if [ -n "$tty" ]; then
-	chroot /host $job < /dev/null > /dev/hvc0 2> /dev/hvc1
+	chroot /host /bin/sh "$run/job.sh" < /dev/null > /dev/hvc0 2> /dev/hvc1
 	status=$?
 else
 	set -o pipefail
 	mkfifo /stderr
 	cat /stderr > /dev/hvc1 &
-	chroot /host $job < /dev/null 2> /stderr | cat > /dev/hvc0
+	chroot /host /bin/sh "$run/job.sh" < /dev/null 2> /stderr | cat > /dev/hvc0
 	status=$?
 	wait
 fi

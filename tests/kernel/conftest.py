@@ -1,0 +1,84 @@
+"""Kernel tests: the real gupctl against a real gup_test, checked by independent oracles.
+
+They run inside gupctl's VM (tests/run.py starts it) or on any machine whose
+kernel has gup_test.  Where none is found they fail in the VM or in CI, and
+skip only on a developer's machine outside both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+DEVICES = ("/sys/kernel/debug/gup_test", "/dev/gup_test")
+PROBLEM = re.compile(r"WARNING:|BUG:|Oops|Kernel panic|gup_test failure|general protection")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if any(os.path.exists(d) for d in DEVICES):
+        return
+    reason = "no gup_test device (tests/run.py runs these in the VM)"
+    if os.environ.get("GUPCTL_IN_VM") or os.environ.get("CI"):
+        # A kernel test that cannot find its kernel fails; never a skip.
+        pytest.exit(f"{reason}: kernel tests cannot run", returncode=1)
+    for item in items:
+        item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def oracle_counters(node: int | None) -> tuple[int, int]:
+    """nr_foll_pin_acquired/released read directly, not through gupctl."""
+    Path("/proc/sys/vm/stat_refresh").write_text("1")
+    path = Path(f"/sys/devices/system/node/node{node}/vmstat" if node is not None
+                else "/proc/vmstat")  # fmt: skip
+    values = dict(line.split() for line in path.read_text().splitlines())
+    return int(values["nr_foll_pin_acquired"]), int(values["nr_foll_pin_released"])
+
+
+@pytest.fixture(scope="session")
+def node() -> int | None:
+    """The NUMA node holding only test memory ($GUPCTL_NUMA_NODE, set by the VM)."""
+    value = os.environ.get("GUPCTL_NUMA_NODE")
+    return int(value) if value else None
+
+
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> object:
+        return json.loads(self.stdout)
+
+
+@pytest.fixture
+def gupctl():
+    """Run the real gupctl command line in a child process."""
+
+    def run(*args: str, check: bool = True) -> Ran:
+        proc = subprocess.run([sys.executable, "-m", "gupctl", *args], capture_output=True,
+                              text=True, timeout=600)  # fmt: skip
+        ran = Ran(proc.returncode, proc.stdout, proc.stderr)
+        if check:
+            assert ran.returncode == 0, f"gupctl {' '.join(args)} failed: {ran.stderr}"
+        return ran
+
+    return run
+
+
+@pytest.fixture(autouse=True)
+def dmesg_stays_clean():
+    """No WARN, BUG, oops or "gup_test failure" appears while a test runs."""
+    before = subprocess.run(["dmesg"], capture_output=True, text=True).stdout.splitlines()
+    yield
+    after = subprocess.run(["dmesg"], capture_output=True, text=True).stdout.splitlines()
+    new = after[len(before) :]
+    bad = [line for line in new if PROBLEM.search(line)]
+    assert not bad, "kernel problems during the test:\n" + "\n".join(bad)

@@ -1,0 +1,139 @@
+"""Run every check gupctl has: lint, unit tests, kmod builds, kernel tests in VMs.
+
+    python tests/run.py                 # everything (the README's test command)
+    python tests/run.py --unit          # lint and unit tests only
+    python tests/run.py --kernel 6.1    # kernel tests on one kernel series only
+
+Each step's output streams through; the last line sums up the test counts.
+A kernel test step boots gupctl's VM (`gupctl vm`) on a Debian kernel with
+the kmod, and runs tests/kernel inside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+KERNELS = ("6.12", "6.1")
+SHELL_FILES = [".ci/run", ".ci/setup", ".ci/provision", "gupctl/vm/guest-init.sh"]
+SUMMARY = re.compile(r"=+ (.*\b(passed|failed|error|errors|skipped|no tests ran)\b.*) in [\d.]+s")
+
+
+class Totals:
+    def __init__(self) -> None:
+        self.passed = self.failed = self.skipped = 0
+        self.steps_failed: list[str] = []
+
+    def add_pytest(self, summary: str) -> None:
+        for count, word in re.findall(r"(\d+) (passed|failed|errors?|skipped)", summary):
+            if word == "passed":
+                self.passed += int(count)
+            elif word == "skipped":
+                self.skipped += int(count)
+            else:
+                self.failed += int(count)
+
+
+def step(name: str, argv: list[str], totals: Totals, env: dict[str, str] | None = None) -> None:
+    """Run one step, teeing its output; count pytest results; note failures."""
+    print(f"\n==> {name}: {' '.join(argv)}", flush=True)
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})  # fmt: skip
+    summary = None
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        m = SUMMARY.search(line)
+        if m:
+            summary = m.group(1)
+    status = proc.wait()
+    if summary:
+        totals.add_pytest(summary)
+    if status != 0:
+        totals.steps_failed.append(name)
+        if not summary:
+            totals.failed += 1  # a failed step that is not a test run counts once
+
+
+def checkpatch() -> Path:
+    """scripts/checkpatch.pl (and the files it reads) from Debian's linux-source-6.12."""
+    from gupctl.vm.kmod import cache_dir
+
+    dest = cache_dir() / "checkpatch"
+    script = dest / "scripts" / "checkpatch.pl"
+    if script.exists():
+        return script
+    tarball = Path("/usr/src/linux-source-6.12.tar.xz")
+    wanted = {"scripts/checkpatch.pl", "scripts/spelling.txt", "scripts/const_structs.checkpatch"}
+    (dest / "scripts").mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tarball) as tar:
+        for member in tar:
+            rel = member.name.partition("/")[2]
+            if rel in wanted:
+                (dest / rel).write_bytes(tar.extractfile(member).read())  # type: ignore[union-attr]
+    return script
+
+
+def lint(totals: Totals) -> None:
+    step("ruff", [PY, "-m", "ruff", "check", "gupctl", "tests"], totals)
+    step("ruff format", [PY, "-m", "ruff", "format", "--check", "gupctl", "tests"], totals)
+    step("mypy", [PY, "-m", "mypy"], totals)
+    shell = [f for f in SHELL_FILES if (ROOT / f).exists()]
+    step("shellcheck", ["shellcheck", *shell], totals)
+    kmod = ["kmod/gupctl.c", "kmod/gup_test.h"]
+    # The one LINUX_VERSION_CODE check is a compatibility branch (vmas, v6.5).
+    ignore = "LINUX_VERSION_CODE,CONSTANT_COMPARISON"
+    checkpatch_argv = ["perl", str(checkpatch()), "--no-tree", "--strict", "-q", "--ignore", ignore]
+    step("checkpatch", [*checkpatch_argv, "-f", *kmod], totals)
+
+
+def kmod_builds(totals: Totals) -> None:
+    """kmod/ against each Debian kernel's headers, warnings as errors."""
+    from gupctl.vm import kernel
+
+    for series in KERNELS:
+        k = kernel.find(series)
+        work = Path(f"/tmp/gupctl-kmod-check-{k.release}")
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.copytree(ROOT / "kmod", work)
+        step(f"kmod build {k.release}",
+             ["make", "-C", str(work), f"KDIR={k.build}", "KCFLAGS=-Werror"], totals)  # fmt: skip
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def kernel_tests(totals: Totals, series: str) -> None:
+    pytest = [PY, "-m", "pytest", "tests/kernel", "-v", "-p", "no:cacheprovider"]
+    step(f"kernel tests on Debian {series} + kmod",
+         [PY, "-m", "gupctl", "vm", "--kernel", series, "--", *pytest], totals)  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--unit", action="store_true", help="lint and unit tests only")
+    parser.add_argument("--kernel", action="append", help="kernel series for the VM tests")
+    args = parser.parse_args()
+    totals = Totals()
+    lint(totals)
+    step("unit tests", [PY, "-m", "pytest", "tests/unit", "-p", "no:cacheprovider"], totals)
+    if not args.unit:
+        kmod_builds(totals)
+        for series in args.kernel or KERNELS:
+            kernel_tests(totals, series)
+    if totals.steps_failed:
+        print(f"\nfailed steps: {', '.join(totals.steps_failed)}")
+    print(f"\ntests: {totals.passed} passed, {totals.failed} failed, {totals.skipped} skipped")
+    return 1 if totals.steps_failed else 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""gupctl/abi.py against kmod/gup_test.h as the system C compiler lays it out."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gupctl import abi
+
+HERE = Path(__file__).parent
+KMOD = HERE.parents[1] / "kmod"
+
+
+@pytest.fixture(scope="module")
+def c_abi(tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    assert cc, "a C compiler is needed for the ABI test"
+    exe = tmp_path_factory.mktemp("abi") / "abi_probe"
+    subprocess.run([cc, "-Wall", "-Werror", "-I", str(KMOD), "-o", str(exe),
+                    str(HERE / "abi_probe.c")], check=True)  # fmt: skip
+    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout
+    values = {}
+    for line in out.splitlines():
+        *key, value = line.split()
+        values[" ".join(key)] = int(value)
+    return values
+
+
+def test_command_numbers_match_c(c_abi: dict[str, int]) -> None:
+    for command in abi.COMMANDS:
+        assert command.number() == c_abi[f"cmd {command.name}"], command.name
+
+
+def test_struct_sizes_and_offsets_match_c(c_abi: dict[str, int]) -> None:
+    for name in abi.STRUCTS:
+        layout = abi.struct_layout(name)
+        assert layout.size == c_abi[f"size {name}"]
+        for field in layout.fields:
+            assert field.offset == c_abi[f"offset {name} {field.name}"], field.name
+
+
+def test_constants_match_c(c_abi: dict[str, int]) -> None:
+    for name in (
+        "GUP_TEST_MAX_PAGES_TO_DUMP",
+        "GUP_TEST_FLAG_DUMP_PAGES_USE_PIN",
+        "PIN_LONGTERM_TEST_FLAG_USE_WRITE",
+        "PIN_LONGTERM_TEST_FLAG_USE_FAST",
+    ):
+        assert getattr(abi, name) == c_abi[f"const {name}"], name  # fmt: skip
+
+
+def test_x86_64_layout_is_the_kernels() -> None:
+    # mm/gup_test.h on x86_64: 76 bytes of fields plus 4 of tail padding.
+    assert abi.ffi.sizeof("struct gup_test") == 80
+    assert abi.ffi.sizeof("struct pin_longterm_test") == 24
+
+
+# Numbers worked out by hand from each arch's uapi/asm/ioctl.h, independently
+# of gupctl's table: (dir << dirshift) | (size << 16) | ('g' << 8) | nr.
+@pytest.mark.parametrize(
+    "machine, command, expected",
+    [
+        ("x86_64", abi.PIN_LONGTERM_TEST_START, 0x40186707),  # WRITE=1, dirshift 30
+        ("x86_64", abi.PIN_LONGTERM_TEST_STOP, 0x00006708),
+        ("ppc64le", abi.PIN_LONGTERM_TEST_START, 0x80186707),  # WRITE=4, dirshift 29
+        ("ppc64le", abi.PIN_LONGTERM_TEST_STOP, 0x20006708),  # NONE=1
+        ("mips", abi.PIN_LONGTERM_TEST_READ, 0x80086709),
+        ("sparc64", abi.GUP_FAST_BENCHMARK, 0xC0506701),  # READ|WRITE=6
+        ("parisc", abi.PIN_LONGTERM_TEST_START, 0x80186707),  # WRITE=2, dirshift 30
+        ("parisc", abi.PIN_FAST_BENCHMARK, 0xC0506702),
+        ("aarch64", abi.PIN_LONGTERM_TEST_READ, 0x40086709),
+    ],
+)
+def test_per_arch_encoding(machine: str, command: abi.Command, expected: int) -> None:
+    assert command.number(abi.encoding_for(machine)) == expected
+
+
+def test_generic_table_row_agrees_with_ioctl_opt() -> None:
+    for command in abi.COMMANDS:
+        assert abi.ASM_GENERIC.encode(command.direction, command.nr, command.arg_size) == \
+            command.number(abi.ASM_GENERIC)  # fmt: skip

@@ -1,0 +1,54 @@
+"""bench.run with the kernel's answers injected at the ioctl boundary."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from gupctl import abi, bench
+from gupctl._libc import lib
+from gupctl.device import Device
+from gupctl.errors import Truncated
+from gupctl.memory import PAGE_SIZE
+
+
+class FakeDevice(Device):
+    """Answers like the kernel would; `short` bytes short on every call."""
+
+    def __init__(self, short: int = 0) -> None:
+        self.path, self.fd, self.short, self.calls = "fake", -1, short, 0
+
+    def ioctl(self, command: abi.Command, arg: object = None) -> None:
+        self.calls += 1
+        arg.size -= self.short  # type: ignore[attr-defined]
+        arg.get_delta_usec, arg.put_delta_usec = 10 * self.calls, 5  # type: ignore[attr-defined]
+
+
+def test_stats_and_expected_pins() -> None:
+    spec = bench.RunSpec(abi.PIN_FAST_BENCHMARK, size=8 * PAGE_SIZE, repeats=3, threads=2)
+    result = bench.run(FakeDevice(), spec)
+    assert sorted(result.get_usec) == [10, 20, 30, 40, 50, 60]
+    assert result.get.min == 10 and result.get.median == 35 and result.get.max == 60
+    assert result.balance.expected == 8 * 3 * 2
+    assert result.get_ns_per_page == 35 * 1000 / 8
+    assert bench.expected_pins(bench.RunSpec(abi.GUP_FAST_BENCHMARK, size=8 * PAGE_SIZE)) == 0
+
+
+def test_short_size_is_truncation() -> None:
+    spec = bench.RunSpec(abi.PIN_LONGTERM_BENCHMARK, size=8 * PAGE_SIZE)
+    with pytest.raises(Truncated) as info:
+        bench.run(FakeDevice(short=PAGE_SIZE), spec)
+    assert (info.value.asked, info.value.got) == (8 * PAGE_SIZE, 7 * PAGE_SIZE)
+
+
+def test_cffi_calls_release_the_gil() -> None:
+    """Two threads each sleeping 0.4 s in C finish together if the GIL is dropped."""
+    start = time.monotonic()
+    threads = [threading.Thread(target=lib.usleep, args=(400_000,)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert time.monotonic() - start < 0.75

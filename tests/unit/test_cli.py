@@ -1,0 +1,133 @@
+"""The CLI layer: parsing, JSON, one-line errors (errnos injected at the ioctl)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from gupctl import abi
+from gupctl.cli import main
+from gupctl.device import Device
+from gupctl.errors import DeviceError
+
+
+def test_abi_json_is_the_report(cli: CliRunner) -> None:
+    result = cli.invoke(main, ["abi", "--json"])
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    numbers = {c["name"]: c["number"] for c in data["commands"]}
+    assert numbers["PIN_FAST_BENCHMARK"] == abi.PIN_FAST_BENCHMARK.number()
+    assert [s["size"] for s in data["structs"]] == [80, 24]
+
+
+def test_abi_table(cli: CliRunner) -> None:
+    result = cli.invoke(main, ["abi"])
+    assert result.exit_code == 0
+    assert "PIN_LONGTERM_TEST_READ" in result.stdout and "0xc0506702" in result.stdout
+
+
+def test_version(cli: CliRunner) -> None:
+    result = cli.invoke(main, ["--version"])
+    assert result.exit_code == 0 and "gupctl, version" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["bench", "--size", "0"], "'0' is not a size"),
+        (["bench", "--size", "12Q"], "'12Q' is not a size"),
+        (["bench", "-n", "0"], "'0' is not a page count"),
+        (["bench", "--create"], "--create needs --file"),
+        (["bench", "pin_everything"], "pin_everything"),
+        (["bench", "--numa-node", "99"], "not a NUMA node"),
+    ],
+)
+def test_bad_arguments_are_usage_errors(cli: CliRunner, args: list[str], message: str) -> None:
+    result = cli.invoke(main, args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_missing_device_is_one_line(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through a real process: one line on stderr, exit 1, no traceback."""
+    monkeypatch.setenv("GUPCTL_DEVICE", str(tmp_path / "nope"))
+    proc = subprocess.run([sys.executable, "-m", "gupctl", "bench"], capture_output=True,
+                          text=True)  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "does not exist" in lines[0] and "GUPCTL_DEVICE" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "err, words",
+    [
+        (errno.ENOTTY, "ABI mismatch"),
+        (errno.EINVAL, "rejected PIN_FAST_BENCHMARK"),
+        (errno.E2BIG, "max_pages"),
+        (errno.ENOMEM, "smaller --size"),
+    ],
+)
+def test_ioctl_errnos_become_hints(cli: CliRunner, tmp_path, monkeypatch: pytest.MonkeyPatch,
+                                   err: int, words: str) -> None:  # fmt: skip
+    fake = tmp_path / "gup_test"
+    fake.write_bytes(b"")
+
+    def ioctl(self: Device, command: abi.Command, arg: object = None) -> None:
+        raise DeviceError(f"{command.name} on {self.path}", err, self.path, command.name)
+
+    monkeypatch.setattr(Device, "ioctl", ioctl)
+    result = cli.invoke(main, ["bench", "--size", "1M", "--device", str(fake)])
+    assert result.exit_code == 1
+    assert words in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_open_errnos_become_hints(
+    cli: CliRunner, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = tmp_path / "gup_test"
+    fake.write_bytes(b"")
+    for err, words in ((errno.EACCES, "run as root"), (errno.EPERM, "locked down")):
+
+        def fail_open(path: str, flags: int, err: int = err) -> int:
+            raise OSError(err, "injected")
+
+        monkeypatch.setattr("gupctl.device.os.open", fail_open)
+        result = cli.invoke(main, ["test", "--device", str(fake)])
+        assert result.exit_code == 1
+        assert words in result.stderr, result.stderr
+
+
+def test_missing_file_without_create(cli: CliRunner, tmp_path) -> None:
+    target = tmp_path / "data"
+    fake = tmp_path / "gup_test"
+    fake.write_bytes(b"")
+    result = cli.invoke(main, ["bench", "--device", str(fake), "--file", str(target)])
+    assert result.exit_code == 1
+    assert "--create" in result.stderr
+    assert not target.exists()
+
+
+def test_vmstat_json(cli: CliRunner) -> None:
+    result = cli.invoke(main, ["vmstat", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data[0]["scope"] == "system"
+    assert all(d["outstanding"] == d["nr_foll_pin_acquired"] - d["nr_foll_pin_released"]
+               for d in data)  # fmt: skip
+
+
+def test_vm_dry_run_prints_argv_and_job(cli: CliRunner) -> None:
+    result = cli.invoke(main, ["vm", "--no-kmod", "--dry-run", "--", "echo", "a b"])
+    if result.exit_code != 0:
+        pytest.fail(f"dry run failed (needs qemu, busybox, a 6.12 kernel): {result.output}")
+    assert "-accel" in result.stdout and "memdev=mem1" in result.stdout
+    assert "exec echo 'a b'" in result.stdout

@@ -1,0 +1,108 @@
+"""The VM's host side: initramfs, module order, QEMU argv, job script."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gupctl.vm import initramfs, kernel, qemu, runner
+
+
+def test_cpio_lists_with_busybox_cpio(tmp_path: Path) -> None:
+    archive = initramfs.Cpio()
+    archive.dir("bin")
+    archive.file("bin/hello", b"hello\n", 0o755)
+    archive.chardev("dev-console", 5, 1)
+    path = tmp_path / "a.cpio"
+    path.write_bytes(archive.finish())
+    busybox = shutil.which("busybox")
+    assert busybox, "busybox (busybox-static) is needed"
+    listing = subprocess.run([busybox, "cpio", "-t"], stdin=path.open("rb"), capture_output=True,
+                             text=True, check=True).stdout.split()  # fmt: skip
+    assert listing == ["bin", "bin/hello", "dev-console"]
+    subprocess.run([busybox, "cpio", "-i", "-d"], stdin=path.open("rb"), cwd=tmp_path,
+                   check=True, capture_output=True)  # fmt: skip
+    assert (tmp_path / "bin" / "hello").read_bytes() == b"hello\n"
+
+
+def _installed(series: str) -> kernel.Kernel:
+    try:
+        return kernel.find(series)
+    except Exception as e:
+        pytest.fail(f"Debian {series} kernel not installed ({e}): run .ci/setup")
+
+
+def test_module_closure_puts_dependencies_first() -> None:
+    k = _installed("6.1")
+    order = [Path(p).name.split(".ko")[0] for p in initramfs.module_closure(k)]
+    # On Debian 6.1 virtio_pci and virtio_console are modules; 9p needs netfs.
+    for dep, mod in (("virtio", "virtio_pci"), ("9pnet", "9pnet_virtio"), ("netfs", "9p"),
+                     ("9pnet", "9p")):  # fmt: skip
+        assert order.index(dep) < order.index(mod)
+    assert len(order) == len(set(order))
+
+
+def test_module_closure_skips_builtins() -> None:
+    k = _installed("6.12")
+    names = [Path(p).name.split(".ko")[0] for p in initramfs.module_closure(k)]
+    assert "virtio_pci" not in names  # built in on Debian 6.12
+    assert "9p" in names
+
+
+def test_initramfs_holds_init_busybox_modules(tmp_path: Path) -> None:
+    k = _installed("6.12")
+    dest = initramfs.build(k, tmp_path / "i.cpio.gz")
+    raw = gzip.decompress(dest.read_bytes())
+    for name in (b"init", b"bin/busybox", b"modules.list", b"lib/modules/9p.ko", b"dev/console"):
+        assert name + b"\0" in raw
+
+
+def test_argv_groups() -> None:
+    argv = qemu.argv(Path("/boot/vmlinuz"), Path("/i"), Path("/run"), "console=ttyS0",
+                     Path("/c.log"), 7, 8, qemu.Machine(), kvm=False)  # fmt: skip
+    joined = " ".join(argv)
+    assert "-accel tcg" in joined and "kvm" not in joined
+    assert "node,nodeid=1,memdev=mem1" in joined  # memory-only node
+    assert "socket,id=out,fd=7" in joined and "socket,id=err,fd=8" in joined
+    assert "readonly=on" in joined and "-no-reboot" in argv
+
+
+def test_cmdline() -> None:
+    line = qemu.cmdline(Path("/r"), kmod=True, tty=False)
+    assert "gupctl_run=/r" in line and "gupctl_kmod=1" in line and "panic=-1" in line
+    assert "gupctl_tty" not in line
+
+
+def test_job_script_quotes_and_sets_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "true")
+    job = runner.job_script(["printf", "%s\n", "a b", "$HOME"], "/work dir", {"X": "1"})
+    assert "cd '/work dir' || exit 125" in job
+    assert "exec printf '%s\n' 'a b' '$HOME'" in job
+    assert "export CI=true" in job and "export GUPCTL_NUMA_NODE=1" in job
+    assert "export X=1" in job
+
+
+def test_problem_patterns() -> None:
+    bad = [
+        "WARNING: CPU: 0 PID: 1 at mm/gup.c:1 x",
+        "BUG: kernel NULL pointer dereference",
+        "Oops: 0000 [#1] SMP",
+        "Kernel panic - not syncing: x",
+        "page dumped because: gup_test failure",
+    ]
+    good = ["gupctl: loading out-of-tree module taints kernel.",
+            "page dumped because: gup_test: dump_pages() test"]  # fmt: skip
+    assert all(runner.PROBLEM.search(line) for line in bad)
+    assert not any(runner.PROBLEM.search(line) for line in good)
+
+
+def test_unknown_kernel_is_a_vm_error() -> None:
+    from gupctl.errors import VmError
+
+    with pytest.raises(VmError) as info:
+        kernel.find("2.6")
+    assert info.value.kind == "kernel"
