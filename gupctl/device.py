@@ -29,7 +29,6 @@ DEBUGFS_MOUNT = "/sys/kernel/debug"
 DEBUGFS_PATH = DEBUGFS_MOUNT + "/gup_test"
 MISC_PATH = "/dev/gup_test"
 ENV_VAR = "GUPCTL_DEVICE"
-KMOD_NAME = "gupctl"
 
 
 def candidates(explicit: str | None = None) -> list[str]:
@@ -63,9 +62,25 @@ def locate(explicit: str | None = None) -> str:
 def _diagnose(explicit: bool) -> str:
     if explicit:
         return DIAG_EXPLICIT
-    if not debugfs_mounted() and not Path(f"/sys/module/{KMOD_NAME}").exists():
+    # The kmod always offers /dev/gup_test, so only the kernel's own file is left.
+    if not debugfs_mounted() and kernel_config("CONFIG_GUP_TEST") is not False:
         return DIAG_NO_DEBUGFS
     return DIAG_NO_KMOD
+
+
+def kernel_config(option: str) -> bool | None:
+    """Whether the running kernel's config sets `option` (=y), None if unknown."""
+    path = Path(f"/boot/config-{os.uname().release}")
+    try:
+        if path.exists():
+            text = path.read_text()
+        else:
+            import gzip
+
+            text = gzip.decompress(Path("/proc/config.gz").read_bytes()).decode()
+    except OSError:
+        return None
+    return f"\n{option}=y\n" in f"\n{text}"
 
 
 def debugfs_mounted() -> bool:

@@ -10,9 +10,9 @@ from gupctl.memory import PAGE_SIZE
 KMOD_STEP = "make -C kmod && sudo insmod kmod/gupctl.ko"
 
 NOT_FOUND = {
-    errors.DIAG_NO_DEBUGFS: "debugfs is not mounted and the gupctl kmod is not loaded: "
-    "mount it with `sudo mount -t debugfs none /sys/kernel/debug` (kernels with "
-    f"CONFIG_GUP_TEST), or load the kmod with `{KMOD_STEP}`",
+    errors.DIAG_NO_DEBUGFS: "debugfs is not mounted (where CONFIG_GUP_TEST puts gup_test) and "
+    "the gupctl kmod is not loaded: mount it with `sudo mount -t debugfs none "
+    f"/sys/kernel/debug`, or load the kmod with `{KMOD_STEP}`",
     errors.DIAG_NO_KMOD: "this kernel has no gup_test (CONFIG_GUP_TEST is off) and the gupctl "
     f"kmod is not loaded: load it with `{KMOD_STEP}`, or run in a VM: `gupctl vm -- gupctl ...`",
     errors.DIAG_EXPLICIT: "{tried} does not exist: check --device or $GUPCTL_DEVICE",

@@ -2,14 +2,15 @@
 # shellcheck shell=dash
 # PID 1 of gupctl's VM (see gupctl/vm/runner.py for the host side).
 #
-# Mounts the host's root read-only over 9p with fresh proc/sys/dev/debugfs and
-# tmpfs scratch space, loads the gupctl kmod if asked, runs the job script the
-# host wrote into the shared run directory with its output on the virtio
-# consoles, and leaves the exit status and dmesg beside it.
+# Mounts the host's root read-only over 9p under a memory-backed overlay, with
+# fresh proc/sys/dev/debugfs/hugetlbfs and tmpfs on /dev/shm and /run; loads
+# the gupctl kmod if asked; runs the job script the host wrote into the shared
+# run directory, its output on the virtio consoles; and leaves the exit status
+# and dmesg beside it.
 # Parameters come from the kernel command line: gupctl_run=DIR (the shared run
 # directory, as a host path), gupctl_kmod=1 (insmod DIR/gupctl.ko) and
-# gupctl_tty=1 (the host's stdout is a terminal).  No
-# dots in their names: "gupctl.x=" would be a parameter of the gupctl module.
+# gupctl_tty=1 (the host's stdout is a terminal).  No dots in their names:
+# "gupctl.x=" would be a parameter of the gupctl module.
 
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -35,17 +36,24 @@ while read -r m; do
 	insmod "/lib/modules/$m" || die "insmod $m failed"
 done < /modules.list
 
+# The host root, read-only, under an overlay whose upper layer is guest
+# memory: everything the host has is visible (a checkout under /tmp too), and
+# whatever the guest writes stays in the guest.
 opts=trans=virtio,version=9p2000.L,msize=262144
-mount -t 9p -o "$opts,ro" hostroot /host || die "cannot mount the host root"
+mkdir -p /lower /rw
+mount -t 9p -o "$opts,ro" hostroot /lower || die "cannot mount the host root"
+mount -t tmpfs -o mode=0755 tmpfs /rw
+mkdir -p /rw/upper /rw/work
+mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work overlay /host ||
+	die "cannot mount the overlay"
 mount -t proc proc /host/proc
 mount -t sysfs sysfs /host/sys
 mount -t devtmpfs devtmpfs /host/dev
 mount -t debugfs debugfs /host/sys/kernel/debug
-mkdir -p /host/dev/hugepages && mount -t hugetlbfs hugetlbfs /host/dev/hugepages
-for d in /tmp /run /var/tmp; do
-	mount -t tmpfs -o mode=1777 tmpfs "/host$d"
-done
-# The run directory may lie under one of the tmpfs mounts just made.
+mkdir -p /host/dev/hugepages /host/dev/shm
+mount -t hugetlbfs hugetlbfs /host/dev/hugepages
+mount -t tmpfs -o mode=1777 tmpfs /host/dev/shm
+mount -t tmpfs -o mode=0755 tmpfs /host/run
 mkdir -p "/host$run"
 mount -t 9p -o "$opts" gupctl_run "/host$run" || die "cannot mount the run directory"
 

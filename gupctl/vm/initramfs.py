@@ -16,8 +16,8 @@ from gupctl.errors import VmError
 from gupctl.vm.kernel import Kernel
 
 #: What the init script needs before it can reach the host: virtio PCI and
-#: console (modules on Debian 6.1, built in on 6.12) and 9p over virtio.
-GUEST_MODULES = ("virtio_pci", "virtio_console", "9pnet_virtio", "9p")
+#: console (modules on Debian 6.1, built in on 6.12), 9p over virtio, overlayfs.
+GUEST_MODULES = ("virtio_pci", "virtio_console", "9pnet_virtio", "9p", "overlay")
 BUSYBOX = "/bin/busybox"
 
 

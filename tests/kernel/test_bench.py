@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from conftest import oracle_counters
 
@@ -70,8 +73,8 @@ def test_backings_count_per_4k_subpage(gupctl, node, backing: list[str]) -> None
     assert runs[0]["size"] == size
 
 
-def test_tmpfs_file_shared_and_removed(gupctl, node, tmp_path) -> None:
-    path = tmp_path / "pinned"
+def test_tmpfs_file_shared_and_removed(gupctl, node) -> None:
+    path = Path("/dev/shm") / f"gupctl-test-{os.getpid()}"  # tmpfs in the VM
     runs, acquired, released = _bench(gupctl, node, "pin_longterm_benchmark", "--file",
                                       str(path), "--create", "--shared", "-s", "8M")  # fmt: skip
     assert acquired == released == 8 * MIB // 4096

@@ -131,3 +131,20 @@ def test_vm_dry_run_prints_argv_and_job(cli: CliRunner) -> None:
         pytest.fail(f"dry run failed (needs qemu, busybox, a 6.12 kernel): {result.output}")
     assert "-accel" in result.stdout and "memdev=mem1" in result.stdout
     assert "exec echo 'a b'" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "mounted, config, diagnosis",
+    [(False, None, "debugfs is not mounted"), (False, True, "debugfs is not mounted"),
+     (False, False, "CONFIG_GUP_TEST is off"), (True, None, "CONFIG_GUP_TEST is off")],
+)  # fmt: skip
+def test_not_found_says_which(cli: CliRunner, monkeypatch: pytest.MonkeyPatch, mounted: bool,
+                              config: bool | None, diagnosis: str) -> None:  # fmt: skip
+    from gupctl import device
+
+    monkeypatch.setattr(device, "candidates", lambda explicit=None: ["/nonexistent/gup_test"])
+    monkeypatch.setattr(device, "debugfs_mounted", lambda: mounted)
+    monkeypatch.setattr(device, "kernel_config", lambda option: config)
+    result = cli.invoke(main, ["test"])
+    assert result.exit_code == 1
+    assert diagnosis in result.stderr and "insmod kmod/gupctl.ko" in result.stderr
