@@ -16,6 +16,7 @@ ffi.cdef(
     void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset);
     int munmap(void *addr, size_t length);
     int madvise(void *addr, size_t length, int advice);
+    int mprotect(void *addr, size_t length, int prot);
     long syscall(long number, ...);
     void *memset(void *s, int c, size_t n);
     int usleep(unsigned int usec);

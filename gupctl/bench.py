@@ -29,8 +29,14 @@ class RunSpec:
     nr_pages_per_call: int = 1  # abi.ALL_PAGES: everything in one call
     repeats: int = 1
     threads: int = 1
-    write: bool = True
+    write: bool = True  # FOLL_WRITE, OR'ed with gup_flags
     memory: MemorySpec = field(default_factory=MemorySpec)
+    gup_flags: int = 0  # more FOLL_* bits (gupctl.flags), for this kernel's numbering
+
+    @property
+    def foll_flags(self) -> int:
+        """The gup_flags the ioctl passes: `gup_flags`, plus FOLL_WRITE with `write`."""
+        return self.gup_flags | (abi.FOLL_WRITE if self.write else 0)
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,7 @@ class RunResult:
     get_ns_per_page: float
     put_ns_per_page: float
     balance: vmstat.Balance
+    gup_flags: int = 0  # as passed, FOLL_WRITE included
 
 
 def expected_pins(spec: RunSpec) -> int:
@@ -100,6 +107,7 @@ def run(device: Device, spec: RunSpec) -> RunResult:
         get_ns_per_page=get.median * 1000 / nr_pages,
         put_ns_per_page=put.median * 1000 / nr_pages,
         balance=vmstat.Balance.between(before, after, expected_pins(spec)),
+        gup_flags=spec.foll_flags,
     )
 
 
@@ -138,11 +146,12 @@ def _issue_one(device: Device, spec: RunSpec, mapping: Mapping, arg: object) -> 
     arg.addr = mapping.addr  # type: ignore[attr-defined]
     arg.size = spec.size  # type: ignore[attr-defined]
     arg.nr_pages_per_call = spec.nr_pages_per_call  # type: ignore[attr-defined]
-    arg.gup_flags = abi.FOLL_WRITE if spec.write else 0  # type: ignore[attr-defined]
+    arg.gup_flags = spec.foll_flags  # type: ignore[attr-defined]
     device.ioctl(spec.command, arg)
     got = int(arg.size)  # type: ignore[attr-defined]
     if got != spec.size:
         raise Truncated(
-            spec.command.name.lower(), spec.size, got, spec.memory.describe(), spec.write
-        )
+            spec.command.name.lower(), spec.size, got, spec.memory.describe(),
+            bool(spec.foll_flags & abi.FOLL_WRITE),
+        )  # fmt: skip
     return int(arg.get_delta_usec), int(arg.put_delta_usec)  # type: ignore[attr-defined]

@@ -74,6 +74,26 @@ class VmError(GupctlError):
 
     def __init__(self, what: str, kind: str, log: str | None = None) -> None:
         super().__init__(what)
-        #: one of "kernel", "tool", "build", "lost", "timeout"
+        #: one of "kernel", "tool", "build", "lost", "timeout", "problem", "usage"
         self.kind = kind
         self.log = log
+
+
+class FlagsError(GupctlError):
+    """A --gup-flags spec names no FOLL_* flag of this kernel, or an internal one."""
+
+    def __init__(self, what: str, valid: list[str], internal: bool = False) -> None:
+        super().__init__(what)
+        #: the names this kernel's table offers
+        self.valid = valid
+        #: the spec was refused for setting bits GUP reserves for itself
+        self.internal = internal
+
+
+class PinRefused(DeviceError):
+    """PIN_LONGTERM_TEST_START was refused: the kernel cannot longterm-pin this memory."""
+
+    def __init__(self, err: DeviceError, backing: str, write: bool) -> None:
+        super().__init__(err.what, err.errno or _errno.EIO, err.path, err.command)
+        self.backing = backing
+        self.write = write

@@ -20,9 +20,13 @@ from gupctl.errors import MappingError
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 # <asm-generic/mman.h>; the architectures gupctl runs on share it.
 MAP_HUGETLB = 0x40000
+# MAP_HUGE_* / MFD_HUGE_*: log2 of the huge page size in bits 26-31.
+MAP_HUGE_SHIFT = 26
 MPOL_BIND = 2
-# __NR_mbind: glibc has no wrapper (libnuma does); x86_64, aarch64/riscv (generic), i386.
+# __NR_mbind, __NR_set_mempolicy: glibc has no wrappers (libnuma does);
+# x86_64, aarch64/riscv (asm-generic), i386.
 _NR_MBIND = {"x86_64": 237, "aarch64": 235, "riscv64": 235, "i686": 274, "i386": 274}
+_NR_SET_MEMPOLICY = {"x86_64": 238, "aarch64": 237, "riscv64": 237, "i686": 276, "i386": 276}
 
 
 @dataclass(frozen=True)
@@ -32,14 +36,18 @@ class MemorySpec:
     shared: bool = False
     file: str | None = None
     create: bool = False
+    memfd: bool = False  # memfd_create(): tmpfs, or hugetlbfs with hugetlb
     hugetlb: bool = False
+    hugetlb_size: int | None = None  # bytes; None: the default huge page size
     thp: bool | None = None  # None: leave the system's THP policy alone
     prefault: bool = True
     numa_node: int | None = None
 
     def describe(self) -> str:
         """A short name of the backing, e.g. 'anon-private', 'file-shared', 'hugetlb-private'."""
-        kind = "hugetlb" if self.hugetlb else ("file" if self.file else "anon")
+        kind = "memfd" if self.memfd else ("file" if self.file else "anon")
+        if self.hugetlb:
+            kind = "hugetlb" if kind == "anon" else f"{kind}-hugetlb"
         sharing = "shared" if self.shared else "private"
         thp = {None: "", True: "+thp", False: "-thp"}[self.thp]
         return f"{kind}-{sharing}{thp}"
@@ -63,6 +71,45 @@ def thp_size() -> int:
         return 2 << 20
 
 
+def _nodemask(node: int) -> tuple[object, int]:
+    maxnode = max(64, node + 1)
+    mask = ffi.new("unsigned long[]", (maxnode + 63) // 64)
+    mask[node // 64] = 1 << (node % 64)
+    return mask, maxnode + 1  # the kernel takes one more than the bits it reads
+
+
+def _syscall_nr(table: dict[str, int], what: str) -> int:
+    nr = table.get(platform.machine())
+    if nr is None:
+        raise MappingError(f"{what} on {platform.machine()}", errno.ENOSYS)
+    return nr
+
+
+def bind_task(node: int) -> None:
+    """set_mempolicy(MPOL_BIND, node): everything this task allocates from now on,
+    page cache included (which mbind() of a file mapping does not steer)."""
+    mask, maxnode = _nodemask(node)
+    nr = _syscall_nr(_NR_SET_MEMPOLICY, "set_mempolicy")
+    ret = lib.syscall(ffi.cast("long", nr), ffi.cast("long", MPOL_BIND), mask,
+                      ffi.cast("unsigned long", maxnode))  # fmt: skip
+    if ret < 0:
+        raise MappingError(f"set_mempolicy to NUMA node {node}", ffi.errno)
+
+
+def hugetlb_sizes() -> list[int]:
+    """The huge page sizes this kernel offers (bytes), from /sys/kernel/mm/hugepages."""
+    root = Path("/sys/kernel/mm/hugepages")
+    sizes = []
+    for d in root.glob("hugepages-*kB"):
+        sizes.append(int(d.name.removeprefix("hugepages-").removesuffix("kB")) * 1024)
+    return sorted(sizes)
+
+
+def _huge_shift(size: int | None) -> int:
+    """The MAP_HUGE_*/MFD_HUGE_* value for `size`; 0 selects the default size."""
+    return size.bit_length() - 1 if size else 0
+
+
 class Mapping:
     """A live mapping of `size` bytes at `addr`; close() undoes everything it did."""
 
@@ -81,18 +128,20 @@ class Mapping:
 
     def _map(self) -> None:
         spec, size = self.spec, self.size
-        unit = hugetlb_page_size() if spec.hugetlb else PAGE_SIZE
+        unit = (spec.hugetlb_size or hugetlb_page_size()) if spec.hugetlb else PAGE_SIZE
         if size <= 0 or size % unit:
             raise MappingError(
                 f"size {size} is not a positive multiple of {unit}", errno.EINVAL, spec.describe()
             )
         flags = mmap.MAP_SHARED if spec.shared else mmap.MAP_PRIVATE
-        if spec.file:
+        if spec.memfd:
+            self._fd = self._memfd(size, unit)
+        elif spec.file:
             self._fd = self._open_file(spec.file, size)
         else:
             flags |= mmap.MAP_ANONYMOUS
-        if spec.hugetlb:
-            flags |= MAP_HUGETLB
+            if spec.hugetlb:
+                flags |= MAP_HUGETLB | _huge_shift(spec.hugetlb_size) << MAP_HUGE_SHIFT
         # THP needs PMD-aligned memory: map one PMD more and trim.
         align = thp_size() if spec.thp and not spec.file else 0
         self._map_len = size + align
@@ -133,20 +182,36 @@ class Mapping:
             )
         return fd
 
+    def _memfd(self, size: int, unit: int) -> int:
+        flags = os.MFD_CLOEXEC
+        if self.spec.hugetlb:
+            flags |= os.MFD_HUGETLB | _huge_shift(self.spec.hugetlb_size) << MAP_HUGE_SHIFT
+        try:
+            fd = os.memfd_create("gupctl", flags)
+        except OSError as e:
+            raise MappingError("memfd_create", e.errno, self.spec.describe()) from None
+        try:
+            os.ftruncate(fd, size)
+        except OSError as e:
+            os.close(fd)
+            raise MappingError(f"ftruncate of a memfd to {size}", e.errno,
+                               self.spec.describe()) from None  # fmt: skip
+        return fd
+
+    def protect_readonly(self) -> None:
+        """mprotect(PROT_READ): gup_longterm.c maps R/O before R/O pins."""
+        self._call(lib.mprotect(self._ptr(), self.size, mmap.PROT_READ), "mprotect")
+
     def _bind(self, node: int) -> None:
-        nr = _NR_MBIND.get(platform.machine())
-        if nr is None:
-            raise MappingError(f"NUMA binding on {platform.machine()}", errno.ENOSYS)
-        maxnode = max(64, node + 1)
-        mask = ffi.new("unsigned long[]", (maxnode + 63) // 64)
-        mask[node // 64] = 1 << (node % 64)
+        mask, maxnode = _nodemask(node)
+        nr = _syscall_nr(_NR_MBIND, "mbind")
         ret = lib.syscall(
             ffi.cast("long", nr),
             ffi.cast("unsigned long", self.addr),
             ffi.cast("unsigned long", self.size),
             ffi.cast("long", MPOL_BIND),
             mask,
-            ffi.cast("unsigned long", maxnode + 1),
+            ffi.cast("unsigned long", maxnode),
             ffi.cast("long", 0),
         )
         self._call(ret, f"mbind to NUMA node {node}")
@@ -157,6 +222,10 @@ class Mapping:
     def _call(self, ret: int, what: str) -> None:
         if ret < 0:
             raise MappingError(what, ffi.errno, self.spec.describe())
+
+    def fill(self, byte: int) -> None:
+        """Write `byte` to every byte of the mapping, from userspace."""
+        lib.memset(self._ptr(), byte, self.size)
 
     def read(self, offset: int, length: int) -> bytes:
         """Copy `length` bytes at `offset` out of the mapping."""

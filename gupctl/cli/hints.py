@@ -53,11 +53,35 @@ VM = {
     "lost": "{what}: the guest died or hung before the command finished; console log: {log}",
     "timeout": "{what}: raise --timeout, or look at the console log: {log}",
     "problem": "{what}: the guest kernel reported it; console log: {log}",
+    "usage": "{what}",
+}
+
+
+PIN_REFUSED = {
+    # v6.5 check_vma_flags(): writable_file_mapping_allowed() says -EFAULT.
+    (E.EFAULT, "file"): "the kernel refused to longterm-pin {backing} memory: "
+    "FOLL_LONGTERM|FOLL_WRITE pins of shared file pages on ext4/xfs/btrfs are refused; "
+    "use tmpfs (/dev/shm), memfd or anonymous memory, or drop --write",
+    (E.EFAULT, ""): "the kernel could not longterm-pin {backing} memory (it faulted): "
+    "check the mapping's permissions, or use --write on private memory",
+    (E.EOPNOTSUPP, ""): "the kernel refuses FOLL_LONGTERM pins of {backing} memory "
+    "(fsdax and similar): use tmpfs, memfd or anonymous memory",
+    # mm/gup_test.c answers START with -EINVAL while its global pins are held.
+    (E.EINVAL, ""): "{path} refused PIN_LONGTERM_TEST_START: the in-kernel gup_test holds "
+    "another process's longterm pins (its state is global): `gupctl longterm stop`, then retry",
 }
 
 
 def hint(err: errors.GupctlError) -> str:
     """One line for `err`: the problem, then the next step."""
+    if isinstance(err, errors.FlagsError):
+        step = "pass --force-flags if you mean it, or use" if err.internal else "use"
+        return f"{err.what}: {step} this kernel's flags: {','.join(err.valid)}, or a number"
+    if isinstance(err, errors.PinRefused):
+        kind = "file" if err.backing.startswith("file") and err.write else ""
+        for key in ((err.errno, kind), (err.errno, "")):
+            if key in PIN_REFUSED:
+                return PIN_REFUSED[key].format(backing=err.backing, path=err.path)
     if isinstance(err, errors.DeviceNotFound):
         return NOT_FOUND[err.diagnosis].format(tried=", ".join(err.tried))
     if isinstance(err, errors.Truncated):

@@ -82,6 +82,7 @@ def memory_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--shared", is_flag=True, help="MAP_SHARED instead of MAP_PRIVATE."),
         click.option("--file", "file", metavar="PATH", help="Map this file, not anonymous memory."),
         click.option("--create", is_flag=True, help="Create --file (and remove it afterwards)."),
+        click.option("--memfd", is_flag=True, help="memfd_create() (with --hugetlb: hugetlbfs)."),
         click.option("--hugetlb", is_flag=True, help="MAP_HUGETLB (needs reserved huge pages)."),
         click.option("--thp/--no-thp", default=None, help="MADV_HUGEPAGE / MADV_NOHUGEPAGE."),
         click.option("--prefault/--no-prefault", default=True, show_default=True,
@@ -96,11 +97,39 @@ def memory_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
         if kw["create"] and not kw["file"]:
             raise click.UsageError("--create needs --file PATH")
+        if kw["memfd"] and kw["file"]:
+            raise click.UsageError("--memfd and --file exclude each other")
         kw["memory"] = MemorySpec(
             shared=kw.pop("shared"), file=kw.pop("file"), create=kw.pop("create"),
+            memfd=kw.pop("memfd"),
             hugetlb=kw.pop("hugetlb"), thp=kw.pop("thp"), prefault=kw.pop("prefault"),
             numa_node=kw.pop("numa_node"),
         )  # fmt: skip
+        return f(*args, **kw)
+
+    for opt in reversed(opts):
+        wrapper = opt(wrapper)
+    return wrapper
+
+
+def gup_flags_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--gup-flags SPEC and --force-flags; the command receives one `gup_flags` int."""
+    opts = [
+        click.option("--gup-flags", "gup_flags", metavar="SPEC", default="",
+                     help="More FOLL_* flags for GUP, this kernel's values: names (write,"
+                     "force,longterm...; foll_ prefix optional) or numbers, comma-separated."),
+        click.option("--force-flags", is_flag=True,
+                     help="Allow internal FOLL_* bits (pin, get, touch...) in --gup-flags: "
+                     "experts only, GUP may WARN or leak references."),
+    ]  # fmt: skip
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kw: Any) -> Any:
+        from gupctl import flags
+
+        spec, force = kw.pop("gup_flags"), kw.pop("force_flags")
+        # A FlagsError raised here is a library error: hints.py lists the valid names.
+        kw["gup_flags"] = flags.parse(spec, allow_internal=force) if spec else 0
         return f(*args, **kw)
 
     for opt in reversed(opts):

@@ -7,7 +7,14 @@ from typing import Any
 
 import click
 
-from gupctl.cli.options import PagesPerCall, Size, device_option, json_option, memory_options
+from gupctl.cli.options import (
+    PagesPerCall,
+    Size,
+    device_option,
+    gup_flags_option,
+    json_option,
+    memory_options,
+)
 
 BENCH_NAMES = ("gup_fast_benchmark", "pin_fast_benchmark", "pin_longterm_benchmark")
 TEST_NAMES = ("gup_basic_test", "pin_basic_test")
@@ -23,13 +30,13 @@ def _run_options(f: Any) -> Any:
         click.option("-j", "--threads", type=click.IntRange(1), default=1, show_default=True,
                      help="Threads issuing ioctls on the same buffer in parallel."),
         click.option("-w/-W", "--write/--read-only", default=True, show_default=True,
-                     help="Pass FOLL_WRITE, or not."),
+                     help="Pass FOLL_WRITE, or not (OR'ed with --gup-flags)."),
         click.option("--check-balance", is_flag=True,
                      help="Exit 1 unless the pins acquired and released match exactly."),
     ]  # fmt: skip
     for opt in reversed(opts):
         f = opt(f)
-    return memory_options(device_option(json_option(f)))
+    return gup_flags_option(memory_options(device_option(json_option(f))))
 
 
 def _execute(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import sys
@@ -13,7 +14,9 @@ import click
 @click.option(
     "--kernel",
     metavar="SPEC",
-    help="vmlinuz path, release, or series such as 6.1 (default: Debian 6.12).",
+    help="vmlinuz path, release, or series such as 6.1 (default: Debian 6.12); or "
+    "source[:PATH] for a kernel with CONFIG_GUP_TEST built from a source tarball or tree "
+    "(default /usr/src/linux-source-6.12.tar.xz; minutes once, then cached; use --no-kmod).",
 )
 @click.option(
     "--kmod/--no-kmod",
@@ -46,6 +49,8 @@ def vm(
 
     if if_needed and _have_device():
         os.execvp(command[0], list(command))
+    # A kernel built from source reports its progress through logging.
+    logging.basicConfig(level=logging.INFO, format="gupctl: %(message)s", stream=sys.stderr)
     p = vm_mod.plan(list(command), kernel, kmod)
     if dry_run:
         sys.stdout.write(shlex.join(p.argv) + "\n\n" + p.job)

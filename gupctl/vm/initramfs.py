@@ -29,21 +29,25 @@ def _module_name(relpath: str) -> str:
     return _norm(Path(relpath).name.split(".ko")[0])
 
 
+def _lines(path: Path) -> list[str]:
+    # Either file may be absent: a kernel with everything built in has no
+    # modules.dep entries to offer, only modules.builtin.
+    return path.read_text().splitlines() if path.exists() else []
+
+
 def module_closure(kernel: Kernel, wanted: tuple[str, ...] = GUEST_MODULES) -> list[str]:
     """Module files (relative to /lib/modules/R) to insmod, dependencies first.
 
-    Modules built into the kernel (modules.builtin) are left out.
+    Modules built into the kernel (modules.builtin) are left out, and a kernel
+    gupctl built from source (builtin_only) needs none at all.
     """
+    if kernel.builtin_only:
+        return []
     deps: dict[str, tuple[str, list[str]]] = {}
-    for line in (kernel.modules / "modules.dep").read_text().splitlines():
+    for line in _lines(kernel.modules / "modules.dep"):
         path, _, rest = line.partition(":")
         deps[_module_name(path)] = (path, rest.split())
-    builtin_file = kernel.modules / "modules.builtin"
-    builtin = (
-        {_module_name(p) for p in builtin_file.read_text().split()}
-        if builtin_file.exists()
-        else set()
-    )
+    builtin = {_module_name(p) for p in _lines(kernel.modules / "modules.builtin")}
     order: list[str] = []
 
     def visit(name: str) -> None:
@@ -117,6 +121,8 @@ def build(kernel: Kernel, dest: Path) -> Path:
         name = Path(rel).name.split(".ko")[0] + ".ko"
         archive.file(f"lib/modules/{name}", _decompressed(kernel.modules / rel))
         names.append(name)
-    archive.file("modules.list", "\n".join(names).encode() + b"\n")
+    # One name a line, and no line at all when every module is built in:
+    # guest-init.sh would insmod an empty name.
+    archive.file("modules.list", "".join(f"{n}\n" for n in names).encode())
     dest.write_bytes(gzip.compress(archive.finish(), compresslevel=1))
     return dest

@@ -45,6 +45,9 @@ def _sources(src: Path) -> list[Path]:
 def build(kernel: Kernel) -> Path:
     """gupctl.ko built against `kernel`'s headers; rebuilt only when sources change."""
     src = source_dir()
+    if kernel.builtin_only:
+        raise VmError(f"kernel {kernel.release} has gup_test built in and takes no modules: "
+                      "pass --no-kmod", "usage")  # fmt: skip
     if not (kernel.build / "Makefile").exists():
         raise VmError(
             f"no headers for {kernel.release} at {kernel.build} (Debian: "

@@ -20,9 +20,12 @@ class Machine:
     then move by exactly the pins a test takes (see gupctl/vmstat.py)."""
 
     cpus: int = 2
-    node0_mib: int = 1536
-    node1_mib: int = 1536
-    hugepages: int = 64  # 2 MiB pages reserved at boot, spread over both nodes
+    node0_mib: int = 2048
+    node1_mib: int = 2048
+    # Huge pages reserved at boot, spread over both nodes: hugetlb cases of
+    # 128 MiB on node 1, and one 1 GiB page there for gup_longterm's sizes.
+    hugepages_2m: int = 128
+    hugepages_1g: int = 2
 
 
 def kvm_usable() -> bool:
@@ -92,7 +95,8 @@ def cmdline(run_dir: Path, kmod: bool, machine: Machine = Machine(), tty: bool =
         "console=ttyS0", "rdinit=/init",
         # Any oops or panic ends the VM at once instead of hanging it.
         "panic=-1", "oops=panic",
-        f"hugepages={machine.hugepages}",
+        f"hugepagesz=2M hugepages={machine.hugepages_2m}",
+        f"hugepagesz=1G hugepages={machine.hugepages_1g}",
         f"gupctl_run={run_dir}",
     ]  # fmt: skip
     if kmod:

@@ -24,14 +24,13 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from gupctl import kmsg
 from gupctl.errors import VmError
 from gupctl.vm import initramfs, kmod, qemu
 from gupctl.vm.kernel import Kernel, find
 
-PROBLEM = re.compile(
-    r"WARNING:|BUG:|Oops|Kernel panic|general protection fault|gup_test failure"
-    r"|UBSAN:|KASAN:|gupctl-init: FATAL"
-)
+#: What fails a run: any kernel problem, or the guest init giving up.
+PROBLEM = re.compile(f"{kmsg.PROBLEM.pattern}|gupctl-init: FATAL")
 #: Host variables the guest command sees too.
 PASSTHROUGH = ("CI", "NO_COLOR", "TERM", "COLUMNS", "PYTHONPATH")
 
@@ -76,8 +75,11 @@ class Plan:
 
 
 def _initrd(kernel: Kernel) -> Path:
-    init = resources.files("gupctl.vm").joinpath("guest-init.sh").read_bytes()
-    key = hashlib.sha256(init + kernel.release.encode() + str(initramfs.GUEST_MODULES).encode())
+    files = resources.files("gupctl.vm")
+    # The init script and the code that packs it (and picks the modules).
+    key = hashlib.sha256(kernel.release.encode() + str(kernel.builtin_only).encode())
+    for name in ("guest-init.sh", "initramfs.py"):
+        key.update(files.joinpath(name).read_bytes())
     dest = kmod.cache_dir() / "initramfs" / f"{kernel.release}-{key.hexdigest()[:16]}.cpio.gz"
     if not dest.exists():
         dest.parent.mkdir(parents=True, exist_ok=True)

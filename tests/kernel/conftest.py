@@ -21,8 +21,18 @@ DEVICES = ("/sys/kernel/debug/gup_test", "/dev/gup_test")
 PROBLEM = re.compile(r"WARNING:|BUG:|Oops|Kernel panic|gup_test failure|general protection")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "kmod: tests of gupctl's kmod, not of gup_test's ABI")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if any(os.path.exists(d) for d in DEVICES):
+        if not os.path.exists("/sys/module/gupctl"):
+            # The kernel's own gup_test: tests of the kmod do not apply (deselected,
+            # not skipped: nothing is missing).
+            kmod_only = [i for i in items if i.get_closest_marker("kmod")]
+            config.hook.pytest_deselected(items=kmod_only)
+            items[:] = [i for i in items if not i.get_closest_marker("kmod")]
         return
     reason = "no gup_test device (tests/run.py runs these in the VM)"
     if os.environ.get("GUPCTL_IN_VM") or os.environ.get("CI"):
@@ -62,9 +72,9 @@ class Ran:
 def gupctl():
     """Run the real gupctl command line in a child process."""
 
-    def run(*args: str, check: bool = True) -> Ran:
+    def run(*args: str, check: bool = True, timeout: float = 600) -> Ran:
         proc = subprocess.run([sys.executable, "-m", "gupctl", *args], capture_output=True,
-                              text=True, timeout=600)  # fmt: skip
+                              text=True, timeout=timeout)  # fmt: skip
         ran = Ran(proc.returncode, proc.stdout, proc.stderr)
         if check:
             assert ran.returncode == 0, f"gupctl {' '.join(args)} failed: {ran.stderr}"

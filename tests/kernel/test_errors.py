@@ -36,10 +36,9 @@ def test_too_many_hugetlb_pages(gupctl, node) -> None:
     assert oracle_counters(node) == before
 
 
+@pytest.mark.kmod
 def test_kmod_size_limit_is_e2big(gupctl, node) -> None:
     param = Path("/sys/module/gupctl/parameters/max_pages")
-    if not param.exists():
-        pytest.skip("only the kmod has max_pages")
     saved = param.read_text()
     param.write_text("256")
     try:

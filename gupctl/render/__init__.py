@@ -1,4 +1,5 @@
-"""All output: rich tables for people, JSON for programs, from the same dataclasses.
+"""All output: rich tables for people, JSON for programs, from the same dataclasses;
+KTAP and JUnit for the selftest (render/ktap.py).
 
 The only module that imports rich.  Data goes to stdout, diagnostics to stderr;
 rich honours NO_COLOR and drops styling when stdout is not a terminal.
@@ -17,7 +18,9 @@ from rich.table import Table
 
 from gupctl.abi import AbiReport
 from gupctl.bench import RunResult
-from gupctl.vmstat import PinCounters
+from gupctl.dump import DumpResult
+from gupctl.longterm import HoldResult, ReadResult
+from gupctl.vmstat import Balance, PinCounters
 
 # Tables are wide: when stdout is not a terminal (and $COLUMNS does not say),
 # lay them out for 160 columns instead of rich's 80.
@@ -65,6 +68,12 @@ def _tables(data: Any) -> list[Table]:
         return [_runs(items), _balances(items)]
     if items and isinstance(items[0], PinCounters):
         return [_counters(items)]
+    if isinstance(data, DumpResult):
+        return [_dump(data), _balance_table([(data.call, data.balance)])]
+    if isinstance(data, HoldResult):
+        return [_hold(data), _balance_table([("longterm pin", data.balance)])]
+    if isinstance(data, ReadResult):
+        return [_read(data), _balance_table([("longterm pin", data.balance)])]
     raise TypeError(f"nothing renders {type(data).__name__}")
 
 
@@ -133,4 +142,56 @@ def _counters(counters: list[PinCounters]) -> Table:
         t.add_row(
             c.scope, str(c.nr_foll_pin_acquired), str(c.nr_foll_pin_released), str(c.outstanding)
         )
+    return t
+
+
+def _balance_table(rows: list[tuple[str, Balance]]) -> Table:
+    t = Table(title="pin balance (nr_foll_pin_* deltas)")
+    for col in ("what", "scope", "expected", "acquired", "released", "outstanding", "balance"):
+        t.add_column(col, justify="left" if col in ("what", "scope", "balance") else "right")
+    for what, b in rows:
+        t.add_row(what, b.scope, str(b.expected), str(b.acquired), str(b.released),
+                  f"{b.outstanding_before}→{b.outstanding_after}",
+                  "exact" if b.exact else "MISMATCH")  # fmt: skip
+    return t
+
+
+def _dump(r: DumpResult) -> Table:
+    flags = "|".join(r.gup_flag_names) or "0"
+    t = Table(title=f"dump_page() via {r.call}: {r.backing}, {r.nr_pages} pages, "
+              f"gup_flags {flags}")  # fmt: skip
+    for col in ("page", "user addr", "pfn", "refcount", "mapcount", "pincount", "order"):
+        t.add_column(col, justify="right")
+    t.add_column("mapping")
+    t.add_column("flags", overflow="fold")
+    for p in r.pages:
+        t.add_row(
+            str(p.index), f"{p.user_addr:#x}", f"{p.pfn:#x}", str(p.refcount), str(p.mapcount),
+            _opt(p.pincount), _opt(p.order), p.mapping or "-", "|".join(p.flags),
+        )  # fmt: skip
+    return t
+
+
+def _opt(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _hold(r: HoldResult) -> Table:
+    t = Table(title="longterm pin held, then released")
+    for col in ("backing", "MiB", "mode", "pages", "acquired while held", "held s"):
+        t.add_column(col, justify="left" if col in ("backing", "mode") else "right")
+    mode = ("write" if r.write else "read-only") + (", fast" if r.fast else "")
+    t.add_row(r.backing, f"{r.size / (1 << 20):g}", mode, str(r.pinned_pages),
+              str(r.acquired_while_held), f"{r.held_seconds:g}")  # fmt: skip
+    return t
+
+
+def _read(r: ReadResult) -> Table:
+    t = Table(title="PIN_LONGTERM_TEST_READ after a write through the mapping")
+    for col in ("backing", "MiB", "mode", "pages", "matched", "mismatched", "verdict"):
+        t.add_column(col, justify="left" if col in ("backing", "mode", "verdict") else "right")
+    mode = ("write" if r.write else "read-only") + (", fast" if r.fast else "")
+    verdict = "reliable" if r.ok else f"STALE: pages {r.mismatched_pages}"
+    t.add_row(r.backing, f"{r.size / (1 << 20):g}", mode, str(r.nr_pages), str(r.matched),
+              str(r.mismatched), verdict)  # fmt: skip
     return t

@@ -1,0 +1,131 @@
+"""The selftest's cases: what upstream's selftests cover, with stable names.
+
+- run_vmtests.sh's gup matrix: {THP, no THP, hugetlb} x {gup-fast, gup,
+  pin-fast, pin, pin-longterm} x {write, read-only} x {shared, private} x
+  {1, 512, 123, all pages per call} (upstream runs 1, 512 and 123);
+- its dump case (`gup_test -ct -F 0x1 0 19 0x1000`);
+- gup_longterm.c's pinnability matrix: memfd, tmpfs file, ext4 file, hugetlb
+  memfd per huge page size, x {R/O, R/W} x {slow, fast} x {shared, private};
+- cow.c's R/O longterm pin checks: pin R/O, write through the mapping, read
+  through the pin, compare; with and without a fork() sharing the pages.
+
+Names are KTAP test names: lower case, dot-separated, unique and stable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gupctl import abi
+
+GUP_COMMANDS = {
+    "gup_fast": abi.GUP_FAST_BENCHMARK,
+    "gup": abi.GUP_BASIC_TEST,
+    "pin_fast": abi.PIN_FAST_BENCHMARK,
+    "pin": abi.PIN_BASIC_TEST,
+    "pin_longterm": abi.PIN_LONGTERM_BENCHMARK,
+}
+MEMORY = ("thp", "nothp", "hugetlb")
+PAGES_PER_CALL = {"n1": 1, "n512": 512, "n123": 123, "nall": abi.ALL_PAGES}
+LONGTERM_BACKINGS = ("memfd", "tmpfs", "ext4")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One test: `kind` picks the code that runs it, `params` what it varies."""
+
+    name: str
+    kind: str  # "gup", "dump", "longterm", "cow"
+    params: dict[str, object] = field(default_factory=dict, hash=False)
+
+
+def gup_matrix() -> list[Case]:
+    """run_vmtests.sh's run_gup_matrix, plus all pages in one call."""
+    cases = []
+    for mem in MEMORY:
+        for cmd in GUP_COMMANDS:
+            for rw in ("write", "read"):
+                for share in ("shared", "private"):
+                    for n, per_call in PAGES_PER_CALL.items():
+                        name = f"{cmd}.{mem}.{share}.{rw}.{n}"
+                        params = {"command": cmd, "memory": mem, "shared": share == "shared",
+                                  "write": rw == "write", "per_call": per_call}  # fmt: skip
+                        cases.append(Case(name, "gup", params))
+    return cases
+
+
+def dump_cases() -> list[Case]:
+    """`gup_test -ct -F 0x1 0 19 0x1000`: dump pages 0, 19 and 4096 of THP memory."""
+    pages = [0, 19, 4096]
+    return [
+        Case("dump.thp.pin.p0_19_4096", "dump", {"indexes": pages, "pin": True}),
+        Case("dump.nothp.get.p0_19_4096", "dump", {"indexes": pages, "pin": False}),
+    ]
+
+
+def size_label(size: int) -> str:
+    """2097152 -> '2m', 1073741824 -> '1g', 65536 -> '64k'."""
+    for shift, unit in ((30, "g"), (20, "m"), (10, "k")):
+        if size >= 1 << shift and size % (1 << shift) == 0:
+            return f"{size >> shift}{unit}"
+    return str(size)
+
+
+def longterm_matrix(hugetlb_sizes: list[int]) -> list[Case]:
+    """gup_longterm.c: may this memory be pinned FOLL_LONGTERM, R/O and R/W?"""
+    backings: list[tuple[str, dict[str, object]]] = [(b, {"backing": b}) for b in LONGTERM_BACKINGS]
+    for size in hugetlb_sizes:
+        backings.append(
+            (f"hugetlb_{size_label(size)}", {"backing": "hugetlb", "hugetlb_size": size})
+        )
+    cases = []
+    for label, backing in backings:
+        for share in ("shared", "private"):
+            for rw in ("ro", "rw"):
+                for fast in ("slow", "fast"):
+                    params: dict[str, object] = dict(backing)
+                    params.update(shared=share == "shared", write=rw == "rw", fast=fast == "fast")
+                    cases.append(Case(f"longterm.{label}.{share}.{rw}.{fast}", "longterm", params))
+    return cases
+
+
+def longterm_should_work(backing: str, shared: bool, write: bool, release: str) -> bool:
+    """gup_longterm.c's expectation: R/O pins and private mappings always work;
+    R/W pins of shared file pages only on filesystems without writeback
+    (tmpfs, hugetlbfs).  Kernels refuse them on ext4, xfs and btrfs since v6.5
+    ("mm/gup: disallow FOLL_LONGTERM GUP-nonfast writing to file-backed
+    mappings" and its GUP-fast twin); before that, nothing checked."""
+    if not shared or not write or backing != "ext4":
+        return True
+    return _version(release) < (6, 5)
+
+
+def _version(release: str) -> tuple[int, int]:
+    major, minor = release.split(".")[:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
+
+
+def cow_cases() -> list[Case]:
+    """cow.c's R/O longterm pin tests on anonymous memory."""
+    cases = []
+    for mem in ("anon", "thp", "hugetlb"):
+        for fast in ("slow", "fast"):
+            for fork in ("nofork", "fork"):
+                params: dict[str, object] = {"memory": mem, "fast": fast == "fast",
+                                             "fork": fork == "fork"}  # fmt: skip
+                cases.append(Case(f"cow_ro_pin.{mem}.{fast}.{fork}", "cow", params))
+    return cases
+
+
+def all_cases(hugetlb_sizes: list[int]) -> list[Case]:
+    """Every case, in running order."""
+    return gup_matrix() + dump_cases() + longterm_matrix(hugetlb_sizes) + cow_cases()
+
+
+def select(cases: list[Case], patterns: tuple[str, ...]) -> list[Case]:
+    """The cases whose names match any shell-style pattern (all if none given)."""
+    from fnmatch import fnmatchcase
+
+    if not patterns:
+        return cases
+    return [c for c in cases if any(fnmatchcase(c.name, p) for p in patterns)]

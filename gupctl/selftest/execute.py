@@ -1,0 +1,205 @@
+"""Running one selftest case (in a child process: see runner.py).
+
+Each function returns an Outcome; an exception escaping one is turned into a
+failure by the runner.  Pin balance is measured on `env.node` when the VM
+offers a memory-only node: the child binds all its allocations there first.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+from dataclasses import dataclass, field
+
+from gupctl import bench, longterm, vmstat
+from gupctl.device import Device
+from gupctl.errors import GupctlError, MappingError, Truncated
+from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec, hugetlb_page_size, thp_size
+from gupctl.selftest.cases import GUP_COMMANDS, Case, longterm_should_work
+
+
+@dataclass(frozen=True)
+class Env:
+    """What every case may use: set up once by the runner."""
+
+    device: str
+    size: int
+    node: int | None
+    release: str
+    ext4_dir: str | None
+    tmpfs_dir: str = "/dev/shm"
+
+
+@dataclass
+class Outcome:
+    status: str  # "pass", "fail", "skip"
+    reason: str = ""
+    details: dict[str, object] = field(default_factory=dict)
+
+
+def run_case(case: Case, env: Env) -> Outcome:
+    """Dispatch on the case's kind."""
+    with Device(env.device) as dev:
+        return {"gup": _gup, "dump": _dump, "longterm": _longterm, "cow": _cow}[case.kind](
+            dev, case, env
+        )
+
+
+def _skip_if_no_hugepages(e: MappingError, spec: MemorySpec) -> Outcome:
+    if spec.hugetlb and e.errno in (errno.ENOMEM, errno.EINVAL, errno.ENOSPC):
+        return Outcome("skip", f"not enough free hugetlb pages ({e})")
+    raise e
+
+
+def _gup(dev: Device, case: Case, env: Env) -> Outcome:
+    p = case.params
+    mem = str(p["memory"])
+    spec = MemorySpec(shared=bool(p["shared"]), hugetlb=mem == "hugetlb",
+                      thp={"thp": True, "nothp": False}.get(mem), numa_node=env.node)  # fmt: skip
+    run = bench.RunSpec(GUP_COMMANDS[str(p["command"])], size=env.size,
+                        nr_pages_per_call=int(p["per_call"]),  # type: ignore[call-overload]
+                        write=bool(p["write"]), memory=spec)  # fmt: skip
+    try:
+        result = bench.run(dev, run)
+    except MappingError as e:
+        return _skip_if_no_hugepages(e, spec)
+    except Truncated as e:
+        return Outcome("fail", f"truncated: kernel covered {e.got} of {e.asked} bytes")
+    b = result.balance
+    details = {"get_usec": result.get_usec[0], "put_usec": result.put_usec[0],
+               "balance": vars(b)}  # fmt: skip
+    if not b.exact:
+        return Outcome("fail", f"pin balance on {b.scope}: expected {b.expected}, acquired "
+                       f"{b.acquired}, released {b.released}", details)  # fmt: skip
+    return Outcome("pass", details=details)
+
+
+def _dump(dev: Device, case: Case, env: Env) -> Outcome:
+    from gupctl import dump
+
+    indexes = [int(i) for i in case.params["indexes"]]  # type: ignore[attr-defined]
+    pin = bool(case.params["pin"])
+    spec = MemorySpec(thp=pin, numa_node=env.node)
+    size = max(env.size, (max(indexes) + 1) * PAGE_SIZE)
+    with Mapping(spec, size) as mapping:
+        result = dump.dump_pages(dev, mapping, indexes, pin=pin)
+    pages = result.pages
+    got = [pg.index for pg in pages]
+    if got != indexes:
+        return Outcome("fail", f"kernel dumped pages {got}, asked for {indexes}")
+    if any(pg.refcount is None or pg.refcount < 1 or pg.pfn is None for pg in pages):
+        return Outcome("fail", "a dumped page lacks its refcount or pfn")
+    if not result.balance.exact:
+        return Outcome("fail", f"pin balance: {vars(result.balance)}")
+    return Outcome("pass", details={"pfns": [pg.pfn for pg in pages]})
+
+
+def _longterm_spec(case: Case, env: Env) -> tuple[MemorySpec, int]:
+    backing, shared = case.params["backing"], bool(case.params["shared"])
+    if backing == "memfd":
+        return MemorySpec(memfd=True, shared=shared), PAGE_SIZE
+    if backing == "hugetlb":
+        size = int(case.params["hugetlb_size"])  # type: ignore[call-overload]
+        return MemorySpec(memfd=True, hugetlb=True, hugetlb_size=size, shared=shared), size
+    directory = env.tmpfs_dir if backing == "tmpfs" else env.ext4_dir
+    assert directory is not None
+    path = os.path.join(directory, f"gupctl-longterm-{os.getpid()}")
+    return MemorySpec(file=path, create=True, shared=shared), PAGE_SIZE
+
+
+def _longterm(dev: Device, case: Case, env: Env) -> Outcome:
+    """gup_longterm.c's do_test(): does PIN_LONGTERM_TEST_START work as it should?"""
+    p = case.params
+    backing, shared, write = str(p["backing"]), bool(p["shared"]), bool(p["write"])
+    if backing == "ext4" and env.ext4_dir is None:
+        return Outcome("skip", "no ext4 filesystem (run as root with mkfs.ext4, or --ext4-dir)")
+    spec, size = _longterm_spec(case, env)
+    expected = longterm_should_work(backing, shared, write, env.release)
+    before = vmstat.snapshot(env.node)
+    try:
+        with Mapping(spec, size) as mapping:
+            if not write:
+                mapping.protect_readonly()  # as gup_longterm.c does for R/O pins
+            worked = _try_longterm_pin(dev, mapping, write, bool(p["fast"]))
+    except MappingError as e:
+        return _skip_if_no_hugepages(e, spec)
+    after = vmstat.snapshot(env.node)
+    balance = vmstat.Balance.between(before, after, size // PAGE_SIZE if worked else 0)
+    details = {"worked": worked, "expected": expected, "balance": vars(balance)}
+    if worked != expected:
+        verb = "worked" if worked else "failed"
+        return Outcome("fail", f"the pin {verb}; it should {'work' if expected else 'fail'}",
+                       details)  # fmt: skip
+    # Not `balance.exact`: when GUP-fast finds a folio it may not pin longterm,
+    # it drops the pin it took and the slow path pins again, so the counters
+    # can move by more than the pages pinned; they must still balance.
+    pinned_enough = balance.acquired >= balance.expected
+    if (
+        balance.acquired != balance.released
+        or not pinned_enough
+        or (balance.outstanding_after != balance.outstanding_before)
+    ):
+        return Outcome("fail", f"pin balance: {vars(balance)}", details)
+    return Outcome("pass", details=details)
+
+
+def _try_longterm_pin(dev: Device, mapping: Mapping, write: bool, fast: bool) -> bool:
+    try:
+        longterm.start(dev, mapping.addr, mapping.size, write=write, fast=fast)
+    except GupctlError as e:
+        if e.errno == errno.EFAULT:  # what gup_longterm.c takes for "refused"
+            return False
+        raise
+    longterm.stop(dev)
+    return True
+
+
+def _cow_spec(memory: str) -> tuple[MemorySpec, int]:
+    if memory == "thp":
+        return MemorySpec(thp=True), thp_size()
+    if memory == "hugetlb":
+        return MemorySpec(hugetlb=True), hugetlb_page_size()
+    return MemorySpec(thp=False), PAGE_SIZE
+
+
+def _cow(dev: Device, case: Case, env: Env) -> Outcome:
+    """cow.c: an R/O longterm pin must see what is written through the mapping later."""
+    p = case.params
+    spec, size = _cow_spec(str(p["memory"]))
+    try:
+        mapping = Mapping(spec, size)
+    except MappingError as e:
+        return _skip_if_no_hugepages(e, spec)
+    child = _fork_sharer() if p["fork"] else None
+    try:
+        mapping.fill(0x55)
+        longterm.start(dev, mapping.addr, size, write=False, fast=bool(p["fast"]))
+        try:
+            mapping.fill(0xAA)  # after a fork, this write is the COW fault
+            seen = longterm.read(dev, size)
+        finally:
+            longterm.stop(dev)
+        now = mapping.read(0, size)
+    finally:
+        if child:
+            os.kill(child, 9)
+            os.waitpid(child, 0)
+        mapping.close()
+    if seen != now:
+        stale = sum(seen[i] != now[i] for i in range(0, size, PAGE_SIZE))
+        return Outcome("fail", f"the pin sees stale data in {stale} of {size // PAGE_SIZE} "
+                       "pages: the R/O pin and the mapping diverged")  # fmt: skip
+    return Outcome("pass")
+
+
+def _fork_sharer() -> int:
+    """A child that keeps the parent's pages COW-shared until it is killed."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            while True:
+                signal.pause()
+        finally:
+            os._exit(0)  # never back into the caller's code
+    return pid

@@ -1,0 +1,49 @@
+"""What the selftest sets up once: a scratch ext4 filesystem for gup_longterm's file cases.
+
+gup_longterm.c needs a file on a filesystem with writeback (ext4, xfs, btrfs)
+to see R/W longterm pins refused.  Where none is given, a loop-mounted image
+in tmpfs serves (root, mkfs.ext4 and loop support needed).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+IMAGE_MB = 64
+
+
+def _run(*argv: str) -> bool:
+    return subprocess.run(argv, capture_output=True).returncode == 0
+
+
+@contextmanager
+def scratch_ext4(where: str = "/dev/shm") -> Iterator[str | None]:
+    """Yield the mount point of a fresh ext4 filesystem, or None if one cannot be made.
+
+    Everything it created is removed on exit.
+    """
+    if not shutil.which("mkfs.ext4"):
+        yield None
+        return
+    work = Path(tempfile.mkdtemp(prefix="gupctl-ext4-", dir=where))
+    image, mnt = work / "image", work / "mnt"
+    mounted = False
+    try:
+        with open(image, "wb") as f:
+            f.truncate(IMAGE_MB << 20)
+        mnt.mkdir()
+        # The kernel may have ext4 and loop as modules (Debian): load them.
+        _run("modprobe", "-q", "loop")
+        _run("modprobe", "-q", "ext4")
+        if _run("mkfs.ext4", "-q", "-F", str(image)):
+            mounted = _run("mount", "-t", "ext4", "-o", "loop", str(image), str(mnt))
+        yield str(mnt) if mounted else None
+    finally:
+        if mounted:
+            _run("umount", str(mnt))
+        shutil.rmtree(work, ignore_errors=True)

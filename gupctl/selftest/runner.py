@@ -1,0 +1,143 @@
+"""The selftest runner: each case in a child process with a time limit.
+
+A case that hangs or crashes marks itself failed and the run goes on (a child
+stuck in the kernel may not die; it is left behind and reported).  Around each
+case the runner reads the kernel log: a WARN, BUG, oops or "gup_test failure"
+fails the case whatever its own verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from gupctl import kmsg
+from gupctl.memory import bind_task
+from gupctl.selftest.cases import Case
+from gupctl.selftest.execute import Env, Outcome, run_case
+
+
+@dataclass
+class CaseResult:
+    """One case's verdict, as KTAP, JUnit and --json report it."""
+
+    name: str
+    status: str  # "pass", "fail", "skip"
+    reason: str
+    seconds: float
+    details: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    """The whole run; `counts` and `exit_code` derive from `results` (see of())."""
+
+    kernel: str
+    device: str
+    node: int | None
+    results: list[CaseResult]
+    counts: dict[str, int]
+    exit_code: int  # kselftest's: 0 pass, 1 any failure, 4 everything skipped
+
+    @classmethod
+    def of(cls, kernel: str, device: str, node: int | None, results: list[CaseResult]) -> Report:
+        counts = {"pass": 0, "fail": 0, "skip": 0}
+        for r in results:
+            counts[r.status] += 1
+        code = 1 if counts["fail"] else 4 if results and counts["skip"] == len(results) else 0
+        return cls(kernel, device, node, results, counts, code)
+
+
+def _child(case: Case, env: Env, wfd: int) -> None:
+    """Runs in the forked child: never returns."""
+    code = 0
+    try:
+        if env.node is not None:
+            bind_task(env.node)  # page cache and anon memory alike land on the node
+        outcome = run_case(case, env)
+    except Exception as e:  # the runner reports it; nothing escapes a child
+        outcome = Outcome("fail", f"{type(e).__name__}: {e}")
+    try:
+        os.write(wfd, json.dumps(asdict(outcome), default=str).encode())
+    except OSError:
+        code = 1
+    os._exit(code)
+
+
+def _wait(pid: int, rfd: int, timeout: float) -> Outcome:
+    deadline = time.monotonic() + timeout
+    chunks = []
+    while True:
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select([rfd], [], [], max(left, 0))
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+            reaped = _reap(pid, 5)
+            note = "" if reaped else "; the child did not die (stuck in the kernel?)"
+            return Outcome("fail", f"timed out after {timeout:g} s{note}")
+        data = os.read(rfd, 65536)
+        if not data:
+            break
+        chunks.append(data)
+    _, status = os.waitpid(pid, 0)
+    if not chunks:
+        how = (f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+               else f"status {os.WEXITSTATUS(status)}")  # fmt: skip
+        return Outcome("fail", f"the case's process died ({how}) without a verdict")
+    return Outcome(**json.loads(b"".join(chunks)))
+
+
+def _reap(pid: int, seconds: float) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if os.waitpid(pid, os.WNOHANG)[0]:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def run_one(case: Case, env: Env, timeout: float, log: kmsg.KernelLog | None) -> CaseResult:
+    """Fork, run `case` in the child, and judge it with the kernel log too."""
+    if log:
+        log.read_new()
+    start = time.monotonic()
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(rfd)
+        _child(case, env, wfd)
+    os.close(wfd)
+    try:
+        outcome = _wait(pid, rfd, timeout)
+    finally:
+        os.close(rfd)
+    seconds = round(time.monotonic() - start, 3)
+    bad = kmsg.problems(log.read_new()) if log else []
+    if bad:
+        outcome = Outcome("fail", "kernel log: " + " | ".join(bad[:3]), outcome.details)
+    return CaseResult(case.name, outcome.status, outcome.reason, seconds, outcome.details)
+
+
+def run(cases: list[Case], env: Env, timeout: float = 120,
+        progress: Callable[[CaseResult], None] | None = None) -> Report:  # fmt: skip
+    """Run `cases` in order; `progress` sees each result as it comes."""
+    results = []
+    try:
+        log: kmsg.KernelLog | None = kmsg.KernelLog()
+    except OSError:
+        log = None  # no /dev/kmsg access: the VM run's own dmesg check still applies
+    try:
+        for case in cases:
+            result = run_one(case, env, timeout, log)
+            results.append(result)
+            if progress:
+                progress(result)
+    finally:
+        if log:
+            log.close()
+    return Report.of(env.release, env.device, env.node, results)

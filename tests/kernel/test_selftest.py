@@ -1,0 +1,54 @@
+"""The whole `gupctl selftest` on a real kernel: every case passes, outputs agree."""
+
+from __future__ import annotations
+
+import re
+
+import junitparser
+from conftest import oracle_counters
+
+# run_vmtests.sh's gup matrix (plus all-pages-per-call), dump, gup_longterm's
+# matrix for memfd/tmpfs/ext4 and at least one hugetlb size, cow's R/O pins.
+MIN_CASES = 3 * 5 * 2 * 2 * 4 + 2 + 4 * 8 + 12
+
+
+def test_full_selftest(gupctl, node, tmp_path) -> None:
+    junit = tmp_path / "selftest.xml"
+    before = oracle_counters(node)
+    ran = gupctl("selftest", "--junit", str(junit), check=False, timeout=3000)
+    after = oracle_counters(node)
+    lines = ran.stdout.splitlines()
+    assert lines[:2] == ["KTAP version 1", lines[1]] and lines[1].startswith("1..")
+    plan = int(lines[1].removeprefix("1.."))
+    results = [line for line in lines if re.match(r"(not )?ok \d+ ", line)]
+    assert len(results) == plan >= MIN_CASES
+    failed = [line for line in lines if line.startswith(("not ok", "# ")) and "Totals" not in line]
+    assert not failed, "\n".join(failed)
+    # The VM has every resource the cases need (huge pages of both sizes, ext4).
+    assert not [line for line in results if "# SKIP" in line]
+    assert ran.returncode == 0, ran.stderr
+    assert f"# Totals: pass:{plan} fail:0" in ran.stdout
+
+    (suite,) = list(junitparser.JUnitXml.fromfile(str(junit)))
+    assert (suite.tests, suite.failures, suite.errors, suite.skipped) == (plan, 0, 0, 0)
+    assert [c.name for c in suite] == [line.split(" ", 2)[2] for line in results]
+
+    # Every pin taken during the run was released.
+    acquired, released = after[0] - before[0], after[1] - before[1]
+    assert acquired == released > 0
+
+
+def test_list_and_patterns(gupctl) -> None:
+    names = gupctl("selftest", "--list").stdout.split()
+    assert len(names) == len(set(names)) >= MIN_CASES
+    ran = gupctl("selftest", "--json", "pin_fast.thp.*.write.n512")
+    report = ran.json()
+    assert [r["name"] for r in report["results"]] == [
+        "pin_fast.thp.shared.write.n512", "pin_fast.thp.private.write.n512"]  # fmt: skip
+    assert report["counts"] == {"pass": 2, "fail": 0, "skip": 0}
+    assert report["exit_code"] == 0
+
+
+def test_no_match_is_a_usage_error(gupctl) -> None:
+    ran = gupctl("selftest", "no_such_case*", check=False)
+    assert ran.returncode == 2 and "no case matches" in ran.stderr
