@@ -7,9 +7,11 @@ never enters the numbers.  Threads share the buffer, as the selftest's -j does.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 
 from gupctl import abi, vmstat
 from gupctl.device import Device
@@ -38,15 +40,39 @@ class RunSpec:
         """The gup_flags the ioctl passes: `gup_flags`, plus FOLL_WRITE with `write`."""
         return self.gup_flags | (abi.FOLL_WRITE if self.write else 0)
 
+    @property
+    def label(self) -> str:
+        """A short name for progress lines, e.g. 'pin_fast_benchmark 4 MiB n=512'."""
+        per_call = "all" if self.nr_pages_per_call >= self.size // PAGE_SIZE else (
+            str(self.nr_pages_per_call))  # fmt: skip
+        return f"{self.command.name.lower()} {self.size / (1 << 20):g} MiB n={per_call}"
+
+
+def matrix(
+    commands: Iterable[abi.Command],
+    sizes: Iterable[int],
+    per_calls: Iterable[int],
+    base: RunSpec | None = None,
+) -> list[RunSpec]:
+    """The sweep commands x sizes x pages-per-call, every other field from `base`.
+
+    Commands vary slowest, so a sweep's table reads as one block per command.
+    """
+    base = base or RunSpec(abi.PIN_FAST_BENCHMARK)
+    product = itertools.product(commands, sizes, per_calls)
+    return [replace(base, command=c, size=s, nr_pages_per_call=n) for c, s, n in product]
+
 
 @dataclass(frozen=True)
 class Stats:
+    """Min, median and max of one phase's samples, in µs."""
+
     min: float
     median: float
     max: float
 
     @classmethod
-    def of(cls, values: list[int]) -> Stats:
+    def of(cls, values: Sequence[float]) -> Stats:
         return cls(min(values), statistics.median(values), max(values))
 
 
@@ -70,6 +96,12 @@ class RunResult:
     put_ns_per_page: float
     balance: vmstat.Balance
     gup_flags: int = 0  # as passed, FOLL_WRITE included
+
+    @property
+    def pages_per_call(self) -> int:
+        """The pages per GUP call in effect: gup_test never asks for more than remain,
+        so 'all' (and any count above nr_pages) is nr_pages."""
+        return min(self.nr_pages_per_call, self.nr_pages)
 
 
 def expected_pins(spec: RunSpec) -> int:

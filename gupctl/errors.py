@@ -97,3 +97,13 @@ class PinRefused(DeviceError):
         super().__init__(err.what, err.errno or _errno.EIO, err.path, err.command)
         self.backing = backing
         self.write = write
+
+
+class ResultsError(GupctlError):
+    """A saved results file (`gupctl bench --save`) cannot be read, written or used."""
+
+    def __init__(self, what: str, path: str, kind: str, errno: int | None = None) -> None:
+        super().__init__(what, errno)
+        self.path = path
+        #: one of "missing", "unreadable", "json", "format", "fields", "write", "empty"
+        self.kind = kind

@@ -87,8 +87,9 @@ def checkpatch() -> Path:
 
 
 def lint(totals: Totals) -> None:
-    step("ruff", [PY, "-m", "ruff", "check", "gupctl", "tests"], totals)
-    step("ruff format", [PY, "-m", "ruff", "format", "--check", "gupctl", "tests"], totals)
+    python = ["gupctl", "tests", "benchmarks"]
+    step("ruff", [PY, "-m", "ruff", "check", *python], totals)
+    step("ruff format", [PY, "-m", "ruff", "format", "--check", *python], totals)
     step("mypy", [PY, "-m", "mypy"], totals)
     shell = [f for f in SHELL_FILES if (ROOT / f).exists()]
     step("shellcheck", ["shellcheck", *shell], totals)
@@ -114,7 +115,8 @@ def kmod_builds(totals: Totals) -> None:
 
 
 def kernel_tests(totals: Totals, series: str) -> None:
-    pytest = [PY, "-m", "pytest", "tests/kernel", "-v", "-p", "no:cacheprovider"]
+    # -rP: the output of passed tests too, so the log shows the selftest's KTAP.
+    pytest = [PY, "-m", "pytest", "tests/kernel", "-v", "-rP", "-p", "no:cacheprovider"]
     kmod = "--kmod" if series != "source" else "--no-kmod"
     step(f"kernel tests on {KERNELS.get(series, series)}",
          [PY, "-m", "gupctl", "vm", "--kernel", series, kmod, "--", *pytest], totals)  # fmt: skip

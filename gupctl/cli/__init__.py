@@ -36,10 +36,10 @@ def main() -> None:
 
 
 def _register() -> None:
-    from gupctl.cli import dump, info, longterm, run, selftest, vm
+    from gupctl.cli import compare, dump, info, longterm, run, selftest, vm
 
-    for command in (info.abi, info.vmstat, run.bench, run.test, dump.dump, longterm.longterm,
-                    selftest.selftest, vm.vm):  # fmt: skip
+    for command in (info.abi, info.vmstat, run.bench, run.test, compare.compare, compare.plot,
+                    dump.dump, longterm.longterm, selftest.selftest, vm.vm):  # fmt: skip
         main.add_command(command)
 
 

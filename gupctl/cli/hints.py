@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno as E
+import os
 
 from gupctl import errors
 from gupctl.memory import PAGE_SIZE
@@ -56,6 +57,17 @@ VM = {
     "usage": "{what}",
 }
 
+RESULTS = {
+    "missing": "{what}: save results first with `gupctl bench ... --save {path}`",
+    "unreadable": "{what} ({err}): check the path and its permissions",
+    "json": "{what}: pass a file written by `gupctl bench --save`",
+    "format": "{what}: pass a file written by `gupctl bench --save` (bench --json output is "
+    "a bare list; re-run with --save FILE)",
+    "fields": "{what}: the file is damaged or from an incompatible gupctl; re-run the "
+    "benchmark with --save",
+    "write": "{what} ({err}): check that the directory exists and is writable",
+    "empty": "{what}: save a run with `gupctl bench ... --save FILE` first",
+}
 
 PIN_REFUSED = {
     # v6.5 check_vma_flags(): writable_file_mapping_allowed() says -EFAULT.
@@ -92,6 +104,9 @@ def hint(err: errors.GupctlError) -> str:
         )
     if isinstance(err, errors.MappingError) and err.errno in MAPPING:
         return MAPPING[err.errno].format(what=err.what, backing=err.backing)
+    if isinstance(err, errors.ResultsError):
+        reason = os.strerror(err.errno) if err.errno else "error"
+        return RESULTS.get(err.kind, "{what}").format(what=err.what, path=err.path, err=reason)
     if isinstance(err, errors.VmError):
         return VM.get(err.kind, "{what}").format(what=err.what, log=err.log)
     return str(err)

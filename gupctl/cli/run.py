@@ -16,16 +16,31 @@ from gupctl.cli.options import (
     memory_options,
 )
 
+
+class ListOf(click.ParamType):
+    """Comma-separated values of another type, e.g. 4M,128M: a sweep over them."""
+
+    def __init__(self, inner: click.ParamType) -> None:
+        self.inner = inner
+        self.name = f"{inner.name}[,{inner.name}...]"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[Any, ...]:
+        if isinstance(value, tuple):
+            return value
+        return tuple(self.inner.convert(v, param, ctx) for v in str(value).split(","))
+
+
 BENCH_NAMES = ("gup_fast_benchmark", "pin_fast_benchmark", "pin_longterm_benchmark")
 TEST_NAMES = ("gup_basic_test", "pin_basic_test")
 
 
 def _run_options(f: Any) -> Any:
     opts = [
-        click.option("-s", "--size", type=Size(), default="128M", show_default=True,
-                     help="Bytes to pin per ioctl."),
-        click.option("-n", "--nr-pages-per-call", type=PagesPerCall(), default="1",
-                     show_default=True, help="Pages per GUP call, or 'all'."),
+        click.option("-s", "--size", "sizes", type=ListOf(Size()), default="128M",
+                     show_default=True, help="Bytes to pin per ioctl; a list sweeps them."),
+        click.option("-n", "--nr-pages-per-call", "per_calls", type=ListOf(PagesPerCall()),
+                     default="1", show_default=True,
+                     help="Pages per GUP call, or 'all'; a list sweeps them."),
         click.option("-r", "--repeats", type=click.IntRange(1), default=1, show_default=True),
         click.option("-j", "--threads", type=click.IntRange(1), default=1, show_default=True,
                      help="Threads issuing ioctls on the same buffer in parallel."),
@@ -39,16 +54,24 @@ def _run_options(f: Any) -> Any:
     return gup_flags_option(memory_options(device_option(json_option(f))))
 
 
-def _execute(
-    names: tuple[str, ...], check_balance: bool, use_json: bool, device: str | None, **kw: Any
-) -> None:
+def _execute(names: tuple[str, ...], check_balance: bool, use_json: bool, device: str | None,
+             sizes: tuple[int, ...], per_calls: tuple[int, ...], save: str | None = None,
+             **kw: Any) -> None:  # fmt: skip
     from gupctl import abi, bench, render
     from gupctl.device import open_device
 
-    specs = [bench.RunSpec(command=abi.BY_NAME[n], **kw) for n in names]
-    with open_device(device) as dev:
-        results = [bench.run(dev, s) for s in specs]
+    commands = [abi.BY_NAME[n] for n in names]
+    specs = bench.matrix(commands, sizes, per_calls, bench.RunSpec(commands[0], **kw))
+    with open_device(device) as dev, render.progress([s.label for s in specs]) as step:
+        results = []
+        for spec in specs:
+            results.append(bench.run(dev, spec))
+            step()
     render.emit(results, use_json)
+    if save:
+        from gupctl import results as saved
+
+        saved.save(saved.document(results, dev.path), save)
     scopes = {r.balance.scope for r in results}
     if "system" in scopes:
         render.warn(
@@ -64,8 +87,17 @@ def _execute(
 @click.command()
 @click.argument("commands", nargs=-1, type=click.Choice(BENCH_NAMES))
 @_run_options
+@click.option(
+    "--save",
+    metavar="FILE",
+    help="Also write the runs to FILE as JSON, for `gupctl compare` and `gupctl plot`.",
+)
 def bench(commands: tuple[str, ...], **kw: Any) -> None:
-    """Run gup_test benchmarks (default: pin_fast_benchmark) and report timings and pin balance."""
+    """Run gup_test benchmarks (default: pin_fast_benchmark) and report timings and pin balance.
+
+    -s and -n take comma-separated lists: every command runs at every size and
+    pages-per-call (4M,128M and 1,512,all make six runs per command).
+    """
     _execute(commands or ("pin_fast_benchmark",), **kw)
 
 

@@ -7,19 +7,25 @@ rich honours NO_COLOR and drops styling when stdout is not a terminal.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from gupctl.abi import AbiReport
 from gupctl.bench import RunResult
 from gupctl.dump import DumpResult
 from gupctl.longterm import HoldResult, ReadResult
+from gupctl.memory import PAGE_SIZE
+from gupctl.results import Comparison, PhaseChange, RunKey
 from gupctl.vmstat import Balance, PinCounters
 
 # Tables are wide: when stdout is not a terminal (and $COLUMNS does not say),
@@ -60,9 +66,46 @@ def error(message: str) -> None:
     err.print(f"gupctl: error: {message}", soft_wrap=True, markup=False)
 
 
+@contextlib.contextmanager
+def progress(labels: list[str]) -> Iterator[Callable[[], None]]:
+    """Progress through runs named `labels`, on stderr; yields what to call after each run.
+
+    On a terminal a transient bar naming the run under way; elsewhere one line
+    per finished run (a log reader still sees a long sweep advance).  A single
+    run shows nothing, as before sweeps existed.
+    """
+    total = len(labels)
+    if total < 2:
+        yield lambda: None
+        return
+    if not err.is_terminal:
+        done = [0]
+
+        def line() -> None:
+            done[0] += 1
+            warn(f"run {done[0]}/{total} done: {labels[done[0] - 1]}")
+
+        yield line
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())  # fmt: skip
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(labels[0], total=total)
+
+        def advance() -> None:
+            bar.advance(task)
+            finished = int(bar.tasks[0].completed)
+            if finished < total:
+                bar.update(task, description=labels[finished])
+
+        yield advance
+
+
 def _tables(data: Any) -> list[Table]:
     if isinstance(data, AbiReport):
         return _abi(data)
+    if isinstance(data, Comparison):
+        return _comparison(data)
     items = data if isinstance(data, list) else [data]
     if items and isinstance(items[0], RunResult):
         return [_runs(items), _balances(items)]
@@ -195,3 +238,45 @@ def _read(r: ReadResult) -> Table:
     t.add_row(r.backing, f"{r.size / (1 << 20):g}", mode, str(r.nr_pages), str(r.matched),
               str(r.mismatched), verdict)  # fmt: skip
     return t
+
+
+def _key_cells(k: RunKey) -> list[str]:
+    per_call = "all" if k.pages_per_call >= k.size // PAGE_SIZE else str(k.pages_per_call)
+    mode = "write" if k.write else "read"
+    return [k.command, k.backing, f"{k.size / (1 << 20):g}", per_call, mode, str(k.threads)]
+
+
+_KEY_COLUMNS = ("command", "backing", "MiB", "pages/call", "mode", "thr")
+_VERDICT_STYLE = {"faster": "green", "slower": "red"}
+
+
+def _change_cells(c: PhaseChange) -> list[str | Text]:
+    ratio = "-" if c.ratio is None else f"{c.ratio:.3f}"
+    verdict = Text(c.verdict, style=_VERDICT_STYLE.get(c.verdict, ""))
+    return [f"{c.median_a:g} / {c.median_b:g}", ratio, verdict]
+
+
+def _comparison(c: Comparison) -> list[Table]:
+    t = Table(
+        title=f"B: {c.b} ({c.kernel_b}) against A: {c.a} ({c.kernel_a}), median µs",
+        caption="beyond noise: each median lies outside the other run's min..max samples",
+    )
+    for col in (*_KEY_COLUMNS, "rep A/B"):
+        t.add_column(col, justify="left" if col in ("command", "backing", "mode") else "right")
+    for phase in ("get", "put"):
+        t.add_column(f"{phase} µs A / B", justify="right")
+        t.add_column(f"{phase} B/A", justify="right")
+        t.add_column(phase)
+    for p in c.pairs:
+        t.add_row(*_key_cells(p.key), f"{p.repeats_a}/{p.repeats_b}", *_change_cells(p.get),
+                  *_change_cells(p.put))  # fmt: skip
+    tables = [t]
+    if c.only_in_a or c.only_in_b:
+        only = Table(title="runs without a match on the other side")
+        for col in ("only in", *_KEY_COLUMNS):
+            only.add_column(col, justify="right" if col in ("MiB", "pages/call", "thr") else "left")
+        for side, keys in (("A", c.only_in_a), ("B", c.only_in_b)):
+            for k in keys:
+                only.add_row(side, *_key_cells(k))
+        tables.append(only)
+    return tables

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,6 +80,20 @@ def gupctl():
         if check:
             assert ran.returncode == 0, f"gupctl {' '.join(args)} failed: {ran.stderr}"
         return ran
+
+    return run
+
+
+@pytest.fixture
+def counted(gupctl, node):
+    """Run `gupctl ARGS... --json`: its JSON, and the node's acquired and
+    released deltas around it, read by oracle_counters()."""
+
+    def run(*args: str) -> tuple[Any, int, int]:
+        before = oracle_counters(node)
+        data = gupctl(*args, "--json").json()
+        after = oracle_counters(node)
+        return data, after[0] - before[0], after[1] - before[1]
 
     return run
 

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import oracle_counters
 
 MIB = 1 << 20
 PAGES_128M = 128 * MIB // 4096
 
 
-def _bench(gupctl, node, *args: str) -> tuple[list[dict], int, int]:
-    before = oracle_counters(node)
-    runs = gupctl("bench", "--json", *args).json()
-    after = oracle_counters(node)
-    return runs, after[0] - before[0], after[1] - before[1]
-
-
-def test_pin_fast_128m_moves_counters_by_exactly_32768(gupctl, node) -> None:
+def test_pin_fast_128m_moves_counters_by_exactly_32768(counted, gupctl, node) -> None:
     if node is None:
         pytest.fail("exact balance needs a memory-only node: run in gupctl's VM")
-    runs, acquired, released = _bench(gupctl, node, "pin_fast_benchmark", "--size", "128M")
+    runs, acquired, released = counted("bench", "pin_fast_benchmark", "--size", "128M")
     assert (acquired, released) == (PAGES_128M, PAGES_128M)
     (run,) = runs
     assert run["size"] == 128 * MIB and run["nr_pages"] == PAGES_128M
@@ -32,22 +26,24 @@ def test_pin_fast_128m_moves_counters_by_exactly_32768(gupctl, node) -> None:
     assert run["get_usec"][0] > 0
 
 
-def test_gup_fast_moves_neither_counter(gupctl, node) -> None:
-    runs, acquired, released = _bench(gupctl, node, "gup_fast_benchmark", "--size", "64M")
+def test_gup_fast_moves_neither_counter(counted, gupctl, node) -> None:
+    runs, acquired, released = counted("bench", "gup_fast_benchmark", "--size", "64M")
     assert (acquired, released) == (0, 0)
     assert runs[0]["balance"]["expected"] == 0 and runs[0]["balance"]["exact"]
 
 
 @pytest.mark.parametrize("per_call", ["1", "512", "123", "all"])
 @pytest.mark.parametrize("command", ["pin_fast_benchmark", "pin_longterm_benchmark"])
-def test_pages_per_call_all_pins_counted(gupctl, node, command: str, per_call: str) -> None:
-    runs, acquired, released = _bench(gupctl, node, command, "-s", "32M", "-n", per_call)
+def test_pages_per_call_all_pins_counted(
+    counted, gupctl, node, command: str, per_call: str
+) -> None:
+    runs, acquired, released = counted("bench", command, "-s", "32M", "-n", per_call)
     assert acquired == released == 32 * MIB // 4096
     assert runs[0]["balance"]["exact"]
 
 
-def test_threads_and_repeats_multiply(gupctl, node) -> None:
-    runs, acquired, released = _bench(gupctl, node, "pin_fast_benchmark", "-s", "16M", "-r",
+def test_threads_and_repeats_multiply(counted, gupctl, node) -> None:
+    runs, acquired, released = counted("bench", "pin_fast_benchmark", "-s", "16M", "-r",
                                       "3", "-j", "2", "-n", "all")  # fmt: skip
     assert acquired == released == 16 * MIB // 4096 * 6
     assert len(runs[0]["get_usec"]) == 6
@@ -65,17 +61,17 @@ def test_threads_and_repeats_multiply(gupctl, node) -> None:
     ],
     ids=lambda b: "".join(b),
 )
-def test_backings_count_per_4k_subpage(gupctl, node, backing: list[str]) -> None:
+def test_backings_count_per_4k_subpage(counted, gupctl, node, backing: list[str]) -> None:
     args = ["pin_fast_benchmark", "-n", "all", "--size", "64M", *backing]
     size = 32 * MIB if "--hugetlb" in backing else 64 * MIB
-    runs, acquired, released = _bench(gupctl, node, *args)
+    runs, acquired, released = counted("bench", *args)
     assert acquired == released == size // 4096
     assert runs[0]["size"] == size
 
 
-def test_tmpfs_file_shared_and_removed(gupctl, node) -> None:
+def test_tmpfs_file_shared_and_removed(counted, gupctl, node) -> None:
     path = Path("/dev/shm") / f"gupctl-test-{os.getpid()}"  # tmpfs in the VM
-    runs, acquired, released = _bench(gupctl, node, "pin_longterm_benchmark", "--file",
+    runs, acquired, released = counted("bench", "pin_longterm_benchmark", "--file",
                                       str(path), "--create", "--shared", "-s", "8M")  # fmt: skip
     assert acquired == released == 8 * MIB // 4096
     assert runs[0]["backing"] == "file-shared"
@@ -89,3 +85,46 @@ def test_table_output_shows_balance(gupctl) -> None:
 
 def test_check_balance_passes(gupctl) -> None:
     gupctl("bench", "pin_longterm_benchmark", "-s", "8M", "--check-balance")
+
+
+def test_sweep_saved_compared_and_plotted(counted, gupctl, node, tmp_path) -> None:
+    """A sweep saved twice, then compared and plotted: run counts, pairs, series, and
+    every run's exact pin balance; the timings themselves are never judged."""
+    if node is None:
+        pytest.fail("exact balance needs a memory-only node: run in gupctl's VM")
+    a, b, svg = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "p.svg"
+    runs, acquired, released = counted("bench", "pin_fast_benchmark", "gup_fast_benchmark",
+                                       "-s", "4M,8M", "-n", "1,all", "-r", "2",
+                                       "--save", str(a))  # fmt: skip
+    assert len(runs) == 8  # 2 commands x 2 sizes x 2 pages-per-call
+    for run in runs:
+        pins = run["nr_pages"] * 2 if run["command"] == "pin_fast_benchmark" else 0
+        bal = run["balance"]
+        assert (bal["expected"], bal["acquired"], bal["released"]) == (pins, pins, pins), run
+        assert bal["exact"] and bal["scope"] == f"node{node}"
+    assert acquired == released == (4 + 8) * MIB // 4096 * 2 * 2
+    saved = json.loads(a.read_text())
+    assert saved["format"] == "gupctl-bench/1" and saved["results"] == runs
+    assert saved["kernel"] == os.uname().release
+
+    runs_b, acquired, released = counted("bench", "pin_fast_benchmark", "-s", "4M,8M", "-n",
+                                         "1,all,512", "-r", "3", "--save", str(b))  # fmt: skip
+    assert len(runs_b) == 6 and all(r["balance"]["exact"] for r in runs_b)
+    assert acquired == released == (4 + 8) * MIB // 4096 * 3 * 3
+
+    cmp = gupctl("compare", str(a), str(b), "--json").json()
+    assert len(cmp["pairs"]) == 4  # pin_fast at 4M and 8M, n=1 and all; repeats differ
+    assert len(cmp["only_in_a"]) == 4 and len(cmp["only_in_b"]) == 2  # gup_fast; n=512
+    for pair in cmp["pairs"]:
+        for phase in (pair["get"], pair["put"]):
+            assert phase["beyond_noise"] in (True, False)  # -r 2 and 3: judged, whichever way
+            assert phase["verdict"] in ("faster", "slower", "within noise")
+    assert "without a match" in gupctl("compare", str(a), str(b)).stdout  # the table, exit 0
+
+    gupctl("plot", str(a), str(b), "-o", str(svg))
+    root = ET.parse(svg).getroot()
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    series = root.findall(".//s:g[@class='series']", ns)
+    assert len(series) == 4 + 2  # a: 2 commands x 2 sizes; b: 1 command x 2 sizes
+    assert len(root.findall(".//s:path[@class='get']", ns)) == 6
+    assert len(root.findall(".//s:path[@class='put']", ns)) == 6

@@ -11,27 +11,20 @@ from conftest import oracle_counters
 PAGES_1M = (1 << 20) // 4096
 
 
-def _counted(gupctl, node, *args: str) -> tuple[dict, int, int]:
-    before = oracle_counters(node)
-    data = gupctl("longterm", *args, "--json").json()
-    after = oracle_counters(node)
-    return data, after[0] - before[0], after[1] - before[1]
-
-
-def test_start_pins_exactly_then_releases(gupctl, node) -> None:
+def test_start_pins_exactly_then_releases(counted, gupctl, node) -> None:
     if node is None:
         pytest.fail("exact balance needs a memory-only node: run in gupctl's VM")
-    data, acquired, released = _counted(gupctl, node, "start", "--hold", "0")
+    data, acquired, released = counted("longterm", "start", "--hold", "0")
     assert acquired == released == PAGES_1M
     assert data["pinned_pages"] == data["acquired_while_held"] == PAGES_1M
     b = data["balance"]
     assert (b["acquired"], b["released"], b["exact"]) == (PAGES_1M, PAGES_1M, True)
 
 
-def test_rerun_is_not_busy(gupctl, node) -> None:
+def test_rerun_is_not_busy(counted, gupctl, node) -> None:
     """The pins of one run are gone when the next starts (no EBUSY, no EINVAL)."""
     for args in (["--write"], ["--fast"], []):
-        _, acquired, released = _counted(gupctl, node, "start", "--hold", "0", *args)
+        _, acquired, released = counted("longterm", "start", "--hold", "0", *args)
         assert acquired == released == PAGES_1M
 
 
@@ -41,17 +34,17 @@ def test_rerun_is_not_busy(gupctl, node) -> None:
      ["--hugetlb", "--size", "2M"], ["--hugetlb", "--size", "2M", "--fast"]],
     ids=lambda a: "".join(a) or "slow",
 )  # fmt: skip
-def test_read_only_pin_sees_later_writes(gupctl, node, args: list[str]) -> None:
-    data, acquired, released = _counted(gupctl, node, "read", *args)
+def test_read_only_pin_sees_later_writes(counted, gupctl, node, args: list[str]) -> None:
+    data, acquired, released = counted("longterm", "read", *args)
     pages = data["nr_pages"]
     assert data["matched"] == pages and data["mismatched"] == 0
     assert acquired == released == pages
     assert data["balance"]["exact"]
 
 
-def test_shared_tmpfs_file_write_pin(gupctl, node) -> None:
+def test_shared_tmpfs_file_write_pin(counted, gupctl, node) -> None:
     path = Path("/dev/shm") / f"gupctl-longterm-{os.getpid()}"  # tmpfs in the VM
-    data, acquired, released = _counted(gupctl, node, "start", "--hold", "0", "--write",
+    data, acquired, released = counted("longterm", "start", "--hold", "0", "--write",
                                         "--file", str(path), "--create", "--shared")  # fmt: skip
     assert data["backing"] == "file-shared" and data["write"]
     assert acquired == released == PAGES_1M

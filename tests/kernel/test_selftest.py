@@ -17,6 +17,7 @@ def test_full_selftest(gupctl, node, tmp_path) -> None:
     before = oracle_counters(node)
     ran = gupctl("selftest", "--junit", str(junit), check=False, timeout=3000)
     after = oracle_counters(node)
+    print(ran.stdout)  # the KTAP, for the log (tests/run.py passes -rP)
     lines = ran.stdout.splitlines()
     assert lines[:2] == ["KTAP version 1", lines[1]] and lines[1].startswith("1..")
     plan = int(lines[1].removeprefix("1.."))

@@ -1,0 +1,63 @@
+"""Build the upstream C gup_test from the kernel source the VM's kernel comes from.
+
+tools/testing/selftests/mm/gup_test.c of Debian's linux-source-6.12 (the
+source of Debian's 6.12 kernel image), compiled as the selftests' Makefile
+would: `-I <tree>` for <mm/gup_test.h>, system uapi headers, -pthread.  Of
+vm_util it needs only the page size variables, defined in a one-line shim, so
+that vm_util.c (which wants 6.7+ uapi headers) is not needed.
+
+A second binary, gup_test_pages, is the same source with its MB macro set to
+one page, so that `-m N` maps N pages: upstream can only size in MiB, and the
+per-ioctl overhead comparison needs a one-page ioctl.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
+MEMBERS = ("tools/testing/selftests/mm/gup_test.c", "tools/testing/selftests/mm/vm_util.h",
+           "tools/testing/selftests/kselftest.h", "mm/gup_test.h")  # fmt: skip
+SHIM = "unsigned int __page_size, __page_shift;\n"
+MB_LINE = "#define MB (1UL << 20)"
+
+
+def _extract(tarball: Path, dest: Path) -> None:
+    with tarfile.open(tarball) as tar:
+        for member in tar:
+            rel = member.name.partition("/")[2]
+            if rel in MEMBERS:
+                out = dest / rel
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_bytes(tar.extractfile(member).read())  # type: ignore[union-attr]
+    missing = [m for m in MEMBERS if not (dest / m).exists()]
+    if missing:
+        raise SystemExit(f"{tarball} lacks {', '.join(missing)}")
+
+
+def build(cache: Path, tarball: Path = TARBALL) -> tuple[Path, Path]:
+    """(gup_test, gup_test_pages), built once per tarball into `cache`."""
+    stat = tarball.stat()
+    key = hashlib.sha256(f"{tarball}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    out = cache / f"c-gup_test-{key}"
+    binaries = (out / "gup_test", out / "gup_test_pages")
+    if all(b.exists() for b in binaries):
+        return binaries
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp)
+        _extract(tarball, tree)
+        source = tree / MEMBERS[0]
+        (tree / "shim.c").write_text(SHIM)
+        pages = source.with_name("gup_test_pages.c")
+        text = source.read_text()
+        assert MB_LINE in text, "upstream gup_test.c changed its MB macro"
+        pages.write_text(text.replace(MB_LINE, "#define MB 4096UL /* gupctl: -m counts pages */"))
+        for src, binary in ((source, binaries[0]), (pages, binaries[1])):
+            subprocess.run(["cc", "-O2", "-Wall", "-I", str(tree), "-o", str(binary), str(src),
+                            str(tree / "shim.c"), "-pthread"], check=True)  # fmt: skip
+    return binaries

@@ -1,0 +1,213 @@
+"""Saved benchmark results (`gupctl bench --save`), and comparing two of them.
+
+A saved file is one JSON document, `SavedResults`: where and when the runs
+were made, and every RunResult exactly as `gupctl bench --json` prints it.
+
+Comparing pairs the runs of two files that measured the same thing, and says
+for the get and the put phase whether B differs from A by more than the
+run-to-run noise (see `beyond_noise`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gupctl import __version__
+from gupctl.bench import RunResult, Stats
+from gupctl.errors import ResultsError
+from gupctl.vmstat import Balance
+
+FORMAT = "gupctl-bench/1"
+NEEDS_REPEATS = "n/a: needs -r 2+"
+
+
+@dataclass(frozen=True)
+class SavedResults:
+    """The document `--save` writes: the runs, and the machine and kernel they ran on."""
+
+    format: str
+    gupctl: str
+    kernel: str  # uname -r
+    machine: str  # uname -m
+    hostname: str
+    date: str  # ISO 8601, UTC
+    device: str  # the gup_test file used
+    results: list[RunResult]
+
+
+def document(results: list[RunResult], device: str) -> SavedResults:
+    """A document for `results`, stamped with this machine, kernel and the time now."""
+    uname = platform.uname()
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    return SavedResults(FORMAT, __version__, uname.release, uname.machine, socket.gethostname(),
+                        now.isoformat().replace("+00:00", "Z"), device, list(results))  # fmt: skip
+
+
+def save(doc: SavedResults, path: str) -> None:
+    """Write `doc` to `path` as JSON; a reader never sees a half-written file."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            f.write(json.dumps(dataclasses.asdict(doc), indent=2) + "\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise ResultsError(f"cannot write {path}", path, "write", e.errno) from e
+
+
+def load(path: str) -> SavedResults:
+    """Read a document written by `save`; ResultsError says what is wrong with it."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError as e:
+        raise ResultsError(f"{path} does not exist", path, "missing", e.errno) from e
+    except (OSError, UnicodeDecodeError) as e:
+        what, err = f"cannot read {path}", getattr(e, "errno", None)
+        raise ResultsError(what, path, "unreadable", err) from e
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise ResultsError(f"{path} is not JSON ({e})", path, "json") from e
+    found = data.get("format") if isinstance(data, dict) else None
+    if found != FORMAT:
+        what = f"{path} is not a {FORMAT} document (format: {found!r})"
+        raise ResultsError(what, path, "format")
+    try:
+        meta = {k: str(data[k]) for k in ("gupctl", "kernel", "machine", "hostname", "date",
+                                           "device")}  # fmt: skip
+        runs = [_run(d) for d in data["results"]]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ResultsError(f"{path} has a missing or malformed field ({e})", path, "fields") from e
+    return SavedResults(format=FORMAT, results=runs, **meta)
+
+
+_INTS = ("size", "nr_pages", "nr_pages_per_call", "repeats", "threads", "gup_flags")
+
+
+def _run(d: dict[str, Any]) -> RunResult:
+    """One RunResult from its JSON; fields a later gupctl adds are ignored."""
+    names = {f.name for f in dataclasses.fields(RunResult)}
+    kw = {k: v for k, v in d.items() if k in names}
+    kw["get"], kw["put"] = Stats(**d["get"]), Stats(**d["put"])
+    kw["balance"] = Balance(**d["balance"])
+    for name in _INTS:
+        if not isinstance(kw.get(name, 0), int) or isinstance(kw.get(name), bool):
+            raise ValueError(f"{name} is not an integer")
+    for name in ("get_usec", "put_usec"):
+        if not kw[name] or not all(isinstance(v, (int, float)) for v in kw[name]):
+            raise ValueError(f"{name} is not a list of numbers")
+    if kw["nr_pages"] < 1:
+        raise ValueError("nr_pages is not positive")
+    return RunResult(**kw)
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """What makes two runs comparable: everything but the repeats (and --gup-flags)."""
+
+    command: str
+    backing: str
+    size: int
+    pages_per_call: int  # in effect: 'all' is nr_pages
+    threads: int
+    write: bool
+
+    @classmethod
+    def of(cls, r: RunResult) -> RunKey:
+        return cls(r.command, r.backing, r.size, r.pages_per_call, r.threads, r.write)
+
+
+@dataclass(frozen=True)
+class PhaseChange:
+    """One phase (get or put) of a matched pair: medians in µs, ratio B/A, and the verdict."""
+
+    median_a: float
+    median_b: float
+    ratio: float | None  # None when A's median is 0
+    beyond_noise: bool | None  # None: fewer than 2 samples on a side
+    verdict: str  # "faster", "slower", "within noise" or NEEDS_REPEATS
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A run of A and the run of B that measured the same thing."""
+
+    key: RunKey
+    repeats_a: int
+    repeats_b: int
+    get: PhaseChange
+    put: PhaseChange
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """`gupctl compare A B`: the matched pairs, and the runs only one side has."""
+
+    a: str
+    b: str
+    kernel_a: str
+    kernel_b: str
+    pairs: list[Pair]
+    only_in_a: list[RunKey]
+    only_in_b: list[RunKey]
+
+
+def beyond_noise(a: Sequence[float], b: Sequence[float]) -> bool | None:
+    """Whether samples `b` differ from samples `a` by more than run-to-run noise.
+
+    The rule: a difference counts only when each run's median lies outside the
+    other run's min..max range, i.e. B's median is below A's fastest sample or
+    above A's slowest, and A's median likewise against B's.  Overlapping ranges
+    are noise.  It needs at least 2 samples a side (repeats x threads); with
+    fewer there is no range to judge by, and the answer is None.
+    """
+    if len(a) < 2 or len(b) < 2:
+        return None
+    med_a, med_b = Stats.of(a).median, Stats.of(b).median
+    return not (min(a) <= med_b <= max(a)) and not (min(b) <= med_a <= max(b))
+
+
+def _phase(a: Sequence[float], b: Sequence[float]) -> PhaseChange:
+    med_a, med_b = Stats.of(a).median, Stats.of(b).median
+    beyond = beyond_noise(a, b)
+    if beyond is None:
+        verdict = NEEDS_REPEATS
+    elif beyond:
+        verdict = "faster" if med_b < med_a else "slower"
+    else:
+        verdict = "within noise"
+    return PhaseChange(med_a, med_b, med_b / med_a if med_a else None, beyond, verdict)
+
+
+def compare(a: SavedResults, b: SavedResults, label_a: str, label_b: str) -> Comparison:
+    """Pair the runs of `a` and `b` by RunKey, in A's order.
+
+    A key that occurs more than once on a side (the same run saved twice) pairs
+    its n-th occurrence in A with its n-th in B; the rest are one side's only.
+    """
+    pending: dict[RunKey, list[RunResult]] = {}
+    for r in b.results:
+        pending.setdefault(RunKey.of(r), []).append(r)
+    pairs, only_a = [], []
+    for ra in a.results:
+        key = RunKey.of(ra)
+        if not pending.get(key):
+            only_a.append(key)
+            continue
+        rb = pending[key].pop(0)
+        pairs.append(Pair(key, ra.repeats, rb.repeats, _phase(ra.get_usec, rb.get_usec),
+                          _phase(ra.put_usec, rb.put_usec)))  # fmt: skip
+    # Identity, not equality: two equal runs in B are still two runs.
+    left = {id(r) for rs in pending.values() for r in rs}
+    only_b = [RunKey.of(r) for r in b.results if id(r) in left]
+    return Comparison(label_a, label_b, a.kernel, b.kernel, pairs, only_a, only_b)
