@@ -20,6 +20,10 @@ COMMANDS = {"gup_fast_benchmark": "-u", "pin_fast_benchmark": "-a", "pin_longter
 PER_CALL = {"1": "1", "512": "512", "all": "-1"}  # gupctl's spelling -> C's -n
 C_TIME = re.compile(r"Time: get:(\d+) put:(\d+) us")
 ENV = {k: v for k, v in os.environ.items() if k != "GUPCTL_NUMA_NODE"}
+# Memory set up as gup_test.c does: a private mapping of /dev/zero.  (gupctl's
+# default, MAP_ANONYMOUS, is THP-aligned by the kernel since v6.7; a /dev/zero
+# mapping is not on 6.12, so with THP on the two would pin different folios.)
+LIKE_C = ["--file", "/dev/zero"]
 GUPCTL = [sys.executable, "-m", "gupctl"]
 
 
@@ -53,7 +57,7 @@ def timings(binary: str, rounds: int, repeats: int) -> list[dict[str, object]]:
                 c, py = [], []
                 c_args = [c_flag, "-t" if thp else "-T", "-n", c_n, "-r", str(repeats)]
                 py_args = [command, "--thp" if thp else "--no-thp", "-n", per_call,
-                           "-r", str(repeats)]  # fmt: skip
+                           "-r", str(repeats), *LIKE_C]  # fmt: skip
                 for _ in range(rounds):
                     c += run_c(binary, c_args)
                     py += run_gupctl(py_args)
@@ -89,7 +93,7 @@ def overhead(pages_binary: str, threads: int, rounds: int, n: int = 1000) -> dic
 
     def py(r: int) -> list[str]:
         return [*GUPCTL, "bench", "pin_fast_benchmark", "-s", "4K", "-n", "1",
-                "-j", str(threads), "-r", str(r), "--json"]  # fmt: skip
+                "-j", str(threads), "-r", str(r), "--json", *LIKE_C]  # fmt: skip
 
     c_cost, py_cost = [], []
     for _ in range(rounds):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import functools
 import platform
 from dataclasses import dataclass
 
@@ -107,13 +108,14 @@ _MACHINE_ARCH = {
 }  # fmt: skip
 
 
+@functools.cache
 def encoding_for(machine: str | None = None) -> Encoding:
     """The ioctl encoding of `machine` (uname -m), default this machine's."""
     machine = machine or platform.machine()
     return ENCODINGS.get(_MACHINE_ARCH.get(machine, ""), ASM_GENERIC)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity: each command exists once, and hashes fast
 class Command:
     """One gup_test ioctl as mm/gup_test.h declares it."""
 
@@ -128,10 +130,15 @@ class Command:
 
     def number(self, encoding: Encoding | None = None) -> int:
         """The command number on `encoding` (default: this machine's)."""
-        encoding = encoding or encoding_for()
-        if encoding is ASM_GENERIC:
-            return _generic(self.direction, self.nr, self.arg_size)
-        return encoding.encode(self.direction, self.nr, self.arg_size)
+        return _number(self, encoding or encoding_for())
+
+
+# Cached: it is on the path of every ioctl, and ioctl-opt builds a ctypes type.
+@functools.cache
+def _number(command: Command, encoding: Encoding) -> int:
+    if encoding is ASM_GENERIC:
+        return _generic(command.direction, command.nr, command.arg_size)
+    return encoding.encode(command.direction, command.nr, command.arg_size)
 
 
 def _generic(direction: Dir, nr: int, size: int) -> int:

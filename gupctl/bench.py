@@ -12,6 +12,7 @@ import statistics
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from gupctl import abi, vmstat
 from gupctl.device import Device
@@ -147,23 +148,14 @@ def _issue_all(
     device: Device, spec: RunSpec, mapping: Mapping
 ) -> tuple[list[tuple[int, int]], GupctlError | None]:
     """Run every thread's repeats; the first error stops them all."""
-    samples: list[tuple[int, int]] = []
+    samples: list[tuple[int, int]] = []  # list.append is atomic under the GIL
     errors: list[GupctlError] = []
-    lock = threading.Lock()
 
     def worker() -> None:
-        arg = abi.ffi.new("struct gup_test *")
-        for _ in range(spec.repeats):
-            if errors:
-                return
-            try:
-                sample = _issue_one(device, spec, mapping, arg)
-            except GupctlError as e:
-                with lock:
-                    errors.append(e)
-                return
-            with lock:
-                samples.append(sample)
+        try:
+            _repeat(device, spec, mapping, samples, errors)
+        except GupctlError as e:
+            errors.append(e)
 
     threads = [threading.Thread(target=worker) for _ in range(spec.threads - 1)]
     for t in threads:
@@ -174,16 +166,23 @@ def _issue_all(
     return samples, (errors[0] if errors else None)
 
 
-def _issue_one(device: Device, spec: RunSpec, mapping: Mapping, arg: object) -> tuple[int, int]:
-    arg.addr = mapping.addr  # type: ignore[attr-defined]
-    arg.size = spec.size  # type: ignore[attr-defined]
-    arg.nr_pages_per_call = spec.nr_pages_per_call  # type: ignore[attr-defined]
-    arg.gup_flags = spec.foll_flags  # type: ignore[attr-defined]
-    device.ioctl(spec.command, arg)
-    got = int(arg.size)  # type: ignore[attr-defined]
-    if got != spec.size:
-        raise Truncated(
-            spec.command.name.lower(), spec.size, got, spec.memory.describe(),
-            bool(spec.foll_flags & abi.FOLL_WRITE),
-        )  # fmt: skip
-    return int(arg.get_delta_usec), int(arg.put_delta_usec)  # type: ignore[attr-defined]
+def _repeat(device: Device, spec: RunSpec, mapping: Mapping, samples: list[tuple[int, int]],
+            errors: list[GupctlError]) -> None:  # fmt: skip
+    """One thread's ioctls.  The loop is kept to the bone: under emulation every
+    Python operation in it costs about what the one-page ioctl itself costs."""
+    arg: Any = abi.ffi.new("struct gup_test *")
+    arg.addr = mapping.addr
+    arg.nr_pages_per_call = spec.nr_pages_per_call
+    arg.gup_flags = spec.foll_flags
+    issue = device.prepare(spec.command, arg)
+    size = spec.size
+    for _ in range(spec.repeats):
+        if errors:
+            return
+        arg.size = size  # the kernel writes back what it covered
+        issue()
+        if arg.size != size:
+            write = bool(spec.foll_flags & abi.FOLL_WRITE)
+            name = spec.command.name.lower()
+            raise Truncated(name, size, int(arg.size), spec.memory.describe(), write)
+        samples.append((arg.get_delta_usec, arg.put_delta_usec))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -107,11 +107,20 @@ class Device:
 
         The GIL is released while the kernel works (see gupctl._libc).
         """
-        address = int(abi.ffi.cast("uintptr_t", arg)) if arg is not None else 0
-        ptr = cffi_libc.cast("void *", address)
-        if lib.ioctl(self.fd, command.number(), ptr) < 0:
-            err = cffi_libc.errno
-            raise DeviceError(f"{command.name} on {self.path}", err, self.path, command.name)
+        self.prepare(command, arg)()
+
+    def prepare(self, command: abi.Command, arg: Any = None) -> Callable[[], None]:
+        """`command` with `arg`, bound for issuing again and again: the number and
+        the pointer are worked out once (benchmark loops call this)."""
+        fd, number, ioctl = self.fd, command.number(), lib.ioctl
+        ptr = cffi_libc.cast("void *", arg) if arg is not None else cffi_libc.NULL
+
+        def issue() -> None:
+            if ioctl(fd, number, ptr) < 0:
+                err = cffi_libc.errno
+                raise DeviceError(f"{command.name} on {self.path}", err, self.path, command.name)
+
+        return issue
 
     def close(self) -> None:
         """Close the file; the kernel drops any longterm test pins it holds."""

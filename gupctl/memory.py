@@ -11,6 +11,7 @@ import errno
 import mmap
 import os
 import platform
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,7 +175,7 @@ class Mapping:
         if self.spec.create:
             self._created = path
             os.ftruncate(fd, size)
-        elif os.fstat(fd).st_size < size:
+        elif stat.S_ISREG(os.fstat(fd).st_mode) and os.fstat(fd).st_size < size:
             os.close(fd)
             # Touching a page past EOF would be SIGBUS, not an error message.
             raise MappingError(

@@ -12,3 +12,15 @@ def cli(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     monkeypatch.delenv("GUPCTL_DEVICE", raising=False)
     monkeypatch.delenv("GUPCTL_NUMA_NODE", raising=False)
     return CliRunner()
+
+
+def patch_ioctl(monkeypatch: pytest.MonkeyPatch, fake) -> None:
+    """Answer every gup_test ioctl with `fake(device, command, arg)`: the one place
+    unit tests inject the kernel's answers (errnos, written-back sizes)."""
+    from gupctl.device import Device
+
+    def prepare(self, command, arg=None):
+        return lambda: fake(self, command, arg)
+
+    monkeypatch.setattr(Device, "ioctl", fake)
+    monkeypatch.setattr(Device, "prepare", prepare)

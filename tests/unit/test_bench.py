@@ -20,6 +20,9 @@ class FakeDevice(Device):
     def __init__(self, short: int = 0) -> None:
         self.path, self.fd, self.short, self.calls = "fake", -1, short, 0
 
+    def prepare(self, command: abi.Command, arg: object = None):  # type: ignore[override]
+        return lambda: self.ioctl(command, arg)
+
     def ioctl(self, command: abi.Command, arg: object = None) -> None:
         self.calls += 1
         arg.size -= self.short  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from conftest import patch_ioctl
 
 from gupctl import abi
 from gupctl.cli import main
@@ -83,7 +84,7 @@ def test_ioctl_errnos_become_hints(cli: CliRunner, tmp_path, monkeypatch: pytest
     def ioctl(self: Device, command: abi.Command, arg: object = None) -> None:
         raise DeviceError(f"{command.name} on {self.path}", err, self.path, command.name)
 
-    monkeypatch.setattr(Device, "ioctl", ioctl)
+    patch_ioctl(monkeypatch, ioctl)
     result = cli.invoke(main, ["bench", "--size", "1M", "--device", str(fake)])
     assert result.exit_code == 1
     assert words in result.stderr

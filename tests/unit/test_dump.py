@@ -11,6 +11,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from conftest import patch_ioctl
 
 from gupctl import abi, dump, kmsg
 from gupctl.cli import main
@@ -175,7 +176,7 @@ def _fake_kernel(monkeypatch: pytest.MonkeyPatch, records: list[bytes]) -> list[
         def close(self) -> None:
             pass
 
-    monkeypatch.setattr(Device, "ioctl", ioctl)
+    patch_ioctl(monkeypatch, ioctl)
     monkeypatch.setattr(kmsg, "KernelLog", Log)
     return asked
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
+from conftest import patch_ioctl
 
 from gupctl import abi, flags
 from gupctl.cli import main
@@ -122,7 +123,7 @@ def test_bench_ors_write_with_gup_flags(cli: CliRunner, tmp_path, monkeypatch: p
     fake = tmp_path / "gup_test"
     fake.write_bytes(b"")
     RecordingDevice.seen = []
-    monkeypatch.setattr(Device, "ioctl", RecordingDevice.ioctl)
+    patch_ioctl(monkeypatch, RecordingDevice.ioctl)
     result = cli.invoke(main, ["bench", "-s", "64K", "--device", str(fake), "--json", *args])
     assert result.exit_code == 0, result.output
     force = flags.table()["force"]

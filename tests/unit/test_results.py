@@ -6,6 +6,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from conftest import patch_ioctl
 
 from gupctl import abi, results
 from gupctl.bench import RunResult, Stats
@@ -41,7 +42,7 @@ def fake(tmp_path, monkeypatch: pytest.MonkeyPatch) -> str:
     def ioctl(self: Device, command: abi.Command, arg: object = None) -> None:
         arg.get_delta_usec, arg.put_delta_usec = 7, 3  # type: ignore[attr-defined]
 
-    monkeypatch.setattr(Device, "ioctl", ioctl)
+    patch_ioctl(monkeypatch, ioctl)
     return str(path)
 
 
