@@ -168,21 +168,14 @@ def _issue_all(
 
 def _repeat(device: Device, spec: RunSpec, mapping: Mapping, samples: list[tuple[int, int]],
             errors: list[GupctlError]) -> None:  # fmt: skip
-    """One thread's ioctls.  The loop is kept to the bone: under emulation every
-    Python operation in it costs about what the one-page ioctl itself costs."""
+    """One thread's ioctls, through Device.repeat: its loop runs in C, because
+    under emulation each Python statement costs about what a one-page ioctl does."""
     arg: Any = abi.ffi.new("struct gup_test *")
     arg.addr = mapping.addr
     arg.nr_pages_per_call = spec.nr_pages_per_call
     arg.gup_flags = spec.foll_flags
-    issue = device.prepare(spec.command, arg)
-    size = spec.size
-    for _ in range(spec.repeats):
-        if errors:
-            return
-        arg.size = size  # the kernel writes back what it covered
-        issue()
-        if arg.size != size:
-            write = bool(spec.foll_flags & abi.FOLL_WRITE)
-            name = spec.command.name.lower()
-            raise Truncated(name, size, int(arg.size), spec.memory.describe(), write)
-        samples.append((arg.get_delta_usec, arg.put_delta_usec))
+    samples.extend(device.repeat(spec.command, arg, spec.size, spec.repeats))
+    if arg.size != spec.size:
+        write = bool(spec.foll_flags & abi.FOLL_WRITE)
+        name = spec.command.name.lower()
+        raise Truncated(name, spec.size, int(arg.size), spec.memory.describe(), write)

@@ -25,6 +25,11 @@ from gupctl.errors import (
     DeviceNotFound,
 )
 
+try:  # the repeat loop in C, built by setup.py; optional
+    from gupctl import _loop  # type: ignore[attr-defined]
+except ImportError:
+    _loop = None
+
 DEBUGFS_MOUNT = "/sys/kernel/debug"
 DEBUGFS_PATH = DEBUGFS_MOUNT + "/gup_test"
 MISC_PATH = "/dev/gup_test"
@@ -121,6 +126,38 @@ class Device:
                 raise DeviceError(f"{command.name} on {self.path}", err, self.path, command.name)
 
         return issue
+
+    def repeat(
+        self, command: abi.Command, arg: Any, size: int, repeats: int
+    ) -> list[tuple[int, int]]:
+        """Issue `command` `repeats` times on `arg` (a struct gup_test), resetting its
+        size to `size` before each; return each repeat's (get, put) µs.
+
+        Stops early when the kernel writes back a smaller size (arg.size shows it).
+        The loop runs in C (gupctl._loop) where it was built, so that a repeat
+        costs what it costs the C selftest; else in Python.
+        """
+        if _loop is None:
+            return self._repeat_in_python(command, arg, size, repeats)
+        buf = _loop.ffi.new("unsigned long long[]", 2 * repeats)
+        ptr = _loop.ffi.cast("void *", arg)
+        done = _loop.lib.gupctl_repeat(self.fd, command.number(), ptr, repeats, size, buf)
+        if done < repeats and arg.size == size:
+            err = _loop.ffi.errno
+            raise DeviceError(f"{command.name} on {self.path}", err, self.path, command.name)
+        return [(buf[2 * i], buf[2 * i + 1]) for i in range(done)]
+
+    def _repeat_in_python(self, command: abi.Command, arg: Any, size: int,
+                          repeats: int) -> list[tuple[int, int]]:  # fmt: skip
+        issue = self.prepare(command, arg)
+        samples = []
+        for _ in range(repeats):
+            arg.size = size  # the kernel writes back what it covered
+            issue()
+            samples.append((arg.get_delta_usec, arg.put_delta_usec))
+            if arg.size != size:
+                break
+        return samples
 
     def close(self) -> None:
         """Close the file; the kernel drops any longterm test pins it holds."""

@@ -24,3 +24,4 @@ def patch_ioctl(monkeypatch: pytest.MonkeyPatch, fake) -> None:
 
     monkeypatch.setattr(Device, "ioctl", fake)
     monkeypatch.setattr(Device, "prepare", prepare)
+    monkeypatch.setattr("gupctl.device._loop", None)  # the C loop would bypass `fake`

@@ -23,6 +23,9 @@ class FakeDevice(Device):
     def prepare(self, command: abi.Command, arg: object = None):  # type: ignore[override]
         return lambda: self.ioctl(command, arg)
 
+    def repeat(self, command: abi.Command, arg: object, size: int, repeats: int):  # type: ignore[override]
+        return self._repeat_in_python(command, arg, size, repeats)
+
     def ioctl(self, command: abi.Command, arg: object = None) -> None:
         self.calls += 1
         arg.size -= self.short  # type: ignore[attr-defined]
@@ -55,3 +58,22 @@ def test_cffi_calls_release_the_gil() -> None:
     for t in threads:
         t.join()
     assert time.monotonic() - start < 0.75
+
+
+def test_c_loop_is_built_and_reports_errno() -> None:
+    """The repeat loop in C (gupctl._loop, built by `pip install`) is there and
+    turns a failed ioctl into the same typed error as the Python loop."""
+    import errno
+
+    from gupctl import device
+    from gupctl.errors import DeviceError
+
+    assert device._loop is not None, "gupctl._loop is not built: pip install -e ."
+    dev = Device("/dev/null")
+    try:
+        arg = abi.ffi.new("struct gup_test *")
+        with pytest.raises(DeviceError) as info:
+            dev.repeat(abi.PIN_FAST_BENCHMARK, arg, 4096, 10)
+        assert info.value.errno == errno.ENOTTY
+    finally:
+        dev.close()
