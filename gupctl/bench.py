@@ -147,13 +147,14 @@ def run(device: Device, spec: RunSpec) -> RunResult:
 def _issue_all(
     device: Device, spec: RunSpec, mapping: Mapping
 ) -> tuple[list[tuple[int, int]], GupctlError | None]:
-    """Run every thread's repeats; the first error stops them all."""
-    samples: list[tuple[int, int]] = []  # list.append is atomic under the GIL
+    """Run every thread's repeats; a failing thread stops, and the first error
+    is returned once all threads have ended."""
+    samples: list[tuple[int, int]] = []  # list.extend is atomic under the GIL
     errors: list[GupctlError] = []
 
     def worker() -> None:
         try:
-            _repeat(device, spec, mapping, samples, errors)
+            samples.extend(_repeat(device, spec, mapping))
         except GupctlError as e:
             errors.append(e)
 
@@ -166,16 +167,16 @@ def _issue_all(
     return samples, (errors[0] if errors else None)
 
 
-def _repeat(device: Device, spec: RunSpec, mapping: Mapping, samples: list[tuple[int, int]],
-            errors: list[GupctlError]) -> None:  # fmt: skip
+def _repeat(device: Device, spec: RunSpec, mapping: Mapping) -> list[tuple[int, int]]:
     """One thread's ioctls, through Device.repeat: its loop runs in C, because
     under emulation each Python statement costs about what a one-page ioctl does."""
     arg: Any = abi.ffi.new("struct gup_test *")
     arg.addr = mapping.addr
     arg.nr_pages_per_call = spec.nr_pages_per_call
     arg.gup_flags = spec.foll_flags
-    samples.extend(device.repeat(spec.command, arg, spec.size, spec.repeats))
+    samples = device.repeat(spec.command, arg, spec.size, spec.repeats)
     if arg.size != spec.size:
         write = bool(spec.foll_flags & abi.FOLL_WRITE)
         name = spec.command.name.lower()
         raise Truncated(name, spec.size, int(arg.size), spec.memory.describe(), write)
+    return samples

@@ -175,7 +175,7 @@ class Mapping:
         if self.spec.create:
             self._created = path
             os.ftruncate(fd, size)
-        elif stat.S_ISREG(os.fstat(fd).st_mode) and os.fstat(fd).st_size < size:
+        elif stat.S_ISREG((st := os.fstat(fd)).st_mode) and st.st_size < size:
             os.close(fd)
             # Touching a page past EOF would be SIGBUS, not an error message.
             raise MappingError(
