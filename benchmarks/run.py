@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from benchmarks import cbuild  # noqa: E402
-from gupctl.vm.kmod import cache_dir  # noqa: E402
+from gupctl.cache import cache_dir  # noqa: E402
 
 GOALS = {"timing": (0.95, 1.05), "overhead": 1.2, "startup_ms": 150}
 

@@ -1,13 +1,15 @@
 """The gup_test ioctl ABI: struct layouts and command numbers.
 
 One definition on the Python side, mirroring mm/gup_test.h (the v5.13+ ABI;
-PIN_LONGTERM_TEST_* since v6.1) and kmod/gup_test.h on the C side.  A unit
-test compiles the C header and holds the two together.
+PIN_LONGTERM_TEST_* since v6.1) and kmod/gup_test.h on the C side.  Unit
+tests compile the C header, for this machine and for every ABI in `ABIS` with
+that ABI's compiler and uapi headers, and hold the two together.
 
 The structs are declared once, with cffi, without explicit padding: the
 kernel's header has none, and the command number encodes sizeof(), so the
 layout must be the C compiler's natural one (80 bytes for struct gup_test on
-x86_64, 76 on i386).
+x86_64, 76 on i386).  This process's ioctls use cffi's layout; another ABI's
+(`gupctl abi --machine`) is computed from how that ABI aligns __u64 and __u32.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 
 import cffi
 import ioctl_opt
+
+from gupctl.errors import UnknownMachine
 
 CDEF = """
 struct gup_test {
@@ -100,19 +104,87 @@ ENCODINGS: dict[str, Encoding] = {
     # arch/parisc/include/uapi/asm/ioctl.h swaps READ and WRITE.
     "parisc": Encoding("parisc", 14, 2, none=0, write=2, read=1),
 }
-_MACHINE_ARCH = {
-    "ppc": "powerpc", "ppc64": "powerpc", "ppc64le": "powerpc",
-    "mips": "mips", "mips64": "mips", "mipsel": "mips", "mips64el": "mips",
-    "sparc": "sparc", "sparc64": "sparc", "alpha": "alpha",
-    "parisc": "parisc", "parisc64": "parisc",
-}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Abi:
+    """One Linux userspace ABI: its ioctl encoding and how its C compiler
+    aligns the uapi types (__u64 is 8 bytes and __u32 4 everywhere; only
+    their alignment differs, and with it padding and sizeof())."""
+
+    name: str
+    encoding: Encoding
+    u64_align: int
+    u32_align: int = 4
+    aliases: tuple[str, ...] = ()
+
+    def alignof(self, ctype: str) -> int:
+        """Alignment of a fixed-width cffi type (uint64_t, uint32_t) on this ABI."""
+        return {"uint64_t": self.u64_align, "uint32_t": self.u32_align}[ctype]
+
+
+_G, _PPC, _MIPS = ASM_GENERIC, ENCODINGS["powerpc"], ENCODINGS["mips"]
+_SPARC, _ALPHA, _PARISC = ENCODINGS["sparc"], ENCODINGS["alpha"], ENCODINGS["parisc"]
+#: Every ABI gupctl knows, by the name `uname -m` gives (aliases: other
+#: spellings of it, and ABIs with the same layout).  tests/unit/test_abi_cross.py
+#: checks each against its real compiler.  __u64 is 4-byte aligned on i386,
+#: ARM OABI, sh, arc, csky and openrisc, and 2-byte (like __u32) on m68k.
+ABIS: tuple[Abi, ...] = (
+    Abi("x86_64", _G, 8, aliases=("amd64",)),
+    Abi("i686", _G, 4, aliases=("i386", "i486", "i586", "x86")),
+    Abi("x32", _G, 8),
+    Abi("aarch64", _G, 8, aliases=("arm64",)),
+    Abi("aarch64_be", _G, 8),
+    Abi("armv7l", _G, 8, aliases=("arm", "armv5tel", "armv6l", "armv8l", "armhf", "armel")),
+    Abi("armeb", _G, 8, aliases=("armv7b",)),
+    Abi("arm-oabi", _G, 4),  # the old ARM ABI (CONFIG_AEABI=n, or OABI_COMPAT)
+    Abi("ppc", _PPC, 8, aliases=("powerpc",)),
+    Abi("ppc64", _PPC, 8, aliases=("powerpc64",)),
+    Abi("ppc64le", _PPC, 8, aliases=("powerpc64le", "ppc64el")),
+    Abi("mips", _MIPS, 8, aliases=("mipsel",)),  # o32
+    Abi("mipsn32", _MIPS, 8, aliases=("mipsn32el",)),
+    Abi("mips64", _MIPS, 8, aliases=("mips64el",)),  # n64
+    Abi("s390x", _G, 8),
+    Abi("s390", _G, 8),  # 31-bit, CONFIG_COMPAT on s390x (gone by v7.3)
+    Abi("riscv64", _G, 8),
+    Abi("riscv32", _G, 8),
+    Abi("sparc64", _SPARC, 8),
+    Abi("sparc", _SPARC, 8, aliases=("sparc32",)),
+    Abi("alpha", _ALPHA, 8),
+    Abi("parisc", _PARISC, 8, aliases=("parisc64", "hppa")),  # 32-bit userland
+    Abi("m68k", _G, 2, u32_align=2),
+    Abi("sh4", _G, 4, aliases=("sh", "sh3", "sh4a")),
+    Abi("arc", _G, 4),
+    Abi("loongarch64", _G, 8, aliases=("loong64",)),
+    Abi("hexagon", _G, 8),
+    Abi("csky", _G, 4),
+    Abi("openrisc", _G, 4, aliases=("or1k",)),
+)
+_BY_MACHINE = {n: a for a in ABIS for n in (a.name, *a.aliases)}
+
+
+def find_abi(machine: str) -> Abi:
+    """The ABI `machine` names (uname -m, or an ABI name such as x32).
+
+    Raises UnknownMachine, which lists the names known.
+    """
+    try:
+        return _BY_MACHINE[machine]
+    except KeyError:
+        raise UnknownMachine(machine, {a.name: a.aliases for a in ABIS}) from None
 
 
 @functools.cache
 def encoding_for(machine: str | None = None) -> Encoding:
-    """The ioctl encoding of `machine` (uname -m), default this machine's."""
-    machine = machine or platform.machine()
-    return ENCODINGS.get(_MACHINE_ARCH.get(machine, ""), ASM_GENERIC)
+    """The ioctl encoding of `machine` (uname -m), default this machine's.
+
+    This machine's falls back to asm-generic, the encoding of every
+    architecture that has no override, where `uname -m` is not in `ABIS`.
+    """
+    if machine is None:
+        host = _BY_MACHINE.get(platform.machine())
+        return host.encoding if host else ASM_GENERIC
+    return find_abi(machine).encoding
 
 
 @dataclass(frozen=True, eq=False)  # identity: each command exists once, and hashes fast
@@ -208,10 +280,14 @@ class CommandInfo:
 
 @dataclass(frozen=True)
 class AbiReport:
-    """What `gupctl abi` prints: this machine's numbers and layouts."""
+    """What `gupctl abi` prints: one ABI's numbers and layouts."""
 
-    machine: str
+    machine: str  # as asked, or this machine's uname -m
+    abi: str  # the ABI's name in ABIS ("this process" when uname -m is not there)
+    #: True for this process's own layout (cffi's), False for one computed for `abi`
+    this_process: bool
     encoding: str
+    u64_alignment: int
     commands: list[CommandInfo]
     structs: list[StructLayout]
 
@@ -222,15 +298,49 @@ def struct_layout(name: str) -> StructLayout:
     return StructLayout(name, ffi.sizeof(name), ffi.alignof(name), fields)
 
 
+def abi_struct_layout(name: str, abi: Abi) -> StructLayout:
+    """One ABI struct as `abi`'s C compiler lays it out: each field at the next
+    multiple of its type's alignment there, the size rounded up to the largest."""
+    offset, align, fields = 0, 1, []
+    for field, t in ffi.typeof(name).fields:
+        item = t.type.item if t.type.kind == "array" else t.type
+        item_align = abi.alignof(item.cname)
+        offset = -(-offset // item_align) * item_align
+        fields.append(FieldLayout(field, offset, ffi.sizeof(t.type)))
+        offset += ffi.sizeof(t.type)
+        align = max(align, item_align)
+    return StructLayout(name, -(-offset // align) * align, align, fields)
+
+
+def abi_number(command: Command, abi: Abi) -> int:
+    """The command number on `abi`, whose argument size may differ from this process's."""
+    if command.arg_type is None:
+        size = 0
+    elif command.arg_type.startswith("struct "):
+        size = abi_struct_layout(command.arg_type, abi).size
+    else:
+        size = ffi.sizeof(command.arg_type)
+    return abi.encoding.encode(command.direction, command.nr, size)
+
+
 def report(machine: str | None = None) -> AbiReport:
-    """The ABI as seen from `machine` (default: this one)."""
-    machine = machine or platform.machine()
-    enc = encoding_for(machine)
-    commands = [
-        CommandInfo(c.name, c.nr, _dir_name(c.direction), c.arg_type, c.number(enc))
-        for c in COMMANDS
-    ]
-    return AbiReport(machine, enc.name, commands, [struct_layout(s) for s in STRUCTS])
+    """The ABI of `machine` (any name `find_abi` takes); default this process's own."""
+    if machine is None:
+        host = _BY_MACHINE.get(platform.machine())
+        enc = encoding_for()
+        commands = [_info(c, c.number(enc)) for c in COMMANDS]
+        return AbiReport(platform.machine(), host.name if host else "this process", True,
+                         enc.name, ffi.alignof("uint64_t"), commands,
+                         [struct_layout(s) for s in STRUCTS])  # fmt: skip
+    abi = find_abi(machine)
+    commands = [_info(c, abi_number(c, abi)) for c in COMMANDS]
+    structs = [abi_struct_layout(s, abi) for s in STRUCTS]
+    return AbiReport(machine, abi.name, False, abi.encoding.name, abi.u64_align, commands, structs)
+
+
+def _info(command: Command, number: int) -> CommandInfo:
+    return CommandInfo(command.name, command.nr, _dir_name(command.direction),
+                       command.arg_type, number)  # fmt: skip
 
 
 def _dir_name(direction: Dir) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gupctl import abi, vmstat
+from gupctl import abi, pagemap, vmstat
 from gupctl.device import Device
 from gupctl.errors import GupctlError, Truncated
 from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec
@@ -105,11 +105,24 @@ class RunResult:
         return min(self.nr_pages_per_call, self.nr_pages)
 
 
-def expected_pins(spec: RunSpec) -> int:
-    """Pins the run takes (and must release): one per page per ioctl, pin commands only."""
+def expected_pins(spec: RunSpec, mapping: Mapping | None = None) -> int | None:
+    """Pins the run takes (and must release) on the counters' scope: one per
+    page per ioctl, pin commands only, the shared zero page left out.
+
+    Only memory that was neither prefaulted nor pinned for write can hold the
+    zero page; there the pages are looked up (gupctl/pagemap.py), after the
+    run, while the mapping lasts.  None: they could not be (not root).
+    """
     if spec.command not in abi.PIN_COMMANDS:
         return 0
-    return spec.size // PAGE_SIZE * spec.repeats * spec.threads
+    per_ioctl = spec.size // PAGE_SIZE
+    if mapping is not None and not spec.memory.prefault and not spec.write:
+        try:
+            frames = pagemap.frames(mapping.addr, spec.size)
+        except GupctlError:
+            return None
+        per_ioctl = pagemap.pinnable(frames, spec.memory.numa_node)
+    return per_ioctl * spec.repeats * spec.threads
 
 
 def run(device: Device, spec: RunSpec) -> RunResult:
@@ -118,6 +131,7 @@ def run(device: Device, spec: RunSpec) -> RunResult:
         before = vmstat.snapshot(spec.memory.numa_node)
         samples, error = _issue_all(device, spec, mapping)
         after = vmstat.snapshot(spec.memory.numa_node)
+        expected = expected_pins(spec, mapping) if error is None else 0
     if error is not None:
         raise error
     gets = [g for g, _ in samples]
@@ -139,7 +153,7 @@ def run(device: Device, spec: RunSpec) -> RunResult:
         put=put,
         get_ns_per_page=get.median * 1000 / nr_pages,
         put_ns_per_page=put.median * 1000 / nr_pages,
-        balance=vmstat.Balance.between(before, after, expected_pins(spec)),
+        balance=vmstat.Balance.between(before, after, expected),
         gup_flags=spec.foll_flags,
     )
 

@@ -107,3 +107,13 @@ class ResultsError(GupctlError):
         self.path = path
         #: one of "missing", "unreadable", "json", "format", "fields", "write", "empty"
         self.kind = kind
+
+
+class UnknownMachine(GupctlError):
+    """`gupctl abi --machine` names no ABI gupctl knows."""
+
+    def __init__(self, machine: str, known: dict[str, tuple[str, ...]]) -> None:
+        super().__init__(f"unknown machine {machine!r}")
+        self.machine = machine
+        #: every ABI's name, with the other names it goes by
+        self.known = known

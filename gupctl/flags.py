@@ -1,22 +1,23 @@
 """GUP flags (FOLL_*) by name, with the values of the running kernel.
 
-FOLL_* are kernel-internal and have no ABI: v6.2 renumbered all of them
-("mm/gup: move private gup FOLL_ flags to internal.h" turned the #defines of
-include/linux/mm.h into an enum in include/linux/mm_types.h, plus a private
-enum in mm/internal.h).  Nothing at run time tells which numbering a kernel
-uses, so the table is chosen by parsing the release (uname -r).
+FOLL_* are kernel-internal and have no ABI: v6.3 renumbered all of them
+(2c2241081f7d, "mm/gup: move private gup FOLL_ flags to internal.h", turned
+the #defines of include/linux/mm.h into an enum in include/linux/mm_types.h,
+plus a private enum in mm/internal.h).  Nothing at run time tells which
+numbering a kernel uses, so the table is chosen by the release (uname -r).
 
-Sources: v6.2+ from v6.12's include/linux/mm_types.h and mm/internal.h;
-before v6.2 from Debian's 6.1 include/linux/mm.h (older kernels are assumed
-to match it; FOLL_COW, gone in v6.0, is not offered).
+Sources: v6.3+ from include/linux/mm_types.h and mm/internal.h; before v6.3
+from include/linux/mm.h.  tests/facts/ checks both tables against the
+headers and sources of every kernel gupctl is tested on (6.1, 6.12, 7.3).
+v6.2 is the old numbering plus PCI_P2PDMA and INTERRUPTIBLE; older kernels
+are assumed to match 6.1 (FOLL_COW, gone in v6.0, is not offered).
 """
 
 from __future__ import annotations
 
-import os
-import re
 from dataclasses import dataclass
 
+from gupctl import release as _release
 from gupctl.errors import FlagsError
 
 PREFIX = "foll_"
@@ -30,8 +31,8 @@ class _Flag:
     since: tuple[int, int] = (0, 0)  # first release (major, minor) that has it
 
 
-# v6.2+: include/linux/mm_types.h, then mm/internal.h from 1 << 16.
-_V6_2 = (
+# v6.3+: include/linux/mm_types.h, then mm/internal.h from 1 << 16.
+_V6_3 = (
     _Flag("write", 1 << 0),
     # Internal for the pin commands (FOLL_GET and FOLL_PIN are exclusive) and
     # added by get_user_pages() itself: never useful from userspace.
@@ -60,8 +61,8 @@ _V6_2 = (
     _Flag("madv_populate", 1 << 22, internal=True, since=(6, 9)),
 )
 
-# Before v6.2: the #defines of include/linux/mm.h (6.1).  The internal ones
-# are those v6.2 moved to mm/internal.h, plus FOLL_GET and FOLL_MIGRATION
+# Before v6.3: the #defines of include/linux/mm.h (6.1).  The internal ones
+# are those v6.3 moved to mm/internal.h, plus FOLL_GET and FOLL_MIGRATION
 # (follow_page() only; removed in v6.2).
 _V6_1 = (
     _Flag("write", 0x01),
@@ -80,23 +81,17 @@ _V6_1 = (
     _Flag("split_pmd", 0x20000),
     _Flag("pin", 0x40000, internal=True),
     _Flag("fast_only", 0x80000, internal=True),
+    # v6.2, "mm/gup: allow FOLL_PCI_P2PDMA" and "mm/gup: introduce
+    # FOLL_INTERRUPTIBLE": the last flags added in the old numbering.
+    _Flag("pci_p2pdma", 0x100000, since=(6, 2)),
+    _Flag("interruptible", 0x200000, since=(6, 2)),
 )
 
 
-def kernel_version(release: str | None = None) -> tuple[int, int]:
-    """(major, minor) of `release` (default: the running kernel's uname -r)."""
-    release = release or os.uname().release
-    m = re.match(r"(\d+)\.(\d+)", release)
-    if not m:
-        raise FlagsError(f"cannot tell the kernel version from release {release!r}", [])
-    return int(m.group(1)), int(m.group(2))
-
-
 def _flags(release: str | None) -> tuple[_Flag, ...]:
-    version = kernel_version(release)
-    if version < (6, 2):
-        return _V6_1
-    return tuple(f for f in _V6_2 if version >= f.since)
+    version = _release.version(release)[:2]
+    chosen = _V6_1 if version < (6, 3) else _V6_3
+    return tuple(f for f in chosen if version >= f.since)
 
 
 def table(release: str | None = None) -> dict[str, int]:
@@ -107,10 +102,6 @@ def table(release: str | None = None) -> dict[str, int]:
 def internal(release: str | None = None) -> frozenset[str]:
     """The names GUP sets itself; parse() refuses them unless allow_internal."""
     return frozenset(f.name for f in _flags(release) if f.internal)
-
-
-#: Internal names per numbering: "6.2" (v6.2 and later) and "6.1" (before v6.2).
-INTERNAL = {"6.2": internal("6.12"), "6.1": internal("6.1")}
 
 
 def parse(spec: str, release: str | None = None, allow_internal: bool = False) -> int:

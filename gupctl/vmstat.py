@@ -99,10 +99,15 @@ def snapshot_all() -> list[PinCounters]:
 
 @dataclass(frozen=True)
 class Balance:
-    """Counter deltas around an operation, compared with the pins it should take."""
+    """Counter deltas around an operation, compared with the pins it should take.
+
+    `expected` is None where gupctl could not tell how many pins to expect
+    (pages that may be the shared zero page, and no CAP_SYS_ADMIN to look):
+    such a balance is never exact.
+    """
 
     scope: str
-    expected: int
+    expected: int | None
     acquired: int
     released: int
     outstanding_before: int
@@ -110,13 +115,17 @@ class Balance:
     exact: bool
 
     @classmethod
-    def between(cls, before: PinCounters, after: PinCounters, expected: int) -> Balance:
+    def between(cls, before: PinCounters, after: PinCounters, expected: int | None) -> Balance:
         acquired = after.nr_foll_pin_acquired - before.nr_foll_pin_acquired
         released = after.nr_foll_pin_released - before.nr_foll_pin_released
         exact = (
-            acquired == expected
+            expected is not None
+            and acquired == expected
             and released == expected
             and after.outstanding == before.outstanding
+        )
+        return cls(
+            before.scope, expected, acquired, released, before.outstanding, after.outstanding, exact
         )
         return cls(
             before.scope, expected, acquired, released, before.outstanding, after.outstanding, exact

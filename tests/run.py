@@ -22,10 +22,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
-#: Kernels for the VM tests: Debian's with the kmod, and 6.12 built from
-#: Debian's linux-source-6.12 with CONFIG_GUP_TEST=y (gupctl/vm/gup_test.config).
-KERNELS = {"6.12": "Debian 6.12 + kmod", "6.1": "Debian 6.1 + kmod",
-           "source": "6.12 with the in-kernel gup_test"}  # fmt: skip
+#: Kernels for the VM tests: Debian's with the kmod (7.3 from trixie-backports,
+#: fetched into gupctl's cache), and 6.12 and 7.3 built from Debian's
+#: linux-source with CONFIG_GUP_TEST=y (gupctl/vm/gup_test.config).
+KERNELS = {"7.3": "Debian 7.3 + kmod", "6.12": "Debian 6.12 + kmod", "6.1": "Debian 6.1 + kmod",
+           "source:7.3": "7.3 with the in-kernel gup_test",
+           "source:6.12": "6.12 with the in-kernel gup_test"}  # fmt: skip
+#: Debian kernels the kmod must build against with -Werror.
+KMOD_KERNELS = ("7.3", "6.12", "6.1")
 SHELL_FILES = [".ci/run", ".ci/setup", ".ci/provision", "gupctl/vm/guest-init.sh"]
 SUMMARY = re.compile(r"=+ (.*\b(passed|failed|error|errors|skipped|no tests ran)\b.*) in [\d.]+s")
 
@@ -69,7 +73,7 @@ def step(name: str, argv: list[str], totals: Totals, env: dict[str, str] | None 
 
 def checkpatch() -> Path:
     """scripts/checkpatch.pl (and the files it reads) from Debian's linux-source-6.12."""
-    from gupctl.vm.kmod import cache_dir
+    from gupctl.cache import cache_dir
 
     dest = cache_dir() / "checkpatch"
     script = dest / "scripts" / "checkpatch.pl"
@@ -102,22 +106,21 @@ def lint(totals: Totals) -> None:
 
 def kmod_builds(totals: Totals) -> None:
     """kmod/ against each Debian kernel's headers, warnings as errors."""
-    from gupctl.vm import kernel
+    from gupctl.vm import kmod, resolve
 
-    for series in ("6.12", "6.1"):
-        k = kernel.find(series)
+    for series in KMOD_KERNELS:
+        k = resolve.find(series)
         work = Path(f"/tmp/gupctl-kmod-check-{k.release}")
         shutil.rmtree(work, ignore_errors=True)
         shutil.copytree(ROOT / "kmod", work)
-        step(f"kmod build {k.release}",
-             ["make", "-C", str(work), f"KDIR={k.build}", "KCFLAGS=-Werror"], totals)  # fmt: skip
+        step(f"kmod build {k.release}", kmod.make_argv(k, work, "KCFLAGS=-Werror"), totals)
         shutil.rmtree(work, ignore_errors=True)
 
 
 def kernel_tests(totals: Totals, series: str) -> None:
     # -rP: the output of passed tests too, so the log shows the selftest's KTAP.
     pytest = [PY, "-m", "pytest", "tests/kernel", "-v", "-rP", "-p", "no:cacheprovider"]
-    kmod = "--kmod" if series != "source" else "--no-kmod"
+    kmod = "--no-kmod" if series.startswith("source") else "--kmod"
     step(f"kernel tests on {KERNELS.get(series, series)}",
          [PY, "-m", "gupctl", "vm", "--kernel", series, kmod, "--", *pytest], totals)  # fmt: skip
 

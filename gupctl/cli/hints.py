@@ -48,9 +48,12 @@ MAPPING = {
 
 VM = {
     "tool": "{what}: install it (see README: `bash .ci/setup`)",
-    "kernel": "{what}: install one, e.g. `sudo apt-get install linux-image-6.12-amd64 "
-    "linux-headers-6.12-amd64`, or pass --kernel",
-    "build": "{what}: see the build log above; are the kernel's headers installed?",
+    "kernel": "{what}: pass --kernel with a series Debian has (6.1, 6.12, 7.2, 7.3), an "
+    "exact release, a /boot/vmlinuz-* path, or source[:SERIES|PATH]",
+    "archive": "{what}: gupctl fetches kernels from Debian's archive with its own apt "
+    "configuration (~/.cache/gupctl/apt); check that the archive is reachable, or set "
+    "GUPCTL_DEBIAN_MIRROR",
+    "build": "{what}",
     "lost": "{what}: the guest died or hung before the command finished; console log: {log}",
     "timeout": "{what}: raise --timeout, or look at the console log: {log}",
     "problem": "{what}: the guest kernel reported it; console log: {log}",
@@ -109,6 +112,9 @@ def hint(err: errors.GupctlError) -> str:
         return RESULTS.get(err.kind, "{what}").format(what=err.what, path=err.path, err=reason)
     if isinstance(err, errors.VmError):
         return VM.get(err.kind, "{what}").format(what=err.what, log=err.log)
+    if isinstance(err, errors.UnknownMachine):
+        names = (f"{n} ({', '.join(a)})" if a else n for n, a in err.known.items())
+        return f"{err.what}: use one of {', '.join(names)}"
     return str(err)
 
 

@@ -8,10 +8,14 @@ from gupctl.cli.options import json_option
 
 
 @click.command()
-@click.option("--machine", help="Show the numbers for another architecture (uname -m).")
+@click.option(
+    "--machine",
+    help="Show another ABI's numbers and layouts: its uname -m (i686, ppc64le, ...) or "
+    "ABI name (x32, mipsn32, arm-oabi, ...).",
+)
 @json_option
 def abi(machine: str | None, use_json: bool) -> None:
-    """The gup_test command numbers and struct layouts this machine uses."""
+    """The gup_test command numbers and struct layouts this machine uses (or another ABI's)."""
     from gupctl import abi as abi_mod
     from gupctl import render
 

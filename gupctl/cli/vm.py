@@ -14,9 +14,10 @@ import click
 @click.option(
     "--kernel",
     metavar="SPEC",
-    help="vmlinuz path, release, or series such as 6.1 (default: Debian 6.12); or "
-    "source[:PATH] for a kernel with CONFIG_GUP_TEST built from a source tarball or tree "
-    "(default /usr/src/linux-source-6.12.tar.xz; minutes once, then cached; use --no-kmod).",
+    help="A series (6.1, 6.12, 7.3: installed here, else fetched from Debian's archive into "
+    "the cache), an exact release, or a /boot/vmlinuz-* path (default: 6.12); or "
+    "source[:SERIES|PATH] for CONFIG_GUP_TEST built from Debian's linux-source-SERIES "
+    "(default 6.12) or a tarball or tree (minutes once, then cached; use --no-kmod).",
 )
 @click.option(
     "--kmod/--no-kmod",

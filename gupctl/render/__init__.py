@@ -121,7 +121,10 @@ def _tables(data: Any) -> list[Table]:
 
 
 def _abi(r: AbiReport) -> list[Table]:
-    cmds = Table(title=f"gup_test commands ({r.machine}, {r.encoding} encoding)")
+    abi = r.machine if r.abi == r.machine else f"{r.machine} = {r.abi}"
+    whose = ", this process" if r.this_process else ""
+    cmds = Table(title=f"gup_test commands ({abi}, {r.encoding} encoding, "
+                 f"__u64 aligned {r.u64_alignment}{whose})")  # fmt: skip
     for col in ("command", "nr", "macro", "argument", "number"):
         cmds.add_column(col, justify="right" if col in ("nr", "number") else "left")
     for c in r.commands:
@@ -156,23 +159,7 @@ def _runs(results: list[RunResult]) -> Table:
 
 
 def _balances(results: list[RunResult]) -> Table:
-    t = Table(title="pin balance (nr_foll_pin_* deltas)")
-    for col in ("command", "scope", "expected", "acquired", "released", "outstanding", "balance"):
-        t.add_column(col, justify="left" if col in ("command", "scope", "balance") else "right")
-    for r in results:
-        b = r.balance
-        outstanding = f"{b.outstanding_before}→{b.outstanding_after}"
-        verdict = "exact" if b.exact else "MISMATCH"
-        t.add_row(
-            r.command,
-            b.scope,
-            str(b.expected),
-            str(b.acquired),
-            str(b.released),
-            outstanding,
-            verdict,
-        )
-    return t
+    return _balance_table([(r.command, r.balance) for r in results])
 
 
 def _counters(counters: list[PinCounters]) -> Table:
@@ -193,9 +180,11 @@ def _balance_table(rows: list[tuple[str, Balance]]) -> Table:
     for col in ("what", "scope", "expected", "acquired", "released", "outstanding", "balance"):
         t.add_column(col, justify="left" if col in ("what", "scope", "balance") else "right")
     for what, b in rows:
-        t.add_row(what, b.scope, str(b.expected), str(b.acquired), str(b.released),
-                  f"{b.outstanding_before}→{b.outstanding_after}",
-                  "exact" if b.exact else "MISMATCH")  # fmt: skip
+        # expected None: the pages may be the zero page and could not be looked up.
+        verdict = "exact" if b.exact else ("unknown" if b.expected is None else "MISMATCH")
+        expected = "?" if b.expected is None else str(b.expected)
+        t.add_row(what, b.scope, expected, str(b.acquired), str(b.released),
+                  f"{b.outstanding_before}→{b.outstanding_after}", verdict)  # fmt: skip
     return t
 
 

@@ -3,31 +3,27 @@
 `make ARCH=x86_64 tinyconfig` plus gup_test.config (beside this file), built
 out of tree (O=) in a scratch directory, so that a source tree is never
 written to.  Only bzImage, .config and the release are kept, under
-kmod.cache_dir()/kernels/<key>; the key covers the source, the fragment and
+gupctl.cache's kernels/<key>; the key covers the source, the fragment and
 the compiler, so a change to any of them builds a new kernel.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
+import re
 import shlex
 import shutil
 import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from importlib import resources
 from logging import getLogger
 from pathlib import Path
 
+from gupctl import cache
 from gupctl.errors import VmError
-from gupctl.vm.kmod import cache_dir
 
-#: Debian's package linux-source-6.12.
-DEFAULT_SOURCE = Path("/usr/src/linux-source-6.12.tar.xz")
 #: x86_64, not x86: with ARCH=x86 on this host, tinyconfig would be 32-bit.
 ARCH = "x86_64"
 IMAGE = "arch/x86/boot/bzImage"
@@ -51,14 +47,27 @@ def required(fragment_text: str) -> list[str]:
     ]
 
 
-def dropped(fragment_text: str, config_text: str) -> list[str]:
+def dropped(fragment_text: str, config_text: str, known: set[str] | None = None) -> list[str]:
     """Options the fragment wants =y that the final .config does not have =y.
 
     Kconfig silently drops an option whose dependencies are off, so this is
-    how a dependency missing from the fragment shows up.
+    how a dependency missing from the fragment shows up.  Options the tree
+    does not define at all (`known`, when given) are left out: the fragment
+    serves several releases, and options come and go between them.
     """
     final = {line.strip() for line in config_text.splitlines()}
-    return [name for name in required(fragment_text) if f"{name}=y" not in final]
+    wanted = [n for n in required(fragment_text) if known is None or n in known]
+    return [name for name in wanted if f"{name}=y" not in final]
+
+
+def kconfig_symbols(tree: Path) -> set[str]:
+    """Every CONFIG_ symbol the Kconfig files of `tree` define."""
+    pattern = re.compile(r"^\s*(?:menu)?config\s+(\w+)", re.MULTILINE)
+    return {
+        "CONFIG_" + name
+        for path in tree.rglob("Kconfig*")
+        for name in pattern.findall(path.read_text(errors="replace"))
+    }
 
 
 def _sha256_file(path: Path) -> str:
@@ -74,7 +83,7 @@ def _tarball_sha256(tarball: Path) -> str:
     # and mtime, which change whenever apt replaces the file.
     st = tarball.stat()
     stamp = f"{tarball.resolve()}\0{st.st_size}\0{st.st_mtime_ns}".encode()
-    memo = cache_dir() / "kernels" / ".sha256" / hashlib.sha256(stamp).hexdigest()[:16]
+    memo = cache.cache_dir() / "kernels" / ".sha256" / cache.key([stamp])
     try:
         return memo.read_text().strip()
     except OSError:
@@ -111,69 +120,50 @@ def compiler_version() -> str:
     return out.splitlines()[0] if out else ""
 
 
-def cache_key(identity: str, fragment_text: str, compiler: str) -> str:
-    """The cache entry's name: 16 hex digits of sha256 over all three."""
-    digest = hashlib.sha256("\0".join((identity, fragment_text, compiler)).encode())
-    return digest.hexdigest()[:16]
-
-
-def resolve_source(path: str | None) -> Path:
-    """The tarball or tree `path` names (default: DEFAULT_SOURCE), checked."""
-    source = Path(path).expanduser().resolve() if path else DEFAULT_SOURCE
+def resolve_source(path: str) -> Path:
+    """The tarball or tree `path` names, checked."""
+    source = Path(path).expanduser().resolve()
     if source.is_file() or (source / "Makefile").is_file():
         return source
-    hint = " (Debian: linux-source-6.12)" if source == DEFAULT_SOURCE else ""
-    raise VmError(f"no kernel source tarball or tree at {source}{hint}", "kernel")
+    raise VmError(f"no kernel source tarball or tree at {source}", "kernel")
 
 
-def build(source: Path | None = None, progress: Progress | None = None) -> Path:
+def build(source: Path, progress: Progress | None = None) -> Path:
     """The cache entry (bzImage, .config, release) for `source`, built if needed.
 
     Progress lines go to `progress`, else to logging; the first line is a
     warning so that a build of several minutes does not pass in silence.
+    A failed build keeps its log beside the cache entry it would have been.
     """
     say = progress or log.info
-    source = source or resolve_source(None)
     text = fragment()
-    key = cache_key(source_identity(source), text, compiler_version())
-    kernels = cache_dir() / "kernels"
-    entry = kernels / key
-    if _complete(entry):
-        return entry
-    kernels.mkdir(parents=True, exist_ok=True)
-    with _locked(kernels / f".{key}.lock"):
-        if _complete(entry):
-            return entry  # another gupctl built it while we waited
+    key = cache.key([source_identity(source), text, compiler_version()])
+    log_path = cache.cache_dir() / "kernels" / f"{key}.log"
+
+    def make(scratch: Path) -> None:
         (progress or log.warning)(f"building a gup_test kernel from {source} (a few minutes)")
-        scratch = Path(tempfile.mkdtemp(prefix=f".build-{key}-", dir=kernels))
+        work = scratch / ".work"
+        work.mkdir()
         try:
-            out = _Build(source, scratch, say).run(text)
-            shutil.rmtree(entry, ignore_errors=True)  # an incomplete leftover
-            out.rename(entry)
-            (kernels / f"{key}.log").unlink(missing_ok=True)  # an earlier failure's
+            out = _Build(source, work, say).run(text)
         except VmError as e:
-            failed = kernels / f"{key}.log"  # the CLI shows one line: keep the log
-            failed.write_text(e.log or "")
-            raise VmError(f"{e.what} (build log: {failed})", e.kind, e.log) from None
+            log_path.write_text(e.log or "")  # the CLI shows one line: keep the log
+            raise VmError(f"{e.what} (build log: {log_path})", e.kind, e.log) from None
         finally:
             if os.environ.get("GUPCTL_KEEP_BUILD"):
-                say(f"build tree kept in {scratch}")
-            else:
-                shutil.rmtree(scratch, ignore_errors=True)
-    say(f"kernel {(entry / 'release').read_text().strip()} cached in {entry}")
+                say(f"build tree kept in {work}")
+        for name in KEPT:
+            (out / name).rename(scratch / name)
+        shutil.rmtree(work, ignore_errors=True)
+        log_path.unlink(missing_ok=True)  # an earlier failure's
+
+    entry = cache.entry("kernels", key, make, complete=_complete)
+    say(f"kernel {(entry / 'release').read_text().strip()} in {entry}")
     return entry
 
 
 def _complete(entry: Path) -> bool:
     return all((entry / name).exists() for name in KEPT)
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    # Two gupctl runs starting at once build once; the second waits here.
-    with path.open("w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
 
 
 class _Build:
@@ -198,7 +188,11 @@ class _Build:
         with (self.obj / ".config").open("a") as config:
             config.write(fragment_text)
         self._run([*make, "olddefconfig"])
-        lost = dropped(fragment_text, (self.obj / ".config").read_text())
+        known = kconfig_symbols(src)
+        absent = [n for n in required(fragment_text) if n not in known]
+        if absent:
+            self.say(f"not in this kernel, left out: {', '.join(absent)}")
+        lost = dropped(fragment_text, (self.obj / ".config").read_text(), known)
         if lost:
             raise VmError(
                 f"the kernel config dropped {', '.join(lost)}: a dependency is missing "

@@ -39,9 +39,9 @@ def module_closure(kernel: Kernel, wanted: tuple[str, ...] = GUEST_MODULES) -> l
     """Module files (relative to /lib/modules/R) to insmod, dependencies first.
 
     Modules built into the kernel (modules.builtin) are left out, and a kernel
-    gupctl built from source (builtin_only) needs none at all.
+    gupctl built from source (no modules) needs none at all.
     """
-    if kernel.builtin_only:
+    if kernel.modules is None:
         return []
     deps: dict[str, tuple[str, list[str]]] = {}
     for line in _lines(kernel.modules / "modules.dep"):
@@ -118,6 +118,7 @@ def build(kernel: Kernel, dest: Path) -> Path:
     archive.file("init", init, 0o755)
     names = []
     for rel in module_closure(kernel):
+        assert kernel.modules is not None  # module_closure() is empty otherwise
         name = Path(rel).name.split(".ko")[0] + ".ko"
         archive.file(f"lib/modules/{name}", _decompressed(kernel.modules / rel))
         names.append(name)

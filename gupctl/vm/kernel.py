@@ -1,92 +1,64 @@
-"""Finding a guest kernel: an installed Debian linux-image (vmlinuz + /lib/modules),
-or one gupctl builds from kernel sources with CONFIG_GUP_TEST (gupctl/vm/build.py)."""
+"""A guest kernel, as data: what the VM boots and what the kmod builds against.
+
+A leaf, as drgn's vmtest.kernel is: it imports nothing else of gupctl's VM.
+Where a kernel comes from (this machine's /boot, Debian's archive, a build
+from source) is gupctl/vm/resolve.py's business.
+"""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gupctl.errors import VmError
+from gupctl import release as _release
 
-#: `--kernel source` or `source:PATH`: build from a kernel tarball or tree.
-SOURCE = "source"
-#: The kernel the VM boots when none is named: Debian's 6.12 (bookworm-security
-#: and trixie), package linux-image-6.12-amd64.  Generic flavour, not cloud:
-#: the cloud kernels leave out 9p, which the VM shares the host root over.
-DEFAULT_SERIES = "6.12"
 BOOT = Path("/boot")
 MODULES = Path("/lib/modules")
 
 
 @dataclass(frozen=True)
 class Kernel:
-    """A guest kernel: `release` is its uname -r.
+    """A bootable kernel: `release` is its uname -r.
 
-    `builtin_only` marks a kernel built by gupctl/vm/build.py: all the guest
-    needs is built in, and it has neither /lib/modules nor headers.
+    `modules` holds modules.dep and the module tree, or is None for a kernel
+    that has all it needs built in (and CONFIG_GUP_TEST: gupctl/vm/build.py).
+    `headers` is the KDIR an out-of-tree module builds against, as a path
+    inside `buildroot`: a directory to chroot into whose userland those
+    headers need (Debian's headers want the compiler and glibc of their own
+    suite), or None for this machine's own root.  No headers: None.
     """
 
     release: str
     image: Path
-    builtin_only: bool = False
+    modules: Path | None
+    headers: Path | None = None
+    buildroot: Path | None = None
+    #: Where it came from, for messages: "installed", "debian <suite>", "source <path>".
+    origin: str = "installed"
 
     @property
-    def modules(self) -> Path:
-        return MODULES / self.release
+    def version(self) -> tuple[int, int, int]:
+        return _release.version(self.release)
 
     @property
-    def build(self) -> Path:
-        """The headers (KDIR) an out-of-tree module builds against."""
-        if self.builtin_only:
-            # Nothing is there, on purpose: kmod.build() then stops with its
-            # "no headers" error, and the kmod is not needed (--no-kmod).
-            return self.image.parent / "no-headers-use-no-kmod"
-        return self.modules / "build"
-
-
-def _version_key(release: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in re.findall(r"\d+", release))
+    def gup_test_builtin(self) -> bool:
+        """Built by gupctl with CONFIG_GUP_TEST=y (and without modules)."""
+        return self.modules is None
 
 
 def installed() -> list[Kernel]:
-    """Installed generic-flavour kernels with modules, newest last."""
+    """This machine's generic-flavour kernels with modules, newest last.
+
+    Headers count only where their Makefile is there: Debian's
+    /lib/modules/R/build link outlives an uninstalled linux-headers package.
+    """
     found = []
     for image in BOOT.glob("vmlinuz-*"):
         release = image.name.removeprefix("vmlinuz-")
-        if re.search(r"-(cloud|rt)-", release) or not (MODULES / release).is_dir():
+        modules = MODULES / release
+        if "-cloud-" in release or "-rt-" in release or not modules.is_dir():
             continue
-        found.append(Kernel(release, image))
-    return sorted(found, key=lambda k: _version_key(k.release))
-
-
-def from_source(path: str | None = None, progress: Callable[[str], None] | None = None) -> Kernel:
-    """The kernel built from the tarball or tree at `path` (default: Debian's
-    linux-source-6.12): from the cache, else built now (minutes)."""
-    from gupctl.vm import build  # here: build imports kmod, which imports this module
-
-    entry = build.build(build.resolve_source(path), progress)
-    return Kernel((entry / "release").read_text().strip(), entry / "bzImage", builtin_only=True)
-
-
-def find(spec: str | None = None) -> Kernel:
-    """A kernel by vmlinuz path, exact release, or series ('6.1', '6.12'; default 6.12),
-    or built from sources: 'source' (Debian's linux-source-6.12) or 'source:PATH'."""
-    spec = spec or DEFAULT_SERIES
-    if spec == SOURCE or spec.startswith(SOURCE + ":"):
-        return from_source(spec.partition(":")[2] or None)
-    path = Path(spec)
-    if path.is_file():
-        release = path.name.removeprefix("vmlinuz-")
-        if not (MODULES / release).is_dir():
-            raise VmError(f"no /lib/modules/{release} for {path}", "kernel")
-        return Kernel(release, path)
-    matches = [
-        k
-        for k in installed()
-        if k.release == spec or re.match(re.escape(spec) + r"[.-]", k.release)
-    ]
-    if not matches:
-        raise VmError(f"no installed kernel matches {spec!r}", "kernel")
-    return matches[-1]
+        build = modules / "build"
+        headers = build if (build / "Makefile").is_file() else None
+        found.append(Kernel(release, image, modules, headers))
+    return sorted(found, key=lambda k: _release.sort_key(k.release))

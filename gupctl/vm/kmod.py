@@ -1,25 +1,26 @@
-"""Building kmod/ for a guest kernel, cached outside the repo by kernel and sources."""
+"""Building kmod/ for a guest kernel, cached by kernel and sources.
+
+On this machine's own root when the kernel's headers are installed here;
+otherwise in a chroot into the build root that carries them (a root of the
+headers' own Debian suite, gupctl/vm/debian.py), with the sources
+bind-mounted at /gupctl-build in a private mount namespace.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
+from gupctl import cache
 from gupctl.errors import VmError
 from gupctl.vm.kernel import Kernel
 
-
-def cache_dir() -> Path:
-    """$GUPCTL_CACHE, else $XDG_CACHE_HOME/gupctl, else ~/.cache/gupctl."""
-    explicit = os.environ.get("GUPCTL_CACHE")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "gupctl"
+#: What the build leaves beside the sources; not part of the key, not copied.
+_PRODUCTS = (".o", ".ko", ".mod", ".cmd", ".symvers", ".order", ".a")
+#: Where the build root sees the sources.
+CHROOT_DIR = "/gupctl-build"
 
 
 def source_dir() -> Path:
@@ -27,52 +28,80 @@ def source_dir() -> Path:
     explicit = os.environ.get("GUPCTL_KMOD_DIR")
     path = Path(explicit) if explicit else Path(__file__).resolve().parents[2] / "kmod"
     if not (path / "Kbuild").exists():
-        raise VmError(
-            f"kmod sources not found at {path}: run from a gupctl checkout or set GUPCTL_KMOD_DIR",
-            "build",
-        )
+        raise VmError(f"kmod sources not found at {path}: set GUPCTL_KMOD_DIR to a gupctl "
+                      "checkout's kmod/", "usage")  # fmt: skip
     return path
 
 
-def _sources(src: Path) -> list[Path]:
+def sources(src: Path) -> list[Path]:
+    """The kmod's source files, relative to `src`: everything git would track."""
     return sorted(
-        p
-        for p in src.iterdir()
-        if p.is_file() and p.suffix in (".c", ".h", "") and p.name != ".gitignore"
+        p.relative_to(src)
+        for p in src.rglob("*")
+        if p.is_file()
+        and not p.name.startswith(".")
+        and not p.name.endswith(_PRODUCTS)
+        and not p.name.endswith(".mod.c")
+        and p.name != "gupctl_config.h"
     )
+
+
+def make_argv(kernel: Kernel, work: Path, *targets: str) -> list[str]:
+    """`make` for kmod/ in `work` against `kernel`'s headers, chrooted if need be."""
+    assert kernel.headers is not None
+    make = ["make", "-C", str(work), f"KDIR={kernel.headers}", *targets]
+    if kernel.buildroot is None:
+        return make
+    root = kernel.buildroot
+    make[2] = CHROOT_DIR
+    # objtool wants /proc; the bind mount and /proc die with the namespace.
+    script = ('mount -t proc proc "$1/proc" && mount --bind "$2" "$1$3" && root=$1 && '
+              'shift 3 && exec chroot "$root" "$@"')  # fmt: skip
+    unshare = ["unshare", "--mount", "--propagation=private", "--fork"]
+    if os.geteuid() != 0:
+        unshare.insert(1, "--map-root-user")
+    return [*unshare, "sh", "-c", script, "sh", str(root), str(work), CHROOT_DIR, *make]
 
 
 def build(kernel: Kernel) -> Path:
     """gupctl.ko built against `kernel`'s headers; rebuilt only when sources change."""
     src = source_dir()
-    if kernel.builtin_only:
+    if kernel.gup_test_builtin:
         raise VmError(f"kernel {kernel.release} has gup_test built in and takes no modules: "
                       "pass --no-kmod", "usage")  # fmt: skip
-    if not (kernel.build / "Makefile").exists():
-        raise VmError(
-            f"no headers for {kernel.release} at {kernel.build} (Debian: "
-            f"linux-headers-{kernel.release})",
-            "kernel",
-        )
-    digest = hashlib.sha256(kernel.release.encode())
-    for path in _sources(src):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    dest = cache_dir() / "kmod" / f"{kernel.release}-{digest.hexdigest()[:16]}"
-    if (dest / "gupctl.ko").exists():
-        return dest / "gupctl.ko"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".build-", dir=dest.parent))
-    try:
-        for path in _sources(src):
-            shutil.copy2(path, work / path.name)
-        proc = subprocess.run(
-            ["make", "-C", str(work), f"KDIR={kernel.build}"], capture_output=True, text=True
-        )
+    if kernel.headers is None:
+        raise VmError(f"no headers for {kernel.release} (Debian: linux-headers-"
+                      f"{kernel.release})", "kernel")  # fmt: skip
+    files = sources(src)
+    key = cache.key([kernel.release, str(kernel.buildroot), *(
+        part for rel in files for part in (str(rel), (src / rel).read_bytes()))])  # fmt: skip
+
+    name = f"{kernel.release}-{key}"
+    log_path = cache.cache_dir() / "kmod" / f"{name}.log"
+
+    def make(scratch: Path) -> None:
+        for rel in files:
+            (scratch / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / rel, scratch / rel)
+        proc = subprocess.run(make_argv(kernel, scratch), capture_output=True, text=True)
         if proc.returncode != 0:
+            output = proc.stdout + proc.stderr
+            log_path.write_text(output)
             raise VmError(
-                f"building kmod against {kernel.release} failed", "build", proc.stdout + proc.stderr
+                f"building the kmod against {kernel.release} failed: "
+                f"{first_error(output)} (build log: {log_path})",
+                "build",
+                output,
             )
-        work.rename(dest)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return dest / "gupctl.ko"
+        log_path.unlink(missing_ok=True)
+
+    return cache.entry("kmod", name, make) / "gupctl.ko"
+
+
+def first_error(output: str) -> str:
+    """The line of a kbuild log that says what went wrong first."""
+    for line in output.splitlines():
+        if "error:" in line or line.startswith("ERROR:"):
+            return line.strip()
+    lines = output.strip().splitlines()
+    return lines[-1].strip() if lines else "no output"

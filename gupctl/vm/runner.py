@@ -9,7 +9,6 @@ command's own status.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shlex
@@ -24,10 +23,11 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from gupctl import kmsg
+from gupctl import cache, kmsg
 from gupctl.errors import VmError
 from gupctl.vm import initramfs, kmod, qemu
-from gupctl.vm.kernel import Kernel, find
+from gupctl.vm.kernel import Kernel
+from gupctl.vm.resolve import find
 
 #: What fails a run: any kernel problem, or the guest init giving up.
 PROBLEM = re.compile(f"{kmsg.PROBLEM.pattern}|gupctl-init: FATAL")
@@ -76,17 +76,16 @@ class Plan:
 
 def _initrd(kernel: Kernel) -> Path:
     files = resources.files("gupctl.vm")
-    # The init script and the code that packs it (and picks the modules).
-    key = hashlib.sha256(kernel.release.encode() + str(kernel.builtin_only).encode())
-    for name in ("guest-init.sh", "initramfs.py"):
-        key.update(files.joinpath(name).read_bytes())
-    dest = kmod.cache_dir() / "initramfs" / f"{kernel.release}-{key.hexdigest()[:16]}.cpio.gz"
-    if not dest.exists():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_suffix(".tmp")
-        initramfs.build(kernel, tmp)
-        tmp.rename(dest)
-    return dest
+    # The init script, the code that packs it (and picks the modules), and
+    # the modules' origin: two kernels may share a release.
+    parts: list[str | bytes] = [kernel.release, str(kernel.modules)]
+    parts += [files.joinpath(name).read_bytes() for name in ("guest-init.sh", "initramfs.py")]
+
+    def make(scratch: Path) -> None:
+        initramfs.build(kernel, scratch / "initrd.cpio.gz")
+
+    name = f"{kernel.release}-{cache.key(parts)}"
+    return cache.entry("initramfs", name, make) / "initrd.cpio.gz"
 
 
 def job_script(command: list[str], cwd: str, env: dict[str, str]) -> str:
@@ -124,8 +123,8 @@ def plan(
 ) -> Plan:
     """Prepare a run (kernel, kmod, initramfs, run directory) without booting."""
     machine = machine or qemu.Machine()
-    k = find(kernel)
-    runs = kmod.cache_dir() / "runs"
+    k = find(kernel, headers=use_kmod)
+    runs = cache.cache_dir() / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=runs))
     streams = [socket.socketpair(), socket.socketpair()]

@@ -1,14 +1,21 @@
-"""gupctl/abi.py against kmod/gup_test.h as the system C compiler lays it out."""
+"""gupctl/abi.py against kmod/gup_test.h as the system C compiler lays it out,
+and `gupctl abi` (other ABIs: test_abi_cross.py)."""
 
 from __future__ import annotations
 
+import json
+import platform
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from gupctl import abi
+from gupctl.cli import main
+from gupctl.errors import UnknownMachine
 
 HERE = Path(__file__).parent
 KMOD = HERE.parents[1] / "kmod"
@@ -82,3 +89,67 @@ def test_generic_table_row_agrees_with_ioctl_opt() -> None:
     for command in abi.COMMANDS:
         assert abi.ASM_GENERIC.encode(command.direction, command.nr, command.arg_size) == \
             command.number(abi.ASM_GENERIC)  # fmt: skip
+
+
+def test_computed_layout_of_this_machine_is_cffis() -> None:
+    host = abi.find_abi(platform.machine())
+    for name in abi.STRUCTS:
+        assert abi.abi_struct_layout(name, host) == abi.struct_layout(name)
+    for command in abi.COMMANDS:
+        assert abi.abi_number(command, host) == command.number()
+
+
+def test_every_name_means_one_abi() -> None:
+    names = [n for a in abi.ABIS for n in (a.name, *a.aliases)]
+    assert len(names) == len(set(names))
+    assert len(abi.ABIS) >= 25
+
+
+def test_unknown_machine_is_an_error_naming_the_known_ones() -> None:
+    with pytest.raises(UnknownMachine) as info:
+        abi.report("bogus")
+    assert info.value.known["i686"] == ("i386", "i486", "i586", "x86")
+    assert list(info.value.known) == [a.name for a in abi.ABIS]
+
+
+def test_this_machine_falls_back_to_asm_generic(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An architecture without an ioctl.h of its own is asm-generic: the host
+    # must keep working when uname -m is not in the table.
+    monkeypatch.setattr(platform, "machine", lambda: "ia64")
+    abi.encoding_for.cache_clear()
+    try:
+        assert abi.encoding_for() is abi.ASM_GENERIC
+        assert abi.report().abi == "this process"
+    finally:
+        monkeypatch.undo()
+        abi.encoding_for.cache_clear()
+
+
+@pytest.mark.parametrize("machine", ["i686", "i386", "m68k", "sh4", "arc"])
+def test_abi_machine_gives_that_abis_layout(cli: CliRunner, machine: str) -> None:
+    result = cli.invoke(main, ["abi", "--machine", machine, "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [s["size"] for s in data["structs"]] == [76, 20]
+    assert data["this_process"] is False
+    numbers = {c["name"]: c["number"] for c in data["commands"]}
+    assert numbers["GUP_FAST_BENCHMARK"] == 0xC04C6701
+    assert numbers["PIN_LONGTERM_TEST_START"] == 0x40146707
+
+
+def test_abi_machine_table(cli: CliRunner) -> None:
+    result = cli.invoke(main, ["abi", "--machine", "i386"])
+    assert result.exit_code == 0
+    assert "i386 = i686" in result.stdout and "__u64 aligned 4" in result.stdout
+    assert "0xc04c6701" in result.stdout and "76 bytes" in result.stdout
+
+
+def test_abi_unknown_machine_is_one_line() -> None:
+    proc = subprocess.run([sys.executable, "-m", "gupctl", "abi", "--machine", "bogus"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "unknown machine 'bogus'" in lines[0]
+    assert "x86_64 (amd64), i686 (i386, i486, i586, x86)" in lines[0] and "m68k" in lines[0]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gupctl.vm import initramfs, kernel, qemu, runner
+from gupctl.vm import initramfs, kernel, qemu, resolve, runner
 
 
 def test_cpio_lists_with_busybox_cpio(tmp_path: Path) -> None:
@@ -31,7 +31,7 @@ def test_cpio_lists_with_busybox_cpio(tmp_path: Path) -> None:
 
 def _installed(series: str) -> kernel.Kernel:
     try:
-        return kernel.find(series)
+        return resolve.find(series, headers=False)
     except Exception as e:
         pytest.fail(f"Debian {series} kernel not installed ({e}): run .ci/setup")
 
@@ -104,5 +104,5 @@ def test_unknown_kernel_is_a_vm_error() -> None:
     from gupctl.errors import VmError
 
     with pytest.raises(VmError) as info:
-        kernel.find("2.6")
+        resolve.find("2.6")
     assert info.value.kind == "kernel"

@@ -1,0 +1,118 @@
+"""Which page frames back a range of this process: /proc/self/pagemap,
+/proc/kpageflags and the node spans in /proc/zoneinfo
+(Documentation/admin-guide/mm/pagemap.rst).
+
+gupctl needs it for one fact the pin counters cannot give: which pages of a
+buffer are the shared zero page.  Since v6.5 (c8070b787519, "mm: Don't pin
+ZERO_PAGE in pin_user_pages()"; Debian's 6.1 has it from 6.1.130) GUP hands
+the zero page back without pinning it, so a read-only pin of untouched
+anonymous memory moves nr_foll_pin_* by less than one per page.  The huge
+zero page, by contrast, is pinned like any folio, on whichever node it was
+allocated.  Page frame numbers need CAP_SYS_ADMIN: without it pagemap shows
+them as 0, and frames() says so.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from gupctl.errors import GupctlError
+from gupctl.memory import PAGE_SIZE
+
+PAGEMAP = Path("/proc/self/pagemap")
+KPAGEFLAGS = Path("/proc/kpageflags")
+ZONEINFO = Path("/proc/zoneinfo")
+_PRESENT = 1 << 63
+_PFN_MASK = (1 << 55) - 1
+# include/uapi/linux/kernel-page-flags.h
+KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL, KPF_ZERO_PAGE = 15, 16, 24
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One page of the range: its frame, and what kpageflags says of it."""
+
+    present: bool
+    pfn: int
+    zero: bool  # the shared zero page (KPF_ZERO_PAGE, not compound)
+    huge_zero: bool  # a subpage of the huge zero page
+    node: int | None
+
+
+def frames(addr: int, size: int) -> list[Frame]:
+    """Every page of [addr, addr + size) of this process, as its frame.
+
+    Raises GupctlError when page frame numbers are hidden (not root).
+    """
+    n = size // PAGE_SIZE
+    fd = os.open(PAGEMAP, os.O_RDONLY)
+    try:
+        raw = os.pread(fd, 8 * n, addr // PAGE_SIZE * 8)
+    finally:
+        os.close(fd)
+    entries = struct.unpack(f"<{n}Q", raw)
+    present = [bool(e & _PRESENT) for e in entries]
+    pfns = [e & _PFN_MASK for e in entries]
+    if any(present) and not any(pfns):
+        raise GupctlError("page frame numbers are hidden: reading them needs CAP_SYS_ADMIN")
+    flags = kpageflags(sorted({p for p, on in zip(pfns, present) if on}))
+    spans = node_spans()
+    out = []
+    for on, pfn in zip(present, pfns):
+        f = flags.get(pfn, 0) if on else 0
+        compound = f & (1 << KPF_COMPOUND_HEAD | 1 << KPF_COMPOUND_TAIL)
+        zero = bool(f >> KPF_ZERO_PAGE & 1)
+        out.append(Frame(on, pfn, zero and not compound, zero and bool(compound),
+                         node_of(pfn, spans) if on else None))  # fmt: skip
+    return out
+
+
+def kpageflags(pfns: list[int]) -> dict[int, int]:
+    """The kpageflags word of each of `pfns` (sorted), reading runs at once."""
+    out: dict[int, int] = {}
+    fd = os.open(KPAGEFLAGS, os.O_RDONLY)
+    try:
+        i = 0
+        while i < len(pfns):
+            j = i
+            while j + 1 < len(pfns) and pfns[j + 1] == pfns[j] + 1:
+                j += 1
+            raw = os.pread(fd, 8 * (j - i + 1), pfns[i] * 8)
+            for k, word in enumerate(struct.unpack(f"<{len(raw) // 8}Q", raw)):
+                out[pfns[i] + k] = word
+            i = j + 1
+    finally:
+        os.close(fd)
+    return out
+
+
+def node_spans(text: str | None = None) -> list[tuple[int, int, int]]:
+    """(node, first pfn, end pfn) of every populated zone in /proc/zoneinfo."""
+    text = ZONEINFO.read_text() if text is None else text
+    spans = []
+    for block in re.split(r"^(?=Node \d+, zone)", text, flags=re.MULTILINE):
+        node = re.match(r"Node (\d+), zone", block)
+        spanned = re.search(r"^\s+spanned\s+(\d+)", block, re.MULTILINE)
+        start = re.search(r"^\s+start_pfn:\s+(\d+)", block, re.MULTILINE)
+        if node and spanned and start and int(spanned.group(1)):
+            first = int(start.group(1))
+            spans.append((int(node.group(1)), first, first + int(spanned.group(1))))
+    return spans
+
+
+def node_of(pfn: int, spans: list[tuple[int, int, int]]) -> int | None:
+    """The node whose zone spans `pfn`."""
+    for node, start, end in spans:
+        if start <= pfn < end:
+            return node
+    return None
+
+
+def pinnable(frames_: list[Frame], node: int | None) -> int:
+    """Pages of `frames_` that a FOLL_PIN takes a pin on and that count on
+    `node` (None: anywhere): all but the shared zero page."""
+    return sum(1 for f in frames_ if not f.zero and (node is None or f.node == node))

@@ -1,0 +1,251 @@
+"""Debian's kernels from Debian's archive, without touching this machine's apt.
+
+gupctl keeps an apt configuration of its own under the cache (sources,
+lists, downloads) that knows every suite with a kernel gupctl runs on:
+bookworm (6.1), bookworm-security (6.1, 6.12), trixie (6.12),
+trixie-backports (7.3) and sid (7.2).  Packages are downloaded there and
+unpacked with dpkg-deb, never installed: this machine's apt sources, lists
+and package database stay as they are.
+
+Headers are another matter: Debian's linux-headers need the compiler and
+glibc of their own suite (7.3's kbuild wants glibc 2.38 and gcc-14), so they
+are installed into a build root of that suite made with mmdebstrap, and the
+kmod is built there in a chroot (gupctl/vm/kmod.py).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from gupctl import cache
+from gupctl import release as _release
+from gupctl.errors import VmError
+
+MIRROR = os.environ.get("GUPCTL_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+SECURITY = os.environ.get("GUPCTL_DEBIAN_SECURITY", "http://deb.debian.org/debian-security")
+KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+#: suite -> archive.  Kernels reach bookworm through bookworm-security.
+SUITES = {
+    "bookworm": MIRROR,
+    "bookworm-security": SECURITY,
+    "trixie": MIRROR,
+    "trixie-security": SECURITY,
+    "trixie-backports": MIRROR,
+    "sid": MIRROR,
+}
+#: The lists are fetched again when older than this (seconds).
+LISTS_MAX_AGE = 24 * 3600
+#: linux-image-<release> of the generic amd64 flavour: not cloud, rt, dbg or unsigned.
+_IMAGE = re.compile(r"linux-image-(\d+\.\d+\S*?-amd64)")
+_OTHER_FLAVOUR = re.compile(r"-(cloud|rt)-amd64$")
+
+
+@dataclass(frozen=True)
+class Package:
+    """One package version and the suite it comes from."""
+
+    name: str
+    version: str
+    suite: str
+
+
+class Apt:
+    """apt-get and apt-cache on gupctl's own configuration and state."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or cache.cache_dir() / "apt"
+
+    def options(self) -> list[str]:
+        r = self.root
+        settings = {
+            "Dir::Etc::sourcelist": r / "sources.list",
+            "Dir::Etc::sourceparts": "-",
+            "Dir::Etc::preferencesparts": r / "preferences.d",
+            "Dir::State::Lists": r / "lists",
+            "Dir::State::status": r / "status",
+            "Dir::Cache": r / "cache",
+            "APT::Architecture": "amd64",
+            "APT::Sandbox::User": "root",  # downloads land in our cache, not _apt's
+        }
+        return [arg for k, v in settings.items() for arg in ("-o", f"{k}={v}")]
+
+    def _run(self, tool: str, *args: str) -> str:
+        if shutil.which(tool) is None:
+            raise VmError(f"{tool} is not installed: gupctl fetches Debian kernels with apt",
+                          "tool")  # fmt: skip
+        proc = subprocess.run([tool, *self.options(), *args], capture_output=True, text=True)
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise VmError(f"{tool} {args[0]} failed: {last}", "archive", proc.stderr)
+        return proc.stdout
+
+    def update(self, max_age: float = LISTS_MAX_AGE) -> None:
+        """Fetch the package lists unless they are younger than `max_age` seconds."""
+        stamp = self.root / "updated"
+        if stamp.exists() and time.time() - stamp.stat().st_mtime < max_age:
+            return
+        if not KEYRING.exists():
+            raise VmError(f"no Debian archive keyring at {KEYRING}", "tool")
+        with cache.locked(self.root / ".lock"):
+            for d in ("lists/partial", "cache/archives/partial", "preferences.d"):
+                (self.root / d).mkdir(parents=True, exist_ok=True)
+            (self.root / "status").touch()
+            (self.root / "sources.list").write_text("".join(
+                f"deb [signed-by={KEYRING}] {url} {suite} main\n" for suite, url in SUITES.items()
+            ))  # fmt: skip
+            self._run("apt-get", "update", "-q")
+            stamp.touch()
+
+    def names(self, prefix: str) -> list[str]:
+        """Every package name that starts with `prefix`."""
+        self.update()
+        return self._run("apt-cache", "pkgnames", prefix).split()
+
+    def newest(self, name: str) -> Package:
+        """The newest version of `name` and its suite (apt-cache madison)."""
+        self.update()
+        for line in self._run("apt-cache", "madison", name).splitlines():
+            # "name | version | http://deb.debian.org/debian trixie-backports/main amd64 Packages"
+            fields = [f.strip() for f in line.split("|")]
+            if len(fields) == 3 and fields[2].endswith("Packages"):
+                suite = fields[2].split()[1].split("/")[0]
+                return Package(name, fields[1], suite)
+        raise VmError(f"Debian's archive has no package {name}", "kernel")
+
+    def depends(self, name: str) -> list[str]:
+        """The names `name` depends on (first alternative of each)."""
+        out = self._run("apt-cache", "show", "--no-all-versions", name)
+        for line in out.splitlines():
+            if line.startswith("Depends:"):
+                return [d.split("|")[0].split("(")[0].strip() for d in line[8:].split(",")]
+        return []
+
+    def download(self, names: list[str], dest: Path) -> list[Path]:
+        """Download the newest `names` into `dest`; the .deb files."""
+        dest.mkdir(parents=True, exist_ok=True)
+        before = set(dest.glob("*.deb"))
+        proc = subprocess.run(["apt-get", *self.options(), "download", "-q", *names],
+                              cwd=dest, capture_output=True, text=True)  # fmt: skip
+        if proc.returncode != 0:
+            raise VmError(f"downloading {', '.join(names)} failed", "archive", proc.stderr)
+        return sorted(set(dest.glob("*.deb")) - before)
+
+
+def image_releases(apt: Apt) -> list[str]:
+    """Releases of every generic amd64 kernel image in the archive, oldest first."""
+    found = []
+    for name in apt.names("linux-image-"):
+        m = _IMAGE.fullmatch(name)
+        if m and not _OTHER_FLAVOUR.search(name):
+            found.append(m.group(1))
+    return sorted(set(found), key=_release.sort_key)
+
+
+def resolve(spec: str, apt: Apt | None = None) -> str:
+    """The newest release in the archive that `spec` (a series or a release) names."""
+    apt = apt or Apt()
+    matches = [r for r in image_releases(apt) if _release.matches(r, spec)]
+    if not matches:
+        raise VmError(f"Debian's archive has no amd64 kernel {spec!r}", "kernel")
+    return matches[-1]
+
+
+def _unpack(debs: list[Path], dest: Path) -> None:
+    for deb in debs:
+        proc = subprocess.run(["dpkg-deb", "-x", str(deb), str(dest)], capture_output=True,
+                              text=True)  # fmt: skip
+        if proc.returncode != 0:
+            raise VmError(f"dpkg-deb -x {deb.name} failed", "archive", proc.stderr)
+
+
+def kernel_files(release: str, apt: Apt | None = None) -> tuple[Path, Path, Package]:
+    """vmlinuz and /lib/modules/`release` of Debian's image, unpacked in the cache.
+
+    7.x splits the image into linux-binary-R (vmlinuz), linux-modules-R and
+    linux-base-R; 6.x ships one linux-image-R.  Whatever the image package
+    depends on with R in its name is unpacked beside it.  Debian runs depmod
+    at install time, so it is run here.
+    """
+    apt = apt or Apt()
+    pkg = apt.newest(f"linux-image-{release}")
+
+    def make(scratch: Path) -> None:
+        names = [pkg.name] + [d for d in apt.depends(pkg.name) if release in d]
+        debs = apt.download(names, scratch / "debs")
+        root = scratch / "root"
+        _unpack(debs, root)
+        shutil.rmtree(scratch / "debs")
+        if not (root / "lib").exists():  # usrmerged layout: usr/lib/modules
+            (root / "lib").symlink_to("usr/lib")
+        proc = subprocess.run(["depmod", "-b", str(root), release], capture_output=True,
+                              text=True)  # fmt: skip
+        if proc.returncode != 0:
+            raise VmError(f"depmod for {release} failed", "archive", proc.stderr)
+
+    entry = cache.entry("debian", f"{pkg.name}_{pkg.version}", make)
+    root = entry / "root"
+    modules = root / "lib" / "modules" / release
+    for image in (root / "boot" / f"vmlinuz-{release}", modules / "vmlinuz"):
+        if image.exists():
+            return image, modules, pkg
+    raise VmError(f"no vmlinuz in Debian's {pkg.name} {pkg.version}", "archive")
+
+
+def buildroot(release: str, apt: Apt | None = None) -> Path:
+    """A root of the headers' own suite with linux-headers-`release` installed.
+
+    Made once with mmdebstrap (tens of seconds) and cached by the headers'
+    version.  Backports are pinned like the suite itself, so that the
+    headers' dependencies (linux-base) come from there too.
+    """
+    apt = apt or Apt()
+    pkg = apt.newest(f"linux-headers-{release}")
+    if shutil.which("mmdebstrap") is None:
+        raise VmError("mmdebstrap is not installed (Debian: mmdebstrap): it makes the root "
+                      f"that {pkg.name} needs", "tool")  # fmt: skip
+    #: make and binutils' plain `as`, which kbuild calls: the headers pull in
+    #: only the compiler and its triplet-prefixed binutils.
+    include = [f"{pkg.name}={pkg.version}", "make", "binutils"]
+    base = pkg.suite.removesuffix("-backports").removesuffix("-security")
+    suites = [base] + ([pkg.suite] if pkg.suite != base else [])
+
+    def make(scratch: Path) -> None:
+        root = scratch / "root"
+        sources = [f"deb {SUITES.get(s, MIRROR)} {s} main" for s in suites]
+        pin = (f'printf "Package: *\\nPin: release a={pkg.suite}\\nPin-Priority: 500\\n" '
+               '> "$1/etc/apt/preferences.d/gupctl"')  # fmt: skip
+        argv = ["mmdebstrap", "--variant=apt", "--mode=" + ("root" if os.geteuid() == 0 else
+                "unshare"), "--include=" + ",".join(include),
+                f"--setup-hook={pin}", "--customize-hook=mkdir \"$1/gupctl-build\"",
+                base, str(root), *sources]  # fmt: skip
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise VmError(f"mmdebstrap of a {base} root for {pkg.name} failed", "archive",
+                          proc.stdout + proc.stderr)  # fmt: skip
+
+    key = cache.key([*include, *suites])
+    return cache.entry("roots", f"{release}-{key}", make) / "root"
+
+
+def source_tarball(series: str, apt: Apt | None = None) -> Path:
+    """Debian's linux-source-`series` tarball: /usr/src's when the package is
+    installed here, else downloaded and unpacked into the cache."""
+    installed = Path(f"/usr/src/linux-source-{series}.tar.xz")
+    if installed.is_file():
+        return installed
+    apt = apt or Apt()
+    pkg = apt.newest(f"linux-source-{series}")
+
+    def make(scratch: Path) -> None:
+        debs = apt.download([pkg.name], scratch / "debs")
+        _unpack(debs, scratch / "root")
+        shutil.rmtree(scratch / "debs")
+
+    entry = cache.entry("debian", f"{pkg.name}_{pkg.version}", make)
+    return entry / "root" / "usr" / "src" / installed.name

@@ -1,0 +1,74 @@
+"""`--kernel SPEC` to a Kernel: installed here, from Debian's archive, or built.
+
+(none)            Debian 6.12, as below
+6.1, 7.3          a series: the newest installed kernel of it, else the
+                  newest in Debian's archive (downloaded, not installed)
+7.3.4+deb13-amd64 an exact release, the same way
+/boot/vmlinuz-R   an installed image by path
+source[:SERIES]   CONFIG_GUP_TEST=y built from Debian's linux-source-SERIES
+                  (default 6.12), fetched from the archive if not installed
+source:PATH       the same from a kernel tarball or tree
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from gupctl import release as _release
+from gupctl.errors import VmError
+from gupctl.vm import build, debian
+from gupctl.vm.kernel import MODULES, Kernel, installed
+
+#: The kernel the VM boots when none is named: Debian's 6.12 (bookworm-security
+#: and trixie).  Generic flavour, not cloud: the cloud kernels leave out 9p,
+#: which the VM shares the host root over.
+DEFAULT_SERIES = "6.12"
+SOURCE = "source"
+_SERIES = re.compile(r"\d+\.\d+")
+
+
+def find(spec: str | None = None, headers: bool = True) -> Kernel:
+    """The kernel `spec` names (see the module docstring).
+
+    With `headers`, the kernel comes with headers the kmod can build against:
+    this machine's, or a build root of the kernel's own suite.
+    """
+    spec = spec or DEFAULT_SERIES
+    if spec == SOURCE or spec.startswith(SOURCE + ":"):
+        return from_source(spec.partition(":")[2] or DEFAULT_SERIES)
+    path = Path(spec)
+    if "/" in spec:
+        return _by_path(path)
+    local = [k for k in installed() if _release.matches(k.release, spec)]
+    if local:
+        k = local[-1]
+    else:
+        if not _SERIES.match(spec):
+            raise VmError(f"{spec!r} is neither a kernel series, a release nor a path", "usage")
+        release = debian.resolve(spec)
+        image, modules, pkg = debian.kernel_files(release)
+        k = Kernel(release, image, modules, origin=f"debian {pkg.suite}")
+    if headers and k.headers is None:
+        root = debian.buildroot(k.release)
+        k = Kernel(k.release, k.image, k.modules, MODULES / k.release / "build", root, k.origin)
+    return k
+
+
+def _by_path(path: Path) -> Kernel:
+    if not path.is_file():
+        raise VmError(f"no kernel image at {path}", "kernel")
+    release = path.name.removeprefix("vmlinuz-")
+    for k in installed():
+        if k.release == release:
+            return Kernel(k.release, path, k.modules, k.headers)
+    raise VmError(f"no {MODULES / release} for {path}", "kernel")
+
+
+def from_source(where: str) -> Kernel:
+    """CONFIG_GUP_TEST=y built from Debian's linux-source-SERIES or a PATH:
+    from the cache, else built now (minutes)."""
+    source = debian.source_tarball(where) if _SERIES.fullmatch(where) else None
+    entry = build.build(build.resolve_source(str(source) if source else where))
+    release = (entry / "release").read_text().strip()
+    return Kernel(release, entry / "bzImage", None, origin=f"source {source or where}")
