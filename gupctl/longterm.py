@@ -2,14 +2,18 @@
 
 START pins a range with pin_user_pages{,_fast}(FOLL_LONGTERM [| FOLL_WRITE]),
 READ copies every pinned page's contents to a user buffer, STOP unpins.
-Where the pins live differs: gupctl's kmod keeps them per open file, the
-in-kernel gup_test (v6.1+) keeps one global set, and closing any gup_test
-file unpins it.  Either way a process's pins die with its file descriptor,
-so the commands here pin, use and unpin within one open file.
+Where the pins live differs: gupctl's kmod and the in-kernel gup_test of
+7.3 keep them per open file; the in-kernel gup_test of v6.2 to 6.12 keeps
+one global set, and closing any gup_test file unpins it (per_file() tells
+which).  The commands came in v6.2 ("mm/gup_test: start/stop/read
+functionality for PIN LONGTERM test"): 6.1's in-kernel gup_test has none.
+Either way a process's pins die with its file descriptor, so the commands
+here pin, use and unpin within one open file.
 """
 
 from __future__ import annotations
 
+import errno
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +38,24 @@ def start(device: Device, addr: int, size: int, *, write: bool, fast: bool) -> N
 def stop(device: Device) -> None:
     """PIN_LONGTERM_TEST_STOP: unpin whatever START pinned (a no-op if nothing)."""
     device.ioctl(abi.PIN_LONGTERM_TEST_STOP)
+
+
+def per_file(path: str) -> bool:
+    """Whether `path` keeps longterm pins per open file: a probe, not a version
+    check.  Two files each START one page; a global state refuses the second
+    with EINVAL.  Both are stopped again before this returns."""
+    with Mapping(MemorySpec(), PAGE_SIZE) as mapping, Device(path) as a, Device(path) as b:
+        start(a, mapping.addr, PAGE_SIZE, write=True, fast=False)
+        try:
+            start(b, mapping.addr, PAGE_SIZE, write=True, fast=False)
+        except DeviceError as e:
+            if e.errno != errno.EINVAL:
+                raise
+            return False
+        finally:
+            stop(b)
+            stop(a)
+        return True
 
 
 def read(device: Device, size: int) -> bytes:

@@ -81,9 +81,11 @@ PIN_REFUSED = {
     "check the mapping's permissions, or use --write on private memory",
     (E.EOPNOTSUPP, ""): "the kernel refuses FOLL_LONGTERM pins of {backing} memory "
     "(fsdax and similar): use tmpfs, memfd or anonymous memory",
-    # mm/gup_test.c answers START with -EINVAL while its global pins are held.
-    (E.EINVAL, ""): "{path} refused PIN_LONGTERM_TEST_START: the in-kernel gup_test holds "
-    "another process's longterm pins (its state is global): `gupctl longterm stop`, then retry",
+    # mm/gup_test.c answers START with -EINVAL while its pins are held (global
+    # state up to 6.12, so another process's), and 6.1's has no START at all.
+    (E.EINVAL, ""): "{path} refused PIN_LONGTERM_TEST_START: up to 6.12 the in-kernel "
+    "gup_test's longterm pins are global and another process holds them (`gupctl longterm "
+    "stop`, then retry); 6.1's has no longterm commands (load the kmod)",
 }
 
 

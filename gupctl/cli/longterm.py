@@ -105,12 +105,18 @@ def read(use_json: bool, device: str | None, **kw: Any) -> None:
 def stop(device: str | None) -> None:
     """PIN_LONGTERM_TEST_STOP on a newly opened gup_test file.
 
-    Only useful with the in-kernel gup_test, whose longterm pins are global:
-    it releases pins a crashed or stuck process left.  gupctl's kmod keeps
-    pins per open file, so there it is a no-op.
+    Only useful with the in-kernel gup_test of v6.2 to 6.12, whose longterm
+    pins are global: it releases pins a crashed or stuck process left.  Where
+    pins are per open file (gupctl's kmod, 7.3's gup_test) it says so.
     """
     from gupctl import longterm as lt
-    from gupctl.device import open_device
+    from gupctl import render
+    from gupctl.device import locate, open_device
 
-    with open_device(device) as dev:
+    path = locate(device)
+    if lt.per_file(path):
+        render.warn(f"{path} keeps longterm pins per open file: nothing to stop here; "
+                    "they go when the process holding them closes its file")  # fmt: skip
+        return
+    with open_device(path) as dev:
         lt.stop(dev)

@@ -18,7 +18,7 @@ from gupctl.errors import VmError
 from gupctl.vm.kernel import Kernel
 
 #: What the build leaves beside the sources; not part of the key, not copied.
-_PRODUCTS = (".o", ".ko", ".mod", ".cmd", ".symvers", ".order", ".a")
+_PRODUCTS = (".o", ".ko", ".mod", ".cmd", ".symvers", ".order", ".a", ".log", ".tmp")
 #: Where the build root sees the sources.
 CHROOT_DIR = "/gupctl-build"
 
