@@ -1,7 +1,7 @@
 """The gup_test ioctl ABI: struct layouts and command numbers.
 
 One definition on the Python side, mirroring mm/gup_test.h (the v5.13+ ABI;
-PIN_LONGTERM_TEST_* since v6.1) and kmod/gup_test.h on the C side.  Unit
+PIN_LONGTERM_TEST_* since v6.2) and kmod/gup_test.h on the C side.  Unit
 tests compile the C header, for this machine and for every ABI in `ABIS` with
 that ABI's compiler and uapi headers, and hold the two together.
 
@@ -9,7 +9,8 @@ The structs are declared once, with cffi, without explicit padding: the
 kernel's header has none, and the command number encodes sizeof(), so the
 layout must be the C compiler's natural one (80 bytes for struct gup_test on
 x86_64, 76 on i386).  This process's ioctls use cffi's layout; another ABI's
-(`gupctl abi --machine`) is computed from how that ABI aligns __u64 and __u32.
+(`gupctl abi --machine`) is computed from how that ABI aligns __u64 and __u32
+(gupctl/abi_report.py).
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ ABIS: tuple[Abi, ...] = (
     Abi("csky", _G, 4),
     Abi("openrisc", _G, 4, aliases=("or1k",)),
 )
-_BY_MACHINE = {n: a for a in ABIS for n in (a.name, *a.aliases)}
+BY_MACHINE = {n: a for a in ABIS for n in (a.name, *a.aliases)}
 
 
 def find_abi(machine: str) -> Abi:
@@ -169,7 +170,7 @@ def find_abi(machine: str) -> Abi:
     Raises UnknownMachine, which lists the names known.
     """
     try:
-        return _BY_MACHINE[machine]
+        return BY_MACHINE[machine]
     except KeyError:
         raise UnknownMachine(machine, {a.name: a.aliases for a in ABIS}) from None
 
@@ -182,7 +183,7 @@ def encoding_for(machine: str | None = None) -> Encoding:
     architecture that has no override, where `uname -m` is not in `ABIS`.
     """
     if machine is None:
-        host = _BY_MACHINE.get(platform.machine())
+        host = BY_MACHINE.get(platform.machine())
         return host.encoding if host else ASM_GENERIC
     return find_abi(machine).encoding
 
@@ -252,96 +253,3 @@ BY_NAME = {c.name.lower(): c for c in COMMANDS}
 PIN_COMMANDS = frozenset({PIN_FAST_BENCHMARK, PIN_LONGTERM_BENCHMARK, PIN_BASIC_TEST})
 
 STRUCTS = ("struct gup_test", "struct pin_longterm_test")
-
-
-@dataclass(frozen=True)
-class FieldLayout:
-    name: str
-    offset: int
-    size: int
-
-
-@dataclass(frozen=True)
-class StructLayout:
-    name: str
-    size: int
-    alignment: int
-    fields: list[FieldLayout]
-
-
-@dataclass(frozen=True)
-class CommandInfo:
-    name: str
-    nr: int
-    direction: str
-    arg: str | None
-    number: int
-
-
-@dataclass(frozen=True)
-class AbiReport:
-    """What `gupctl abi` prints: one ABI's numbers and layouts."""
-
-    machine: str  # as asked, or this machine's uname -m
-    abi: str  # the ABI's name in ABIS ("this process" when uname -m is not there)
-    #: True for this process's own layout (cffi's), False for one computed for `abi`
-    this_process: bool
-    encoding: str
-    u64_alignment: int
-    commands: list[CommandInfo]
-    structs: list[StructLayout]
-
-
-def struct_layout(name: str) -> StructLayout:
-    """Size, alignment and field offsets of one ABI struct, as cffi lays it out."""
-    fields = [FieldLayout(f, t.offset, ffi.sizeof(t.type)) for f, t in ffi.typeof(name).fields]
-    return StructLayout(name, ffi.sizeof(name), ffi.alignof(name), fields)
-
-
-def abi_struct_layout(name: str, abi: Abi) -> StructLayout:
-    """One ABI struct as `abi`'s C compiler lays it out: each field at the next
-    multiple of its type's alignment there, the size rounded up to the largest."""
-    offset, align, fields = 0, 1, []
-    for field, t in ffi.typeof(name).fields:
-        item = t.type.item if t.type.kind == "array" else t.type
-        item_align = abi.alignof(item.cname)
-        offset = -(-offset // item_align) * item_align
-        fields.append(FieldLayout(field, offset, ffi.sizeof(t.type)))
-        offset += ffi.sizeof(t.type)
-        align = max(align, item_align)
-    return StructLayout(name, -(-offset // align) * align, align, fields)
-
-
-def abi_number(command: Command, abi: Abi) -> int:
-    """The command number on `abi`, whose argument size may differ from this process's."""
-    if command.arg_type is None:
-        size = 0
-    elif command.arg_type.startswith("struct "):
-        size = abi_struct_layout(command.arg_type, abi).size
-    else:
-        size = ffi.sizeof(command.arg_type)
-    return abi.encoding.encode(command.direction, command.nr, size)
-
-
-def report(machine: str | None = None) -> AbiReport:
-    """The ABI of `machine` (any name `find_abi` takes); default this process's own."""
-    if machine is None:
-        host = _BY_MACHINE.get(platform.machine())
-        enc = encoding_for()
-        commands = [_info(c, c.number(enc)) for c in COMMANDS]
-        return AbiReport(platform.machine(), host.name if host else "this process", True,
-                         enc.name, ffi.alignof("uint64_t"), commands,
-                         [struct_layout(s) for s in STRUCTS])  # fmt: skip
-    abi = find_abi(machine)
-    commands = [_info(c, abi_number(c, abi)) for c in COMMANDS]
-    structs = [abi_struct_layout(s, abi) for s in STRUCTS]
-    return AbiReport(machine, abi.name, False, abi.encoding.name, abi.u64_align, commands, structs)
-
-
-def _info(command: Command, number: int) -> CommandInfo:
-    return CommandInfo(command.name, command.nr, _dir_name(command.direction),
-                       command.arg_type, number)  # fmt: skip
-
-
-def _dir_name(direction: Dir) -> str:
-    return {Dir.NONE: "_IO", Dir.WRITE: "_IOW", Dir.READ | Dir.WRITE: "_IOWR"}[direction]

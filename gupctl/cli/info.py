@@ -16,10 +16,9 @@ from gupctl.cli.options import json_option
 @json_option
 def abi(machine: str | None, use_json: bool) -> None:
     """The gup_test command numbers and struct layouts this machine uses (or another ABI's)."""
-    from gupctl import abi as abi_mod
-    from gupctl import render
+    from gupctl import abi_report, render
 
-    render.emit(abi_mod.report(machine), use_json)
+    render.emit(abi_report.report(machine), use_json)
 
 
 @click.command()

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from gupctl.abi import AbiReport
+from gupctl.abi_report import AbiReport
 from gupctl.bench import RunResult
 from gupctl.dump import DumpResult
 from gupctl.longterm import HoldResult, ReadResult

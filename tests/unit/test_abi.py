@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from gupctl import abi
+from gupctl import abi, abi_report
 from gupctl.cli import main
 from gupctl.errors import UnknownMachine
 
@@ -43,7 +43,7 @@ def test_command_numbers_match_c(c_abi: dict[str, int]) -> None:
 
 def test_struct_sizes_and_offsets_match_c(c_abi: dict[str, int]) -> None:
     for name in abi.STRUCTS:
-        layout = abi.struct_layout(name)
+        layout = abi_report.struct_layout(name)
         assert layout.size == c_abi[f"size {name}"]
         for field in layout.fields:
             assert field.offset == c_abi[f"offset {name} {field.name}"], field.name
@@ -94,9 +94,9 @@ def test_generic_table_row_agrees_with_ioctl_opt() -> None:
 def test_computed_layout_of_this_machine_is_cffis() -> None:
     host = abi.find_abi(platform.machine())
     for name in abi.STRUCTS:
-        assert abi.abi_struct_layout(name, host) == abi.struct_layout(name)
+        assert abi_report.abi_struct_layout(name, host) == abi_report.struct_layout(name)
     for command in abi.COMMANDS:
-        assert abi.abi_number(command, host) == command.number()
+        assert abi_report.abi_number(command, host) == command.number()
 
 
 def test_every_name_means_one_abi() -> None:
@@ -107,7 +107,7 @@ def test_every_name_means_one_abi() -> None:
 
 def test_unknown_machine_is_an_error_naming_the_known_ones() -> None:
     with pytest.raises(UnknownMachine) as info:
-        abi.report("bogus")
+        abi_report.report("bogus")
     assert info.value.known["i686"] == ("i386", "i486", "i586", "x86")
     assert list(info.value.known) == [a.name for a in abi.ABIS]
 
@@ -119,7 +119,7 @@ def test_this_machine_falls_back_to_asm_generic(monkeypatch: pytest.MonkeyPatch)
     abi.encoding_for.cache_clear()
     try:
         assert abi.encoding_for() is abi.ASM_GENERIC
-        assert abi.report().abi == "this process"
+        assert abi_report.report().abi == "this process"
     finally:
         monkeypatch.undo()
         abi.encoding_for.cache_clear()

@@ -17,7 +17,7 @@ from typing import NoReturn
 import pytest
 from abi_toolchains import CLANG, MissingTool, Toolchain, compile_probe, linux_source, uapi_headers
 
-from gupctl import abi
+from gupctl import abi, abi_report
 
 
 def clang(arch: str, long_bytes: int, target: str, *flags: str, ir: bool = False) -> Toolchain:
@@ -87,12 +87,12 @@ def gupctl_values(a: abi.Abi) -> dict[str, int]:
     """What gupctl says `a`'s compiler will say, keyed as the probe's output is."""
     values = {"align_u64": a.u64_align, "align_u32": a.u32_align}
     for struct in abi.STRUCTS:
-        layout = abi.abi_struct_layout(struct, a)
+        layout = abi_report.abi_struct_layout(struct, a)
         tag = struct.removeprefix("struct ")
         values[f"size_{tag}"] = layout.size
         values[f"align_{tag}"] = layout.alignment
         values.update({f"offset_{tag}_{f.name}": f.offset for f in layout.fields})
-    values.update({f"cmd_{c.name}": abi.abi_number(c, a) for c in abi.COMMANDS})
+    values.update({f"cmd_{c.name}": abi_report.abi_number(c, a) for c in abi.COMMANDS})
     return values
 
 
