@@ -11,10 +11,19 @@
  *    can trigger a WARN in GUP or an oops;
  *  - the written-back size is the number of pages actually obtained;
  *  - PIN_LONGTERM_TEST_* state is per open file instead of global;
- *  - unknown commands fail with -ENOTTY instead of -EINVAL.
+ *  - unknown commands fail with -ENOTTY instead of -EINVAL;
+ *  - the shared zero page, which GUP does not pin, is counted and reported
+ *    instead of failing the pinned check with a WARN;
+ *  - 32-bit processes are served through compat_ioctl, i386 layouts
+ *    included (on /dev/gup_test only: see gupctl_debugfs_init()).
+ *
+ * Where the kernel API changed, gupctl_config.h says which side of the
+ * change $(KDIR) is on: the Makefile writes it from the build-time probes
+ * in probes/.
  */
 
 #include <linux/kernel.h>
+#include <linux/compat.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
 #include <linux/miscdevice.h>
@@ -29,8 +38,8 @@
 #include <linux/highmem.h>
 #include <linux/string.h>
 #include <linux/stddef.h>
-#include <linux/version.h>
 #include "gup_test.h"
+#include "gupctl_config.h"
 
 static bool gupctl_debugfs = true;
 module_param_named(debugfs, gupctl_debugfs, bool, 0444);
@@ -60,36 +69,96 @@ struct gupctl_file {
 };
 
 /*
- * get_user_pages() and pin_user_pages() lost their trailing
- * "struct vm_area_struct **vmas" argument in v6.5 ("mm/gup: remove vmas
- * parameter from get_user_pages()" and "mm/gup: remove vmas parameter from
- * pin_user_pages()").
+ * The sizes of the two ioctl structs in the caller's ABI.  Only the tail
+ * padding differs between ABIs (see gupctl_i386_abi): copying this many
+ * bytes into or out of the native struct is a complete conversion.
  */
-#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 5, 0)
+struct gupctl_abi {
+	size_t gup_test_size;
+	size_t pin_longterm_test_size;
+};
+
+static const struct gupctl_abi gupctl_native_abi = {
+	.gup_test_size = sizeof(struct gup_test),
+	.pin_longterm_test_size = sizeof(struct pin_longterm_test),
+};
+
+#ifdef CONFIG_COMPAT_FOR_U64_ALIGNMENT
+/*
+ * i386 aligns __u64 to 4 bytes: struct gup_test is 76 bytes there (80 on
+ * x86_64) and struct pin_longterm_test 20 (24).  Every field sits at the
+ * same offset in both ABIs, only the native tail padding is missing; but
+ * the size is part of the command number, so an i386 process sends other
+ * numbers for commands 1 to 7 (GUP_FAST_BENCHMARK: 0xc04c6701, not
+ * 0xc0506701).  PIN_LONGTERM_TEST_STOP (no argument) and _READ (a __u64,
+ * 8 bytes everywhere) have the same number in both.
+ */
+struct gupctl_gup_test32 {
+	compat_u64 get_delta_usec;
+	compat_u64 put_delta_usec;
+	compat_u64 addr;
+	compat_u64 size;
+	u32 nr_pages_per_call;
+	u32 gup_flags;
+	u32 test_flags;
+	u32 which_pages[GUP_TEST_MAX_PAGES_TO_DUMP];
+};
+
+struct gupctl_pin_longterm_test32 {
+	compat_u64 addr;
+	compat_u64 size;
+	u32 flags;
+};
+
+static_assert(sizeof(struct gupctl_gup_test32) ==
+	      offsetofend(struct gup_test, which_pages));
+static_assert(offsetof(struct gupctl_gup_test32, nr_pages_per_call) ==
+	      offsetof(struct gup_test, nr_pages_per_call));
+static_assert(sizeof(struct gupctl_pin_longterm_test32) ==
+	      offsetofend(struct pin_longterm_test, flags));
+
+#define GUP_FAST_BENCHMARK32	_IOWR('g', 1, struct gupctl_gup_test32)
+#define PIN_FAST_BENCHMARK32	_IOWR('g', 2, struct gupctl_gup_test32)
+#define PIN_LONGTERM_BENCHMARK32 _IOWR('g', 3, struct gupctl_gup_test32)
+#define GUP_BASIC_TEST32	_IOWR('g', 4, struct gupctl_gup_test32)
+#define PIN_BASIC_TEST32	_IOWR('g', 5, struct gupctl_gup_test32)
+#define DUMP_USER_PAGES_TEST32	_IOWR('g', 6, struct gupctl_gup_test32)
+#define PIN_LONGTERM_TEST_START32 \
+	_IOW('g', 7, struct gupctl_pin_longterm_test32)
+
+static const struct gupctl_abi gupctl_i386_abi = {
+	.gup_test_size = sizeof(struct gupctl_gup_test32),
+	.pin_longterm_test_size = sizeof(struct gupctl_pin_longterm_test32),
+};
+#endif /* CONFIG_COMPAT_FOR_U64_ALIGNMENT */
+
 static long gupctl_get_user_pages(unsigned long start, unsigned long nr_pages,
 				  unsigned int gup_flags, struct page **pages)
 {
+#ifdef GUPCTL_HAVE_GET_USER_PAGES_VMAS
+	/*
+	 * Before 54d020692b34 ("mm/gup: remove unused vmas parameter from
+	 * get_user_pages()"), v6.5.
+	 */
 	return get_user_pages(start, nr_pages, gup_flags, pages, NULL);
-}
-
-static long gupctl_pin_user_pages(unsigned long start, unsigned long nr_pages,
-				  unsigned int gup_flags, struct page **pages)
-{
-	return pin_user_pages(start, nr_pages, gup_flags, pages, NULL);
-}
 #else
-static long gupctl_get_user_pages(unsigned long start, unsigned long nr_pages,
-				  unsigned int gup_flags, struct page **pages)
-{
 	return get_user_pages(start, nr_pages, gup_flags, pages);
+#endif
 }
 
 static long gupctl_pin_user_pages(unsigned long start, unsigned long nr_pages,
 				  unsigned int gup_flags, struct page **pages)
 {
+#ifdef GUPCTL_HAVE_PIN_USER_PAGES_VMAS
+	/*
+	 * Before 4c630f307455 ("mm/gup: remove vmas parameter from
+	 * pin_user_pages()"), v6.5.
+	 */
+	return pin_user_pages(start, nr_pages, gup_flags, pages, NULL);
+#else
 	return pin_user_pages(start, nr_pages, gup_flags, pages);
-}
 #endif
+}
 
 static struct page **gupctl_alloc_pages(unsigned long nr_pages)
 {
@@ -183,10 +252,50 @@ static void gupctl_put_back_pages(unsigned int cmd, const struct gup_test *gup,
 	}
 }
 
+/*
+ * The shared zero page, by exported means only: is_zero_pfn() (inline) reads
+ * zero_pfn, or zero_page_pfn in newer kernels (7.3), both EXPORT_SYMBOL.
+ * The huge zero folio cannot be told apart so (huge_zero_folio is not
+ * exported), nor need it be: GUP pins it like any other folio, and its pins
+ * count on the node it sits on, not the buffer's.
+ */
+static bool gupctl_is_zero_page(struct page *page)
+{
+	return is_zero_pfn(page_to_pfn(page));
+}
+
+/*
+ * Whether a FOLL_LONGTERM pin may hold @folio, for the check after such a
+ * pin.  Upstream's folio_is_longterm_pinnable() is inline but cannot be used
+ * here: in newer kernels (Debian's 7.3 among them) it reaches
+ * get_pfnblock_migratetype(), which is not exported, and modpost refuses the
+ * module.  This check reads only the folio itself:
+ *  - ZONE_MOVABLE (the zone bits of folio->flags): not pinnable;
+ *  - device-coherent ZONE_DEVICE memory (its dev_pagemap): not pinnable;
+ *  - the shared zero page: pinnable, as upstream says.
+ * It cannot see what upstream's also refuses: MIGRATE_CMA and
+ * MIGRATE_ISOLATE pageblocks, whose migratetype lives in the zone's
+ * pageblock bitmap behind that unexported accessor; nor fsdax folios, which
+ * newer helpers refuse but GUP never gets to, as check_vma_flags() fails
+ * FOLL_LONGTERM on fsdax VMAs first.  So a CMA page wrongly pinned passes
+ * here unnoticed; but nothing upstream calls pinnable is reported as not
+ * pinnable, which would be a WARN.
+ */
+static bool gupctl_folio_longterm_pinnable(struct folio *folio)
+{
+	if (!IS_ENABLED(CONFIG_MIGRATION))
+		return true;	/* nothing can be migrated away: all pinnable */
+	if (gupctl_is_zero_page(&folio->page))
+		return true;
+	if (folio_is_device_coherent(folio))
+		return false;
+	return folio_zonenum(folio) != ZONE_MOVABLE;
+}
+
 static void gupctl_verify_dma_pinned(unsigned int cmd, struct page **pages,
 				     unsigned long nr_pages)
 {
-	unsigned long i;
+	unsigned long i, nr_zero = 0;
 	struct folio *folio;
 
 	switch (cmd) {
@@ -194,6 +303,21 @@ static void gupctl_verify_dma_pinned(unsigned int cmd, struct page **pages,
 	case PIN_BASIC_TEST:
 	case PIN_LONGTERM_BENCHMARK:
 		for (i = 0; i < nr_pages; i++) {
+			/*
+			 * GUP takes no pin on the shared zero page, and
+			 * unpin_user_pages() skips it: c8070b787519 ("mm:
+			 * Don't pin ZERO_PAGE in pin_user_pages()"), v6.5,
+			 * in 6.1.y from 6.1.130.  A R/O pin of untouched
+			 * anonymous memory gets it: not a failure.  The huge
+			 * zero folio needs no exception: try_grab_folio()
+			 * pins it like any other large folio.  Before the
+			 * change the zero page is pinned; skipping it then
+			 * loses nothing.
+			 */
+			if (gupctl_is_zero_page(pages[i])) {
+				nr_zero++;
+				continue;
+			}
 			folio = page_folio(pages[i]);
 
 			if (WARN(!folio_maybe_dma_pinned(folio),
@@ -201,7 +325,7 @@ static void gupctl_verify_dma_pinned(unsigned int cmd, struct page **pages,
 				dump_page(&folio->page, "gup_test failure");
 				break;
 			} else if (cmd == PIN_LONGTERM_BENCHMARK &&
-				   WARN(!folio_is_longterm_pinnable(folio),
+				   WARN(!gupctl_folio_longterm_pinnable(folio),
 					"pages[%lu] is NOT pinnable but pinned\n",
 					i)) {
 				dump_page(&folio->page, "gup_test failure");
@@ -210,6 +334,10 @@ static void gupctl_verify_dma_pinned(unsigned int cmd, struct page **pages,
 		}
 		break;
 	}
+
+	if (nr_zero)
+		pr_info_ratelimited("gupctl: %lu of %lu pages are the shared zero page, not checked for a pin (GUP takes none on it since v6.5)\n",
+				    nr_zero, nr_pages);
 }
 
 static void gupctl_dump_pages_test(struct gup_test *gup, struct page **pages,
@@ -330,12 +458,15 @@ free_pages:
 	return ret;
 }
 
-static long gupctl_gup_ioctl(unsigned int cmd, void __user *argp)
+static long gupctl_gup_ioctl(unsigned int cmd, void __user *argp,
+			     const struct gupctl_abi *abi)
 {
 	struct gup_test gup;
 	int ret;
 
-	if (copy_from_user(&gup, argp, sizeof(gup)))
+	/* A shorter ABI leaves the tail zero, never stack garbage. */
+	memset(&gup, 0, sizeof(gup));
+	if (copy_from_user(&gup, argp, abi->gup_test_size))
 		return -EFAULT;
 
 	ret = gupctl_gup_test(cmd, &gup);
@@ -348,7 +479,7 @@ static long gupctl_gup_ioctl(unsigned int cmd, void __user *argp)
 	 */
 	memset_after(&gup, 0, which_pages);
 
-	if (copy_to_user(argp, &gup, sizeof(gup)))
+	if (copy_to_user(argp, &gup, abi->gup_test_size))
 		return -EFAULT;
 	return 0;
 }
@@ -364,7 +495,8 @@ static void gupctl_longterm_stop(struct gupctl_file *gf)
 }
 
 /* Caller holds gf->lock. */
-static int gupctl_longterm_start(struct gupctl_file *gf, void __user *argp)
+static int gupctl_longterm_start(struct gupctl_file *gf, void __user *argp,
+				 const struct gupctl_abi *abi)
 {
 	unsigned int gup_flags = FOLL_LONGTERM;
 	struct pin_longterm_test args;
@@ -374,7 +506,8 @@ static int gupctl_longterm_start(struct gupctl_file *gf, void __user *argp)
 	bool fast;
 	int ret;
 
-	if (copy_from_user(&args, argp, sizeof(args)))
+	memset(&args, 0, sizeof(args));
+	if (copy_from_user(&args, argp, abi->pin_longterm_test_size))
 		return -EFAULT;
 
 	if (args.flags & ~(PIN_LONGTERM_TEST_FLAG_USE_WRITE |
@@ -463,7 +596,8 @@ static int gupctl_longterm_read(struct gupctl_file *gf, void __user *argp)
 }
 
 static long gupctl_longterm_ioctl(struct gupctl_file *gf, unsigned int cmd,
-				  void __user *argp)
+				  void __user *argp,
+				  const struct gupctl_abi *abi)
 {
 	int ret = -ENOTTY;
 
@@ -472,7 +606,7 @@ static long gupctl_longterm_ioctl(struct gupctl_file *gf, unsigned int cmd,
 
 	switch (cmd) {
 	case PIN_LONGTERM_TEST_START:
-		ret = gupctl_longterm_start(gf, argp);
+		ret = gupctl_longterm_start(gf, argp, abi);
 		break;
 	case PIN_LONGTERM_TEST_STOP:
 		gupctl_longterm_stop(gf);
@@ -487,11 +621,10 @@ static long gupctl_longterm_ioctl(struct gupctl_file *gf, unsigned int cmd,
 	return ret;
 }
 
-static long gupctl_ioctl(struct file *file, unsigned int cmd,
-			 unsigned long arg)
+/* @cmd is a native command number; @abi gives the caller's struct sizes. */
+static long gupctl_dispatch(struct file *file, unsigned int cmd,
+			    void __user *argp, const struct gupctl_abi *abi)
 {
-	void __user *argp = (void __user *)arg;
-
 	switch (cmd) {
 	case GUP_FAST_BENCHMARK:
 	case PIN_FAST_BENCHMARK:
@@ -499,16 +632,73 @@ static long gupctl_ioctl(struct file *file, unsigned int cmd,
 	case GUP_BASIC_TEST:
 	case PIN_BASIC_TEST:
 	case DUMP_USER_PAGES_TEST:
-		return gupctl_gup_ioctl(cmd, argp);
+		return gupctl_gup_ioctl(cmd, argp, abi);
 	case PIN_LONGTERM_TEST_START:
 	case PIN_LONGTERM_TEST_STOP:
 	case PIN_LONGTERM_TEST_READ:
-		return gupctl_longterm_ioctl(file->private_data, cmd, argp);
+		return gupctl_longterm_ioctl(file->private_data, cmd, argp,
+					     abi);
 	}
 
 	/* Documentation/driver-api/ioctl.rst; mm/gup_test.c says -EINVAL. */
 	return -ENOTTY;
 }
+
+static long gupctl_ioctl(struct file *file, unsigned int cmd,
+			 unsigned long arg)
+{
+	return gupctl_dispatch(file, cmd, (void __user *)arg,
+			       &gupctl_native_abi);
+}
+
+#ifdef CONFIG_COMPAT
+#ifdef CONFIG_COMPAT_FOR_U64_ALIGNMENT
+/* The native command number for an i386 one, or 0 if @cmd is none. */
+static unsigned int gupctl_cmd_from_i386(unsigned int cmd)
+{
+	switch (cmd) {
+	case GUP_FAST_BENCHMARK32:
+		return GUP_FAST_BENCHMARK;
+	case PIN_FAST_BENCHMARK32:
+		return PIN_FAST_BENCHMARK;
+	case PIN_LONGTERM_BENCHMARK32:
+		return PIN_LONGTERM_BENCHMARK;
+	case GUP_BASIC_TEST32:
+		return GUP_BASIC_TEST;
+	case PIN_BASIC_TEST32:
+		return PIN_BASIC_TEST;
+	case DUMP_USER_PAGES_TEST32:
+		return DUMP_USER_PAGES_TEST;
+	case PIN_LONGTERM_TEST_START32:
+		return PIN_LONGTERM_TEST_START;
+	}
+	return 0;
+}
+#endif
+
+/*
+ * 32-bit callers.  The i386 numbers select the i386 struct sizes; every other
+ * number (x32, the two commands whose number is the same in both ABIs, and
+ * compat ABIs that align __u64 to 8) means the native layout.  The pointer
+ * argument goes through compat_ptr(); the addresses inside the structs are
+ * __u64 in every ABI and are checked against the caller's TASK_SIZE like
+ * native ones.  Every command then runs the native handler, with its checks.
+ */
+static long gupctl_compat_ioctl(struct file *file, unsigned int cmd,
+				unsigned long arg)
+{
+	void __user *argp = compat_ptr(arg);
+#ifdef CONFIG_COMPAT_FOR_U64_ALIGNMENT
+	unsigned int native = gupctl_cmd_from_i386(cmd);
+
+	if (native)
+		return gupctl_dispatch(file, native, argp, &gupctl_i386_abi);
+#endif
+	return gupctl_dispatch(file, cmd, argp, &gupctl_native_abi);
+}
+#else
+#define gupctl_compat_ioctl NULL
+#endif /* CONFIG_COMPAT */
 
 /*
  * Unlike mm/gup_test.c, which keeps one global set of long-term pins, the
@@ -543,7 +733,7 @@ static const struct file_operations gupctl_fops = {
 	.open = gupctl_open,
 	.release = gupctl_release,
 	.unlocked_ioctl = gupctl_ioctl,
-	.compat_ioctl = compat_ptr_ioctl,
+	.compat_ioctl = gupctl_compat_ioctl,
 };
 
 static struct miscdevice gupctl_misc = {
@@ -571,7 +761,12 @@ static void gupctl_debugfs_init(void)
 		return;
 	}
 
-	/* Not _unsafe: the proxy makes removal safe against open files. */
+	/*
+	 * Not _unsafe: the proxy makes removal safe against open files.  The
+	 * proxy (full_proxy_fops in fs/debugfs/file.c, still so in v7.3) has
+	 * no .compat_ioctl, so 32-bit processes get -ENOTTY here: they must
+	 * use /dev/gup_test.
+	 */
 	d = debugfs_create_file("gup_test", 0600, NULL, NULL, &gupctl_fops);
 	if (IS_ERR_OR_NULL(d)) {
 		pr_info("gupctl: debugfs gup_test not created\n");

@@ -103,6 +103,9 @@ def job_script(command: list[str], cwd: str, env: dict[str, str]) -> str:
     variables.update(
         HOME="/tmp", PATH=":".join(path), GUPCTL_IN_VM="1", PYTHONDONTWRITEBYTECODE="1"
     )
+    # The host's cache, read through the overlay: what the host built (the
+    # kmod, test clients) is there; what the guest adds stays in the guest.
+    variables["GUPCTL_CACHE"] = str(cache.cache_dir())
     variables.setdefault("COLUMNS", str(shutil.get_terminal_size((160, 24)).columns))
     # Node 1 is the memory-only node of qemu.Machine: exact pin balance.
     variables["GUPCTL_NUMA_NODE"] = "1"
