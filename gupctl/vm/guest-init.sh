@@ -9,7 +9,8 @@
 # and dmesg beside it.
 # Parameters come from the kernel command line: gupctl_run=DIR (the shared run
 # directory, as a host path), gupctl_kmod=1 (insmod DIR/gupctl.ko) and
-# gupctl_tty=1 (the host's stdout is a terminal).  No dots in their names:
+# gupctl_tty=1 (the host's stdout is a terminal), gupctl_modules=DIR (a host
+# module tree to show as /lib/modules/$(uname -r)).  No dots in their names:
 # "gupctl.x=" would be a parameter of the gupctl module.
 
 /bin/busybox --install -s /bin
@@ -28,6 +29,7 @@ for arg in $(cat /proc/cmdline); do
 	gupctl_run=*) run="${arg#gupctl_run=}" ;;
 	gupctl_kmod=1) kmod=1 ;;
 	gupctl_tty=1) tty=1 ;;
+	gupctl_modules=*) modules="${arg#gupctl_modules=}" ;;
 	esac
 done
 [ -n "$run" ] || die "no gupctl_run= on the kernel command line"
@@ -54,6 +56,13 @@ mkdir -p /host/dev/hugepages /host/dev/shm
 mount -t hugetlbfs hugetlbfs /host/dev/hugepages
 mount -t tmpfs -o mode=1777 tmpfs /host/dev/shm
 mount -t tmpfs -o mode=0755 tmpfs /host/run
+if [ -n "$modules" ]; then
+	# A kernel unpacked into gupctl's cache: its modules where modprobe looks.
+	release=$(uname -r)
+	mkdir -p "/host/lib/modules/$release"
+	mount --bind "/host$modules" "/host/lib/modules/$release" ||
+		die "cannot bind $modules"
+fi
 mkdir -p "/host$run"
 mount -t 9p -o "$opts" gupctl_run "/host$run" || die "cannot mount the run directory"
 

@@ -89,8 +89,15 @@ def argv(
     ]  # fmt: skip
 
 
-def cmdline(run_dir: Path, kmod: bool, machine: Machine = Machine(), tty: bool = False) -> str:
-    """The guest kernel command line."""
+def cmdline(
+    run_dir: Path,
+    kmod: bool,
+    machine: Machine = Machine(),
+    tty: bool = False,
+    modules: Path | None = None,
+) -> str:
+    """The guest kernel command line.  `modules`: a module tree the guest
+    should see as its /lib/modules/$(uname -r) (a kernel from the cache)."""
     parts = [
         "console=ttyS0", "rdinit=/init",
         # Any oops or panic ends the VM at once instead of hanging it.
@@ -103,4 +110,6 @@ def cmdline(run_dir: Path, kmod: bool, machine: Machine = Machine(), tty: bool =
         parts.append("gupctl_kmod=1")
     if tty:
         parts.append("gupctl_tty=1")
+    if modules is not None:
+        parts.append(f"gupctl_modules={modules}")
     return " ".join(parts)

@@ -26,7 +26,7 @@ from pathlib import Path
 from gupctl import cache, kmsg
 from gupctl.errors import VmError
 from gupctl.vm import initramfs, kmod, qemu
-from gupctl.vm.kernel import Kernel
+from gupctl.vm.kernel import MODULES, Kernel
 from gupctl.vm.resolve import find
 
 #: What fails a run: any kernel problem, or the guest init giving up.
@@ -88,6 +88,14 @@ def _initrd(kernel: Kernel) -> Path:
     return cache.entry("initramfs", name, make) / "initrd.cpio.gz"
 
 
+def _foreign_modules(kernel: Kernel) -> Path | None:
+    """The kernel's module tree when the host's /lib/modules lacks it: modprobe
+    in the guest (ext4 and loop for the selftest) looks there."""
+    if kernel.modules is None or kernel.modules == MODULES / kernel.release:
+        return None
+    return kernel.modules
+
+
 def job_script(command: list[str], cwd: str, env: dict[str, str]) -> str:
     """The shell script the guest runs: the caller's cwd, PATH and environment."""
     path = [
@@ -141,7 +149,7 @@ def plan(
             k.image,
             _initrd(k),
             run_dir,
-            qemu.cmdline(run_dir, use_kmod, machine, sys.stdout.isatty()),
+            qemu.cmdline(run_dir, use_kmod, machine, sys.stdout.isatty(), _foreign_modules(k)),
             run_dir / "console.log",
             streams[0][1].fileno(),
             streams[1][1].fileno(),

@@ -74,7 +74,9 @@ def test_argv_groups() -> None:
 def test_cmdline() -> None:
     line = qemu.cmdline(Path("/r"), kmod=True, tty=False)
     assert "gupctl_run=/r" in line and "gupctl_kmod=1" in line and "panic=-1" in line
-    assert "gupctl_tty" not in line
+    assert "gupctl_tty" not in line and "gupctl_modules" not in line
+    line = qemu.cmdline(Path("/r"), kmod=True, modules=Path("/c/lib/modules/7.3.4+deb13-amd64"))
+    assert "gupctl_modules=/c/lib/modules/7.3.4+deb13-amd64" in line.split()
 
 
 def test_job_script_quotes_and_sets_environment(monkeypatch: pytest.MonkeyPatch) -> None:
