@@ -233,7 +233,7 @@ DUMP_USER_PAGES_TEST = Command("DUMP_USER_PAGES_TEST", 6, _RW, "struct gup_test"
 PIN_LONGTERM_TEST_START = Command("PIN_LONGTERM_TEST_START", 7, _W, "struct pin_longterm_test")
 PIN_LONGTERM_TEST_STOP = Command("PIN_LONGTERM_TEST_STOP", 8, Dir.NONE, None)
 # Declared _IOW(__u64) but the kernel copies page contents out to the address
-# held in the u64 (v6.1, "mm/gup_test: start/stop/read functionality for PIN
+# held in the u64 (v6.2, "mm/gup_test: start/stop/read functionality for PIN
 # LONGTERM test").
 PIN_LONGTERM_TEST_READ = Command("PIN_LONGTERM_TEST_READ", 9, _W, "uint64_t")
 

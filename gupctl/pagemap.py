@@ -14,6 +14,7 @@ them as 0, and frames() says so.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import struct
@@ -49,17 +50,19 @@ def frames(addr: int, size: int) -> list[Frame]:
     Raises GupctlError when page frame numbers are hidden (not root).
     """
     n = size // PAGE_SIZE
-    fd = os.open(PAGEMAP, os.O_RDONLY)
     try:
-        raw = os.pread(fd, 8 * n, addr // PAGE_SIZE * 8)
-    finally:
-        os.close(fd)
-    entries = struct.unpack(f"<{n}Q", raw)
+        raw = _pread(PAGEMAP, 8 * n, addr // PAGE_SIZE * 8)
+    except OSError as e:
+        raise GupctlError(f"cannot read {PAGEMAP}", e.errno) from None
+    entries = struct.unpack(f"={n}Q", raw)  # native-endian, as pagemap.rst says
     present = [bool(e & _PRESENT) for e in entries]
     pfns = [e & _PFN_MASK for e in entries]
     if any(present) and not any(pfns):
         raise GupctlError("page frame numbers are hidden: reading them needs CAP_SYS_ADMIN")
-    flags = kpageflags(sorted({p for p, on in zip(pfns, present) if on}))
+    try:
+        flags = kpageflags(sorted({p for p, on in zip(pfns, present) if on}))
+    except OSError as e:
+        raise GupctlError(f"cannot read {KPAGEFLAGS}", e.errno) from None
     spans = node_spans()
     out = []
     for on, pfn in zip(present, pfns):
@@ -69,6 +72,17 @@ def frames(addr: int, size: int) -> list[Frame]:
         out.append(Frame(on, pfn, zero and not compound, zero and bool(compound),
                          node_of(pfn, spans) if on else None))  # fmt: skip
     return out
+
+
+def _pread(path: Path, size: int, offset: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        raw = os.pread(fd, size, offset)
+    finally:
+        os.close(fd)
+    if len(raw) != size:
+        raise OSError(errno.EIO, f"short read of {path}")
+    return raw
 
 
 def kpageflags(pfns: list[int]) -> dict[int, int]:
@@ -82,7 +96,7 @@ def kpageflags(pfns: list[int]) -> dict[int, int]:
             while j + 1 < len(pfns) and pfns[j + 1] == pfns[j] + 1:
                 j += 1
             raw = os.pread(fd, 8 * (j - i + 1), pfns[i] * 8)
-            for k, word in enumerate(struct.unpack(f"<{len(raw) // 8}Q", raw)):
+            for k, word in enumerate(struct.unpack(f"={len(raw) // 8}Q", raw)):
                 out[pfns[i] + k] = word
             i = j + 1
     finally:

@@ -127,6 +127,3 @@ class Balance:
         return cls(
             before.scope, expected, acquired, released, before.outstanding, after.outstanding, exact
         )
-        return cls(
-            before.scope, expected, acquired, released, before.outstanding, after.outstanding, exact
-        )

@@ -5,7 +5,7 @@
  * This mirrors the kernel's private header mm/gup_test.h (the ABI served by
  * CONFIG_GUP_TEST at /sys/kernel/debug/gup_test): the v5.13+ layout of
  * struct gup_test and commands 1..6, plus the PIN_LONGTERM_TEST_* commands
- * added in v6.1.  Command numbers, macro names and struct layouts must stay
+ * added in v6.2.  Command numbers, macro names and struct layouts must stay
  * byte-for-byte identical to the in-kernel definition, so that a binary built
  * against either header works with either implementation.
  */

@@ -51,7 +51,7 @@ VM = {
     "kernel": "{what}: pass --kernel with a series Debian has (6.1, 6.12, 7.2, 7.3), an "
     "exact release, a /boot/vmlinuz-* path, or source[:SERIES|PATH]",
     "archive": "{what}: gupctl fetches kernels from Debian's archive with its own apt "
-    "configuration (~/.cache/gupctl/apt); check that the archive is reachable, or set "
+    "configuration (apt/ in gupctl's cache); check that the archive is reachable, or set "
     "GUPCTL_DEBIAN_MIRROR",
     "build": "{what}",
     "lost": "{what}: the guest died or hung before the command finished; console log: {log}",

@@ -78,6 +78,12 @@ def _execute(names: tuple[str, ...], check_balance: bool, use_json: bool, device
             "pin balance measured system-wide: other pin users move these counters "
             "too; --numa-node N on a node holding only this memory makes it exact"
         )
+    unknown = [r.command for r in results if r.balance.expected is None]
+    if check_balance and unknown:
+        render.error(f"pin balance of {', '.join(unknown)} cannot be checked: the memory may "
+                     "hold the shared zero page, and telling needs root (pagemap); run as "
+                     "root, or drop --no-prefault or -W")  # fmt: skip
+        sys.exit(1)
     if check_balance and not all(r.balance.exact for r in results):
         bad = [r.command for r in results if not r.balance.exact]
         render.error(f"pin balance mismatch in {', '.join(bad)} (see the balance table)")

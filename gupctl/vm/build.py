@@ -146,15 +146,19 @@ def build(source: Path, progress: Progress | None = None) -> Path:
         work.mkdir()
         try:
             out = _Build(source, work, say).run(text)
+            for name in KEPT:
+                shutil.copy2(out / name, scratch / name)
         except VmError as e:
             log_path.write_text(e.log or "")  # the CLI shows one line: keep the log
             raise VmError(f"{e.what} (build log: {log_path})", e.kind, e.log) from None
         finally:
             if os.environ.get("GUPCTL_KEEP_BUILD"):
-                say(f"build tree kept in {work}")
-        for name in KEPT:
-            (out / name).rename(scratch / name)
-        shutil.rmtree(work, ignore_errors=True)
+                kept = log_path.with_suffix(".build")
+                shutil.rmtree(kept, ignore_errors=True)
+                work.rename(kept)  # out of the scratch directory cache.entry() removes
+                say(f"build tree kept in {kept}")
+            else:
+                shutil.rmtree(work, ignore_errors=True)
         log_path.unlink(missing_ok=True)  # an earlier failure's
 
     entry = cache.entry("kernels", key, make, complete=_complete)

@@ -21,11 +21,14 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
+from logging import getLogger
 from pathlib import Path
 
 from gupctl import cache
 from gupctl import release as _release
 from gupctl.errors import VmError
+
+log = getLogger(__name__)
 
 MIRROR = os.environ.get("GUPCTL_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 SECURITY = os.environ.get("GUPCTL_DEBIAN_SECURITY", "http://deb.debian.org/debian-security")
@@ -55,6 +58,16 @@ class Package:
     suite: str
 
 
+def tool(name: str) -> str:
+    """The path of `name`, /usr/sbin and /sbin included (depmod, chroot are
+    there and not on a user's PATH); VmError where it is not installed."""
+    path = shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin",
+                                                     "/sbin"]))  # fmt: skip
+    if path is None:
+        raise VmError(f"{name} is not installed: gupctl needs it to use Debian's kernels", "tool")
+    return path
+
+
 class Apt:
     """apt-get and apt-cache on gupctl's own configuration and state."""
 
@@ -66,6 +79,7 @@ class Apt:
         settings = {
             "Dir::Etc::sourcelist": r / "sources.list",
             "Dir::Etc::sourceparts": "-",
+            "Dir::Etc::preferences": r / "preferences",
             "Dir::Etc::preferencesparts": r / "preferences.d",
             "Dir::State::Lists": r / "lists",
             "Dir::State::status": r / "status",
@@ -75,32 +89,51 @@ class Apt:
         }
         return [arg for k, v in settings.items() for arg in ("-o", f"{k}={v}")]
 
-    def _run(self, tool: str, *args: str) -> str:
-        if shutil.which(tool) is None:
-            raise VmError(f"{tool} is not installed: gupctl fetches Debian kernels with apt",
-                          "tool")  # fmt: skip
-        proc = subprocess.run([tool, *self.options(), *args], capture_output=True, text=True)
+    def _run(self, name: str, *args: str) -> str:
+        proc = subprocess.run([tool(name), *self.options(), *args], capture_output=True,
+                              text=True)  # fmt: skip
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise VmError(f"{tool} {args[0]} failed: {last}", "archive", proc.stderr)
+            raise VmError(f"{name} {args[0]} failed: {last}", "archive", proc.stderr)
         return proc.stdout
 
     def update(self, max_age: float = LISTS_MAX_AGE) -> None:
-        """Fetch the package lists unless they are younger than `max_age` seconds."""
+        """Fetch the package lists unless they are younger than `max_age` seconds.
+
+        Where the archive cannot be reached but older lists exist, those are
+        used, with a warning: what they name may well be in the cache.
+        """
         stamp = self.root / "updated"
-        if stamp.exists() and time.time() - stamp.stat().st_mtime < max_age:
+
+        def fresh() -> bool:
+            return stamp.exists() and time.time() - stamp.stat().st_mtime < max_age
+
+        if fresh():
             return
         if not KEYRING.exists():
             raise VmError(f"no Debian archive keyring at {KEYRING}", "tool")
         with cache.locked(self.root / ".lock"):
-            for d in ("lists/partial", "cache/archives/partial", "preferences.d"):
-                (self.root / d).mkdir(parents=True, exist_ok=True)
-            (self.root / "status").touch()
-            (self.root / "sources.list").write_text("".join(
-                f"deb [signed-by={KEYRING}] {url} {suite} main\n" for suite, url in SUITES.items()
-            ))  # fmt: skip
-            self._run("apt-get", "update", "-q")
+            if fresh():
+                return  # another gupctl updated them while we waited
+            try:
+                self._update()
+            except VmError as e:
+                if not stamp.exists():
+                    raise
+                when = time.ctime(stamp.stat().st_mtime)
+                log.warning(f"{e.what}: using the package lists of {when}")
+                return
             stamp.touch()
+
+    def _update(self) -> None:
+        for d in ("lists/partial", "cache/archives/partial", "preferences.d"):
+            (self.root / d).mkdir(parents=True, exist_ok=True)
+        (self.root / "status").touch()
+        (self.root / "preferences").touch()  # not the host's /etc/apt/preferences
+        (self.root / "sources.list").write_text("".join(
+            f"deb [signed-by={KEYRING}] {url} {suite} main\n" for suite, url in SUITES.items()
+        ))  # fmt: skip
+        self._run("apt-get", "update", "-q")
 
     def names(self, prefix: str) -> list[str]:
         """Every package name that starts with `prefix`."""
@@ -130,7 +163,7 @@ class Apt:
         """Download the newest `names` into `dest`; the .deb files."""
         dest.mkdir(parents=True, exist_ok=True)
         before = set(dest.glob("*.deb"))
-        proc = subprocess.run(["apt-get", *self.options(), "download", "-q", *names],
+        proc = subprocess.run([tool("apt-get"), *self.options(), "download", "-q", *names],
                               cwd=dest, capture_output=True, text=True)  # fmt: skip
         if proc.returncode != 0:
             raise VmError(f"downloading {', '.join(names)} failed", "archive", proc.stderr)
@@ -158,7 +191,7 @@ def resolve(spec: str, apt: Apt | None = None) -> str:
 
 def _unpack(debs: list[Path], dest: Path) -> None:
     for deb in debs:
-        proc = subprocess.run(["dpkg-deb", "-x", str(deb), str(dest)], capture_output=True,
+        proc = subprocess.run([tool("dpkg-deb"), "-x", str(deb), str(dest)], capture_output=True,
                               text=True)  # fmt: skip
         if proc.returncode != 0:
             raise VmError(f"dpkg-deb -x {deb.name} failed", "archive", proc.stderr)
@@ -177,13 +210,14 @@ def kernel_files(release: str, apt: Apt | None = None) -> tuple[Path, Path, Pack
 
     def make(scratch: Path) -> None:
         names = [pkg.name] + [d for d in apt.depends(pkg.name) if release in d]
-        debs = apt.download(names, scratch / "debs")
+        # name=version: the candidate apt would pick may not be the newest.
+        debs = apt.download([f"{n}={pkg.version}" for n in names], scratch / "debs")
         root = scratch / "root"
         _unpack(debs, root)
         shutil.rmtree(scratch / "debs")
         if not (root / "lib").exists():  # usrmerged layout: usr/lib/modules
             (root / "lib").symlink_to("usr/lib")
-        proc = subprocess.run(["depmod", "-b", str(root), release], capture_output=True,
+        proc = subprocess.run([tool("depmod"), "-b", str(root), release], capture_output=True,
                               text=True)  # fmt: skip
         if proc.returncode != 0:
             raise VmError(f"depmod for {release} failed", "archive", proc.stderr)
@@ -206,6 +240,9 @@ def buildroot(release: str, apt: Apt | None = None) -> Path:
     """
     apt = apt or Apt()
     pkg = apt.newest(f"linux-headers-{release}")
+    if os.geteuid() != 0:
+        raise VmError(f"{pkg.name} needs a build root of its own suite, which only root "
+                      "can make and chroot into: run as root", "usage")  # fmt: skip
     if shutil.which("mmdebstrap") is None:
         raise VmError("mmdebstrap is not installed (Debian: mmdebstrap): it makes the root "
                       f"that {pkg.name} needs", "tool")  # fmt: skip
@@ -220,8 +257,7 @@ def buildroot(release: str, apt: Apt | None = None) -> Path:
         sources = [f"deb {SUITES.get(s, MIRROR)} {s} main" for s in suites]
         pin = (f'printf "Package: *\\nPin: release a={pkg.suite}\\nPin-Priority: 500\\n" '
                '> "$1/etc/apt/preferences.d/gupctl"')  # fmt: skip
-        argv = ["mmdebstrap", "--variant=apt", "--mode=" + ("root" if os.geteuid() == 0 else
-                "unshare"), "--include=" + ",".join(include),
+        argv = ["mmdebstrap", "--variant=apt", "--mode=root", "--include=" + ",".join(include),
                 f"--setup-hook={pin}", "--customize-hook=mkdir \"$1/gupctl-build\"",
                 base, str(root), *sources]  # fmt: skip
         proc = subprocess.run(argv, capture_output=True, text=True)
@@ -243,7 +279,7 @@ def source_tarball(series: str, apt: Apt | None = None) -> Path:
     pkg = apt.newest(f"linux-source-{series}")
 
     def make(scratch: Path) -> None:
-        debs = apt.download([pkg.name], scratch / "debs")
+        debs = apt.download([f"{pkg.name}={pkg.version}"], scratch / "debs")
         _unpack(debs, scratch / "root")
         shutil.rmtree(scratch / "debs")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from gupctl import cache
 from gupctl.errors import VmError
+from gupctl.vm.debian import tool
 from gupctl.vm.kernel import Kernel
 
 #: What the build leaves beside the sources; not part of the key, not copied.
@@ -34,7 +35,8 @@ def source_dir() -> Path:
 
 
 def sources(src: Path) -> list[Path]:
-    """The kmod's source files, relative to `src`: everything git would track."""
+    """The kmod's source files, relative to `src`: all but hidden files and
+    what a build leaves beside them."""
     return sorted(
         p.relative_to(src)
         for p in src.rglob("*")
@@ -49,18 +51,18 @@ def sources(src: Path) -> list[Path]:
 def make_argv(kernel: Kernel, work: Path, *targets: str) -> list[str]:
     """`make` for kmod/ in `work` against `kernel`'s headers, chrooted if need be."""
     assert kernel.headers is not None
-    make = ["make", "-C", str(work), f"KDIR={kernel.headers}", *targets]
     if kernel.buildroot is None:
-        return make
-    root = kernel.buildroot
-    make[2] = CHROOT_DIR
+        return [tool("make"), "-C", str(work), f"KDIR={kernel.headers}", *targets]
+    make = ["make", "-C", CHROOT_DIR, f"KDIR={kernel.headers}", *targets]
     # objtool wants /proc; the bind mount and /proc die with the namespace.
+    # chroot by full path, and with a clean environment: the host's CC, ARCH
+    # or MAKEFLAGS must not reach the other suite's kbuild.
     script = ('mount -t proc proc "$1/proc" && mount --bind "$2" "$1$3" && root=$1 && '
-              'shift 3 && exec chroot "$root" "$@"')  # fmt: skip
+              'shift 3 && exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 '
+              '"$(command -v chroot || echo /usr/sbin/chroot)" "$root" "$@"')  # fmt: skip
     unshare = ["unshare", "--mount", "--propagation=private", "--fork"]
-    if os.geteuid() != 0:
-        unshare.insert(1, "--map-root-user")
-    return [*unshare, "sh", "-c", script, "sh", str(root), str(work), CHROOT_DIR, *make]
+    return [*unshare, "sh", "-c", script, "sh", str(kernel.buildroot), str(work), CHROOT_DIR,
+            *make]  # fmt: skip
 
 
 def build(kernel: Kernel) -> Path:

@@ -37,11 +37,10 @@ def find(spec: str | None = None, headers: bool = True) -> Kernel:
     spec = spec or DEFAULT_SERIES
     if spec == SOURCE or spec.startswith(SOURCE + ":"):
         return from_source(spec.partition(":")[2] or DEFAULT_SERIES)
-    path = Path(spec)
-    if "/" in spec:
-        return _by_path(path)
     local = [k for k in installed() if _release.matches(k.release, spec)]
-    if local:
+    if "/" in spec:
+        k = _by_path(Path(spec))
+    elif local:
         k = local[-1]
     else:
         if not _SERIES.match(spec):
@@ -61,7 +60,7 @@ def _by_path(path: Path) -> Kernel:
     release = path.name.removeprefix("vmlinuz-")
     for k in installed():
         if k.release == release:
-            return Kernel(k.release, path, k.modules, k.headers)
+            return Kernel(k.release, path, k.modules, k.headers, origin=f"installed {path}")
     raise VmError(f"no {MODULES / release} for {path}", "kernel")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -45,17 +46,20 @@ def test_failed_make_leaves_nothing(private: Path) -> None:
 
 def test_concurrent_callers_build_once(private: Path) -> None:
     calls = []
-    gate = threading.Event()
+    start = threading.Barrier(3)
 
     def make(scratch: Path) -> None:
         calls.append(1)
-        gate.wait(5)
+        time.sleep(0.3)  # long enough for the others to reach the lock
         (scratch / "f").write_text("x")
 
-    threads = [threading.Thread(target=cache.entry, args=("k", "n", make)) for _ in range(3)]
+    def caller() -> None:
+        start.wait(5)  # all three ask at once: without the lock, each would make
+        cache.entry("k", "n", make)
+
+    threads = [threading.Thread(target=caller) for _ in range(3)]
     for t in threads:
         t.start()
-    gate.set()
     for t in threads:
         t.join()
     assert len(calls) == 1

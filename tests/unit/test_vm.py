@@ -102,9 +102,47 @@ def test_problem_patterns() -> None:
     assert not any(runner.PROBLEM.search(line) for line in good)
 
 
-def test_unknown_kernel_is_a_vm_error() -> None:
+def test_unknown_kernel_is_a_vm_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from gupctl.errors import VmError
+    from gupctl.vm import debian
 
+    # What the archive offers, without asking it.
+    offered = ["6.1.0-56-amd64", "6.12.117+deb12-amd64", "7.3.4+deb13-amd64"]
+    monkeypatch.setattr(debian, "image_releases", lambda apt: offered)
+    assert debian.resolve("7.3") == "7.3.4+deb13-amd64"
+    assert debian.resolve("6.1") == "6.1.0-56-amd64"
     with pytest.raises(VmError) as info:
         resolve.find("2.6")
     assert info.value.kind == "kernel"
+    with pytest.raises(VmError) as info:
+        resolve.find("bogus")
+    assert info.value.kind == "usage"
+
+
+def test_madison_and_image_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from gupctl.vm import debian
+
+    apt = debian.Apt(tmp_path)
+    madison = ("linux-headers-7.3.4+deb13-amd64 | 7.3.4-1~bpo13+1 | "
+               "http://deb.debian.org/debian trixie-backports/main amd64 Packages\n")  # fmt: skip
+    names = ["linux-image-7.3.4+deb13-amd64", "linux-image-7.3.4+deb13-cloud-amd64",
+             "linux-image-7.3.4+deb13-amd64-dbg", "linux-image-7.3.4+deb13-rt-amd64",
+             "linux-image-7.3.4+deb13-amd64-unsigned", "linux-image-amd64"]  # fmt: skip
+    monkeypatch.setattr(apt, "update", lambda: None)
+    monkeypatch.setattr(apt, "_run", lambda *a: madison if a[1] == "madison" else " ".join(names))
+    pkg = apt.newest("linux-headers-7.3.4+deb13-amd64")
+    assert (pkg.version, pkg.suite) == ("7.3.4-1~bpo13+1", "trixie-backports")
+    assert debian.image_releases(apt) == ["7.3.4+deb13-amd64"]
+
+
+def test_build_root_make_argv_chroots_with_a_clean_environment() -> None:
+    from gupctl.vm import kmod
+
+    k = kernel.Kernel("7.3.4+deb13-amd64", Path("/v"), Path("/m"),
+                      Path("/lib/modules/7.3.4+deb13-amd64/build"), Path("/roots/r"))  # fmt: skip
+    argv = kmod.make_argv(k, Path("/w"), "KCFLAGS=-Werror")
+    assert argv[:4] == ["unshare", "--mount", "--propagation=private", "--fork"]
+    assert argv[8:11] == ["/roots/r", "/w", kmod.CHROOT_DIR]
+    kdir = "KDIR=/lib/modules/7.3.4+deb13-amd64/build"
+    assert argv[11:] == ["make", "-C", kmod.CHROOT_DIR, kdir, "KCFLAGS=-Werror"]
+    assert "env -i" in argv[6] and 'mount -t proc proc "$1/proc"' in argv[6]
