@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-import tarfile
 import tempfile
 from pathlib import Path
+
+from gupctl.vm.build import extract
 
 TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
 MEMBERS = ("tools/testing/selftests/mm/gup_test.c", "tools/testing/selftests/mm/vm_util.h",
@@ -27,14 +28,7 @@ MB_LINE = "#define MB (1UL << 20)"
 
 
 def _extract(tarball: Path, dest: Path) -> None:
-    with tarfile.open(tarball) as tar:
-        for member in tar:
-            rel = member.name.partition("/")[2]
-            if rel in MEMBERS:
-                out = dest / rel
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_bytes(tar.extractfile(member).read())  # type: ignore[union-attr]
-    missing = [m for m in MEMBERS if not (dest / m).exists()]
+    missing = extract(tarball, MEMBERS, dest)
     if missing:
         raise SystemExit(f"{tarball} lacks {', '.join(missing)}")
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -247,19 +246,11 @@ def _extract(dest: Path) -> None:
     """UPSTREAM's files from TARBALL into `dest`, at their paths in the tree."""
     if not TARBALL.exists():
         raise Missing(f"no {TARBALL} (Debian: linux-source-6.12)")
-    wanted = set(UPSTREAM)
-    with tarfile.open(TARBALL) as tar:
-        for member in tar:
-            rel = member.name.partition("/")[2]
-            if rel in wanted:
-                target = dest / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(tar.extractfile(member).read())  # type: ignore[union-attr]
-                wanted.discard(rel)
-                if not wanted:
-                    break
-    if wanted:
-        raise Missing(f"{TARBALL} lacks {', '.join(sorted(wanted))}")
+    from gupctl.vm.build import extract
+
+    missing = extract(TARBALL, UPSTREAM, dest)
+    if missing:
+        raise Missing(f"{TARBALL} lacks {', '.join(missing)}")
 
 
 def _compile(argv: list[str], cwd: Path) -> None:

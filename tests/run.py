@@ -17,7 +17,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,14 +78,13 @@ def checkpatch() -> Path:
     script = dest / "scripts" / "checkpatch.pl"
     if script.exists():
         return script
+    from gupctl.vm.build import extract
+
     tarball = Path("/usr/src/linux-source-6.12.tar.xz")
-    wanted = {"scripts/checkpatch.pl", "scripts/spelling.txt", "scripts/const_structs.checkpatch"}
-    (dest / "scripts").mkdir(parents=True, exist_ok=True)
-    with tarfile.open(tarball) as tar:
-        for member in tar:
-            rel = member.name.partition("/")[2]
-            if rel in wanted:
-                (dest / rel).write_bytes(tar.extractfile(member).read())  # type: ignore[union-attr]
+    wanted = ["scripts/checkpatch.pl", "scripts/spelling.txt", "scripts/const_structs.checkpatch"]
+    missing = extract(tarball, wanted, dest)
+    if missing:
+        sys.exit(f"{tarball} lacks {', '.join(missing)}")
     return script
 
 

@@ -15,8 +15,9 @@ import re
 import shlex
 import shutil
 import subprocess
+import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from importlib import resources
 from logging import getLogger
 from pathlib import Path
@@ -68,6 +69,24 @@ def kconfig_symbols(tree: Path) -> set[str]:
         for path in tree.rglob("Kconfig*")
         for name in pattern.findall(path.read_text(errors="replace"))
     }
+
+
+def extract(tarball: Path, members: Iterable[str], dest: Path) -> list[str]:
+    """Copy `members` (paths inside the tree, without the tarball's top
+    directory) from a kernel source `tarball` into `dest` at the same paths,
+    stopping once all are found.  Returns the ones the tarball lacks."""
+    wanted = set(members)
+    with tarfile.open(tarball) as tar:
+        for member in tar:
+            rel = member.name.partition("/")[2]
+            if rel in wanted and member.isfile():
+                out = dest / rel
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_bytes(tar.extractfile(member).read())  # type: ignore[union-attr]
+                wanted.discard(rel)
+                if not wanted:
+                    break
+    return sorted(wanted)
 
 
 def _sha256_file(path: Path) -> str:
