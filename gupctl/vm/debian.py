@@ -189,12 +189,16 @@ def resolve(spec: str, apt: Apt | None = None) -> str:
     return matches[-1]
 
 
-def _unpack(debs: list[Path], dest: Path) -> None:
+def _fetch(apt: Apt, names: list[str], root: Path) -> None:
+    """Download `names` (name=version) and unpack them all into `root`;
+    the .deb files do not stay."""
+    debs = apt.download(names, root.parent / ".debs")
     for deb in debs:
-        proc = subprocess.run([tool("dpkg-deb"), "-x", str(deb), str(dest)], capture_output=True,
+        proc = subprocess.run([tool("dpkg-deb"), "-x", str(deb), str(root)], capture_output=True,
                               text=True)  # fmt: skip
         if proc.returncode != 0:
             raise VmError(f"dpkg-deb -x {deb.name} failed", "archive", proc.stderr)
+    shutil.rmtree(root.parent / ".debs")
 
 
 def kernel_files(release: str, apt: Apt | None = None) -> tuple[Path, Path, Package]:
@@ -211,10 +215,8 @@ def kernel_files(release: str, apt: Apt | None = None) -> tuple[Path, Path, Pack
     def make(scratch: Path) -> None:
         names = [pkg.name] + [d for d in apt.depends(pkg.name) if release in d]
         # name=version: the candidate apt would pick may not be the newest.
-        debs = apt.download([f"{n}={pkg.version}" for n in names], scratch / "debs")
         root = scratch / "root"
-        _unpack(debs, root)
-        shutil.rmtree(scratch / "debs")
+        _fetch(apt, [f"{n}={pkg.version}" for n in names], root)
         if not (root / "lib").exists():  # usrmerged layout: usr/lib/modules
             (root / "lib").symlink_to("usr/lib")
         proc = subprocess.run([tool("depmod"), "-b", str(root), release], capture_output=True,
@@ -279,9 +281,7 @@ def source_tarball(series: str, apt: Apt | None = None) -> Path:
     pkg = apt.newest(f"linux-source-{series}")
 
     def make(scratch: Path) -> None:
-        debs = apt.download([f"{pkg.name}={pkg.version}"], scratch / "debs")
-        _unpack(debs, scratch / "root")
-        shutil.rmtree(scratch / "debs")
+        _fetch(apt, [f"{pkg.name}={pkg.version}"], scratch / "root")
 
     entry = cache.entry("debian", f"{pkg.name}_{pkg.version}", make)
     return entry / "root" / "usr" / "src" / installed.name
