@@ -15,7 +15,14 @@
  *  - the shared zero page, which GUP does not pin, is counted and reported
  *    instead of failing the pinned check with a WARN;
  *  - 32-bit processes are served through compat_ioctl, i386 layouts
- *    included (on /dev/gup_test only: see gupctl_debugfs_init()).
+ *    included (on /dev/gup_test only: see gupctl_debugfs_init());
+ *  - longterm-test pins are charged to the starting process's mm->pinned_vm
+ *    (VmPin in /proc/PID/status) against RLIMIT_MEMLOCK unless it has
+ *    CAP_IPC_LOCK, as RDMA's ib_umem_get() does: over the limit START
+ *    fails with -ENOMEM (see gupctl_charge());
+ *  - PIN_LONGTERM_TEST_READ works only for the mm that started the pins: an
+ *    fd inherited through fork() or passed with SCM_RIGHTS cannot read
+ *    another process's pinned pages (-EPERM, see gupctl_longterm_read()).
  *
  * Where the kernel API changed, gupctl_config.h says which side of the
  * change $(KDIR) is on: the Makefile writes it from the build-time probes
@@ -31,6 +38,8 @@
 #include <linux/fs.h>
 #include <linux/mm.h>
 #include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
+#include <linux/capability.h>
 #include <linux/slab.h>
 #include <linux/mutex.h>
 #include <linux/uaccess.h>
@@ -61,11 +70,18 @@ MODULE_PARM_DESC(max_pages,
  */
 #define GUPCTL_FOLL_FAST_VALID	(FOLL_WRITE | FOLL_FORCE)
 
-/* Per open file state of the PIN_LONGTERM_TEST_* commands. */
+/*
+ * Per open file state of the PIN_LONGTERM_TEST_* commands.  While pages is
+ * set, @mm is the mm that started the pins (held with mmgrab(), so that
+ * release() from another process or after exit can still uncharge it) and
+ * @charged the pages charged to its pinned_vm.
+ */
 struct gupctl_file {
-	struct mutex lock;	/* protects pages and nr_pages */
+	struct mutex lock;	/* protects all the fields below */
 	struct page **pages;
 	unsigned long nr_pages;
+	struct mm_struct *mm;
+	unsigned long charged;
 };
 
 /*
@@ -388,6 +404,13 @@ static long gupctl_gup_call(unsigned int cmd, const struct gup_test *gup,
 	return -EINVAL;
 }
 
+/*
+ * The benchmark and basic-test commands pin (or get) and release within this
+ * one ioctl, so nothing is charged to pinned_vm for them: RDMA and vfio
+ * charge only what stays pinned after the call returns, and a transient pin
+ * of the caller's own mapped memory is what O_DIRECT does for any user.
+ * Their size is bounded by max_pages instead.
+ */
 static int gupctl_gup_test(unsigned int cmd, struct gup_test *gup)
 {
 	bool needs_mmap_lock =
@@ -484,7 +507,37 @@ static long gupctl_gup_ioctl(unsigned int cmd, void __user *argp,
 	return 0;
 }
 
-/* Caller holds gf->lock. */
+/*
+ * Charge @nr_pages longterm pins to @mm as ib_umem_get()
+ * (drivers/infiniband/core/umem.c) does, and iommufd with
+ * IOPT_PAGES_ACCOUNT_MM: mm->pinned_vm, which /proc/PID/status shows as
+ * VmPin, checked against the caller's RLIMIT_MEMLOCK unless it has
+ * CAP_IPC_LOCK.  pinned_vm is an atomic64_t since 70f8a3ca68d3 ("mm: make
+ * mm->pinned_vm an atomic64 counter"), v5.1, older than every kernel this
+ * builds for.  Add first, then take it back if over the limit, so that
+ * concurrent chargers of one mm cannot both slip under it; capable() only
+ * when over the limit, so that a caller within it is not audited as using
+ * the capability.  Callers with CAP_IPC_LOCK are charged too, unlimited.
+ */
+static int gupctl_charge(struct mm_struct *mm, unsigned long nr_pages)
+{
+	unsigned long limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
+	unsigned long pinned;
+
+	pinned = atomic64_add_return(nr_pages, &mm->pinned_vm);
+	if (pinned > limit && !capable(CAP_IPC_LOCK)) {
+		atomic64_sub(nr_pages, &mm->pinned_vm);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/*
+ * Unpin and uncharge.  Caller holds gf->lock, or is release().  Any process
+ * may get here (STOP on an inherited fd, the last close after fork() or
+ * SCM_RIGHTS, exit): the charge goes back to the mm that was charged, which
+ * mmgrab() kept allocated even if its process has exited.
+ */
 static void gupctl_longterm_stop(struct gupctl_file *gf)
 {
 	if (gf->nr_pages)
@@ -492,6 +545,13 @@ static void gupctl_longterm_stop(struct gupctl_file *gf)
 	kvfree(gf->pages);
 	gf->pages = NULL;
 	gf->nr_pages = 0;
+
+	if (gf->mm) {
+		atomic64_sub(gf->charged, &gf->mm->pinned_vm);
+		mmdrop(gf->mm);
+		gf->mm = NULL;
+		gf->charged = 0;
+	}
 }
 
 /* Caller holds gf->lock. */
@@ -499,6 +559,7 @@ static int gupctl_longterm_start(struct gupctl_file *gf, void __user *argp,
 				 const struct gupctl_abi *abi)
 {
 	unsigned int gup_flags = FOLL_LONGTERM;
+	struct mm_struct *mm = current->mm;
 	struct pin_longterm_test args;
 	unsigned long nr_pages, addr, done;
 	struct page **pages;
@@ -520,15 +581,22 @@ static int gupctl_longterm_start(struct gupctl_file *gf, void __user *argp,
 		return -EBUSY;
 
 	nr_pages = args.size / PAGE_SIZE;
+	/* Before any work: over the limit, nothing is pinned or kept. */
+	ret = gupctl_charge(mm, nr_pages);
+	if (ret)
+		return ret;
+
 	pages = gupctl_alloc_pages(nr_pages);
-	if (!pages)
-		return -ENOMEM;
+	if (!pages) {
+		ret = -ENOMEM;
+		goto uncharge;
+	}
 
 	if (args.flags & PIN_LONGTERM_TEST_FLAG_USE_WRITE)
 		gup_flags |= FOLL_WRITE;
 	fast = args.flags & PIN_LONGTERM_TEST_FLAG_USE_FAST;
 
-	if (!fast && mmap_read_lock_killable(current->mm)) {
+	if (!fast && mmap_read_lock_killable(mm)) {
 		ret = -EINTR;
 		goto free_pages;
 	}
@@ -552,11 +620,14 @@ static int gupctl_longterm_start(struct gupctl_file *gf, void __user *argp,
 	}
 
 	if (!fast)
-		mmap_read_unlock(current->mm);
+		mmap_read_unlock(mm);
 
 	if (ret)
 		goto unpin;
 
+	mmgrab(mm);
+	gf->mm = mm;
+	gf->charged = nr_pages;
 	gf->pages = pages;
 	gf->nr_pages = nr_pages;
 	return 0;
@@ -565,10 +636,22 @@ unpin:
 	unpin_user_pages(pages, done);
 free_pages:
 	kvfree(pages);
+uncharge:
+	atomic64_sub(nr_pages, &mm->pinned_vm);
 	return ret;
 }
 
-/* Caller holds gf->lock. */
+/*
+ * Caller holds gf->lock.  Only the mm that started the pins may read them:
+ * an fd inherited through fork() or received with SCM_RIGHTS would otherwise
+ * copy one process's pinned memory into another's (mm/gup_test.c has no such
+ * check; it is root-only).  After execve() the starter has a new mm and is
+ * refused too.  -EPERM, not -EACCES: the file was opened with
+ * every right it has, and this caller is not the owner of the pins (as
+ * kill() answers for another user's process).  STOP is allowed from any mm:
+ * it only gives the pins and the charge back, which the last close() does
+ * from whichever process makes it anyway.
+ */
 static int gupctl_longterm_read(struct gupctl_file *gf, void __user *argp)
 {
 	unsigned long i, left;
@@ -577,6 +660,8 @@ static int gupctl_longterm_read(struct gupctl_file *gf, void __user *argp)
 
 	if (!gf->pages)
 		return -EINVAL;
+	if (gf->mm != current->mm)
+		return -EPERM;
 
 	if (copy_from_user(&user_addr, argp, sizeof(user_addr)))
 		return -EFAULT;
@@ -703,7 +788,8 @@ static long gupctl_compat_ioctl(struct file *file, unsigned int cmd,
 /*
  * Unlike mm/gup_test.c, which keeps one global set of long-term pins, the
  * PIN_LONGTERM_TEST_* state belongs to the open file: independent users
- * cannot interfere with each other and release() drops exactly its own pins.
+ * cannot interfere with each other and release() drops exactly its own pins,
+ * and their charge to the mm that started them.
  */
 static int gupctl_open(struct inode *inode, struct file *file)
 {
