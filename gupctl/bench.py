@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gupctl import abi, pagemap, vmstat
+from gupctl import abi, balance, pagemap, vmstat
 from gupctl.device import Device
 from gupctl.errors import GupctlError, Truncated
 from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec
@@ -125,15 +125,25 @@ def expected_pins(spec: RunSpec, mapping: Mapping | None = None) -> int | None:
     return per_ioctl * spec.repeats * spec.threads
 
 
-def run(device: Device, spec: RunSpec) -> RunResult:
-    """Map the memory, issue the ioctls, and measure the pin balance around them."""
+def run(device: Device, spec: RunSpec, check_balance: bool = False) -> RunResult:
+    """Map the memory, issue the ioctls, and measure the pin balance around them.
+
+    balance.measure() counts on a memory-only node (spec.memory.numa_node) as
+    root; elsewhere, with `check_balance`, between control windows that must
+    stay quiet, the ioctls repeated when others' pins disturbed them (the
+    samples are the last attempt's); without it the balance is for show.
+    """
     with Mapping(spec.memory, spec.size) as mapping:
-        before = vmstat.snapshot(spec.memory.numa_node)
-        samples, error = _issue_all(device, spec, mapping)
-        after = vmstat.snapshot(spec.memory.numa_node)
-        expected = expected_pins(spec, mapping) if error is None else 0
-    if error is not None:
-        raise error
+
+        def issue() -> list[tuple[int, int]]:
+            samples, error = _issue_all(device, spec, mapping)
+            if error is not None:
+                raise error
+            return samples
+
+        samples, pins = balance.measure(
+            issue, lambda: expected_pins(spec, mapping), spec.memory.numa_node, check_balance
+        )
     gets = [g for g, _ in samples]
     puts = [p for _, p in samples]
     nr_pages = spec.size // PAGE_SIZE
@@ -153,7 +163,7 @@ def run(device: Device, spec: RunSpec) -> RunResult:
         put=put,
         get_ns_per_page=get.median * 1000 / nr_pages,
         put_ns_per_page=put.median * 1000 / nr_pages,
-        balance=vmstat.Balance.between(before, after, expected),
+        balance=pins,
         gup_flags=spec.foll_flags,
     )
 

@@ -49,19 +49,42 @@ def candidates(explicit: str | None = None) -> list[str]:
 def locate(explicit: str | None = None) -> str:
     """The first gup_test path that exists, or DeviceNotFound saying why none does.
 
-    A path we may not even look at (debugfs is mode 0700) counts as found:
-    opening it then fails with EACCES, which names the real problem.
+    A path we may not even look at (debugfs is mode 0700) counts as found.
+    Of several found, the first this caller may open wins: a user in the
+    gupctl group gets /dev/gup_test where debugfs is root-only (EACCES), and
+    so does root under kernel lockdown, where debugfs refuses files with
+    ioctls (EPERM).  Where none may be opened, the first: opening it then
+    fails with the errno that names the real problem.
     """
     tried = candidates(explicit)
-    for path in tried:
-        try:
-            os.stat(path)
+    found = [path for path in tried if _exists(path)]
+    if not found:
+        raise DeviceNotFound(tried, _diagnose(bool(explicit or os.environ.get(ENV_VAR))))
+    for path in found[:-1]:
+        if not refused(path):
             return path
-        except PermissionError:
-            return path
-        except OSError:
-            continue
-    raise DeviceNotFound(tried, _diagnose(bool(explicit or os.environ.get(ENV_VAR))))
+    return found[-1]
+
+
+def _exists(path: str) -> bool:
+    try:
+        os.stat(path)
+        return True
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+
+
+def refused(path: str) -> bool:
+    """Whether opening `path` read-write is refused: EACCES (not root, or not in
+    the device's group) or EPERM (debugfs under lockdown, LOCKDOWN_DEBUGFS;
+    gupctl/lockdown.py says the level)."""
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CLOEXEC))
+    except OSError as e:
+        return e.errno in (errno.EPERM, errno.EACCES)
+    return False
 
 
 def _diagnose(explicit: bool) -> str:

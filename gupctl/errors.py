@@ -79,6 +79,18 @@ class VmError(GupctlError):
         self.log = log
 
 
+class ModuleError(GupctlError):
+    """`gupctl kmod` could not build, install, load or unload the kmod."""
+
+    def __init__(self, what: str, kind: str, command: str, log: str | None = None) -> None:
+        super().__init__(what)
+        #: one of "root", "sources", "dkms", "headers", "user", "build", "load", "busy"
+        self.kind = kind
+        #: the `gupctl kmod` subcommand
+        self.command = command
+        self.log = log
+
+
 class FlagsError(GupctlError):
     """A --gup-flags spec names no FOLL_* flag of this kernel, or an internal one."""
 

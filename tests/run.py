@@ -3,6 +3,8 @@
     python tests/run.py                 # everything (the README's test command)
     python tests/run.py --unit          # lint and unit tests only
     python tests/run.py --kernel 6.1    # kernel tests on one kernel only (also source:7.3)
+    python tests/run.py --no-vm         # all but the VMs; --vm-only --kernel 6.1: only its VM
+    python tests/run.py --kernel lockdown   # the lockdown tests only
 
 Each step's output streams through; the last line sums up the test counts.
 A kernel test step boots gupctl's VM (`gupctl vm`) on a Debian kernel with
@@ -29,7 +31,7 @@ KERNELS = {"7.3": "Debian 7.3 + kmod", "6.12": "Debian 6.12 + kmod", "6.1": "Deb
            "source:6.12": "6.12 with the in-kernel gup_test"}  # fmt: skip
 #: Debian kernels the kmod must build against with -Werror.
 KMOD_KERNELS = ("7.3", "6.12", "6.1")
-SHELL_FILES = [".ci/run", ".ci/setup", ".ci/provision", "gupctl/vm/guest-init.sh"]
+SHELL_FILES = [".ci/run", ".ci/setup", ".ci/user-install", "gupctl/vm/guest-init.sh"]
 SUMMARY = re.compile(r"=+ (.*\b(passed|failed|error|errors|skipped|no tests ran)\b.*) in [\d.]+s")
 
 
@@ -95,6 +97,11 @@ def lint(totals: Totals) -> None:
     step("mypy", [PY, "-m", "mypy"], totals)
     shell = [f for f in SHELL_FILES if (ROOT / f).exists()]
     step("shellcheck", ["shellcheck", *shell], totals)
+    # .github/workflows (actionlint runs shellcheck on their run: blocks too);
+    # the binary comes with the dev extra.
+    actionlint = Path(PY).with_name("actionlint")
+    missing = [PY, "-c", "import sys; sys.exit('actionlint is missing: pip install -e .[dev]')"]
+    step("actionlint", [str(actionlint)] if actionlint.exists() else missing, totals)
     kmod = [
         "kmod/gupctl.c",
         "kmod/gup_test.h",
@@ -117,39 +124,97 @@ def kmod_builds(totals: Totals) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-#: Kernels that run the full selftest (294 cases, minutes under TCG); the others run
-#: test_selftest.py's SUBSET, the cases where kernels differ, so that a cold CI run
-#: of all five kernels stays well inside its 90 minutes.
-FULL_SELFTEST = ("7.3", "source:7.3")
+#: Kernels that run the full selftest (294 cases, minutes under TCG): the newest
+#: Debian kernel with the kmod.  The others run test_selftest.py's SUBSET, the
+#: cases where kernels differ, so that a cold CI run of all five kernels, the
+#: lockdown, sdist and whole-system steps stays inside its 90 minutes.
+FULL_SELFTEST = ("7.3",)
 
 
 def kernel_tests(totals: Totals, series: str) -> None:
     # -rP: the output of passed tests too, so the log shows the selftest's KTAP.
     skip = "test_selftest_subset" if series in FULL_SELFTEST else "test_full_selftest"
     pytest = [PY, "-m", "pytest", "tests/kernel", "-v", "-rP", "-p", "no:cacheprovider",
-              "-k", f"not {skip}"]  # fmt: skip
+              "-k", f"not {skip}", f"--ignore={WINDOWS_TESTS}"]  # fmt: skip
     kmod = "--no-kmod" if series.startswith("source") else "--kmod"
     step(f"kernel tests on {KERNELS.get(series, series)}",
          [PY, "-m", "gupctl", "vm", "--kernel", series, kmod, "--", *pytest], totals)  # fmt: skip
+    if series == WINDOWS_KERNEL:
+        pytest = [PY, "-m", "pytest", WINDOWS_TESTS, "-v", "-p", "no:cacheprovider"]
+        step(f"kernel tests on {KERNELS[series]} without a memory-only node",
+             [PY, "-m", "gupctl", "vm", "--kernel", series, kmod, "--no-memory-only-node",
+              "--", *pytest], totals)  # fmt: skip
+
+
+#: The pin balance between control windows (system-wide counters), in a VM
+#: shaped like most real machines: no memory-only node.  One short extra boot
+#: on one kernel (about a minute and a half under TCG), after its other tests.
+WINDOWS_TESTS = "tests/kernel/test_balance_windows.py"
+WINDOWS_KERNEL = "6.12"
+
+
+#: The kernel tests under lockdown=integrity: 7.3 built from source, with the
+#: kmod signed with that build's key (tests/kernel/test_lockdown.py).
+LOCKDOWN = "lockdown"
+
+
+def lockdown_tests(totals: Totals) -> None:
+    # Upstream's gup_test from linux-source-7.3, built on the host into the
+    # cache the guest reads: minutes under TCG, a second here.
+    step("upstream gup_test 7.3", [PY, "tests/kernel/test_lockdown.py"], totals)
+    pytest = [PY, "-m", "pytest", "tests/kernel/test_lockdown.py", "-v", "-rP",
+              "-p", "no:cacheprovider"]  # fmt: skip
+    step("kernel tests on 7.3 locked down (integrity, signed kmod)",
+         [PY, "-m", "gupctl", "vm", "--kernel", "source:7.3", "--kmod", "--lockdown",
+          "integrity", "--", *pytest], totals)  # fmt: skip
+
+
+#: Steps that test gupctl as users install it (issue 8), selected like kernels.
+WHOLE = {
+    # The sdist, installed into a venv outside the checkout: unit tests and a VM.
+    "sdist": ("sdist install", [PY, "tests/packaging.py", "sdist-install"]),
+    # A booted Debian trixie with 7.3: pip install, doctor, kmod install, non-root use.
+    "system": ("whole-system test", [PY, "-m", "pytest", "tests/system", "-v", "-rP",
+                                     "-p", "no:cacheprovider"]),
+}  # fmt: skip
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--unit", action="store_true", help="lint and unit tests only")
-    parser.add_argument("--kernel", action="append", help="kernel series for the VM tests")
+    parser.add_argument("--kernel", action="append",
+                        help="a kernel for the VM tests, or lockdown, sdist, system")  # fmt: skip
+    # CI's jobs (.github/workflows/ci.yml): one --no-vm, then one --vm-only per --kernel.
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--no-vm", action="store_true",
+                      help="everything but the VM steps: lint, unit tests, kmod builds, "
+                      "compat32 clients, kernel facts")  # fmt: skip
+    only.add_argument("--vm-only", action="store_true",
+                      help="only the VM steps (of --kernel), and the compat32 clients their "
+                      "tests use")  # fmt: skip
     args = parser.parse_args()
     totals = Totals()
-    lint(totals)
-    step("unit tests", [PY, "-m", "pytest", "tests/unit", "-p", "no:cacheprovider"], totals)
+    host = not args.vm_only
+    if host:
+        lint(totals)
+        step("unit tests", [PY, "-m", "pytest", "tests/unit", "-p", "no:cacheprovider"], totals)
     if not args.unit:
-        kmod_builds(totals)
+        if host:
+            kmod_builds(totals)
         # The static i386 clients of tests/kernel/test_compat32.py, built on the
         # host (into the cache the guest reads) rather than in each guest.
         step("compat32 clients", [PY, "tests/compat32.py"], totals)
         # After the kmod builds, which fetch what these read (7.3's headers).
-        step("kernel facts", [PY, "-m", "pytest", "tests/facts", "-p", "no:cacheprovider"], totals)
-        for series in args.kernel or KERNELS:
-            kernel_tests(totals, series)
+        if host:
+            step("kernel facts", [PY, "-m", "pytest", "tests/facts", "-p", "no:cacheprovider"],
+                 totals)  # fmt: skip
+        for series in [] if args.no_vm else args.kernel or [*KERNELS, LOCKDOWN, *WHOLE]:
+            if series == LOCKDOWN:
+                lockdown_tests(totals)
+            elif series in WHOLE:
+                step(WHOLE[series][0], WHOLE[series][1], totals)
+            else:
+                kernel_tests(totals, series)
     if totals.steps_failed:
         print(f"\nfailed steps: {', '.join(totals.steps_failed)}")
     print(f"\ntests: {totals.passed} passed, {totals.failed} failed, {totals.skipped} skipped")

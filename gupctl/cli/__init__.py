@@ -36,10 +36,11 @@ def main() -> None:
 
 
 def _register() -> None:
-    from gupctl.cli import compare, dump, info, longterm, run, selftest, vm
+    from gupctl.cli import compare, doctor, dump, info, kmod, longterm, run, selftest, vm
 
     for command in (info.abi, info.vmstat, run.bench, run.test, compare.compare, compare.plot,
-                    dump.dump, longterm.longterm, selftest.selftest, vm.vm):  # fmt: skip
+                    doctor.doctor, dump.dump, kmod.kmod, longterm.longterm, selftest.selftest,
+                    vm.vm):  # fmt: skip
         main.add_command(command)
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import errno as E
 import os
+import resource
 
 from gupctl import errors
 from gupctl.memory import PAGE_SIZE
 
-KMOD_STEP = "make -C kmod && sudo insmod kmod/gupctl.ko"
+KMOD_STEP = "sudo gupctl kmod install"
 
 NOT_FOUND = {
     errors.DIAG_NO_DEBUGFS: "debugfs is not mounted (where CONFIG_GUP_TEST puts gup_test) and "
@@ -20,9 +21,12 @@ NOT_FOUND = {
 }
 
 DEVICE = {
-    E.EACCES: "permission denied on {path}: gup_test is root-only (mode 0600); run as root",
-    E.EPERM: "{path} refused: the kernel is locked down and debugfs files with ioctls cannot "
-    "be opened; use the kmod's misc device: --device /dev/gup_test",
+    E.EACCES: "permission denied on {path}: gup_test is root-only unless the gupctl group is "
+    "given the kmod's device; run as root, or `sudo gupctl kmod install --user $USER` and log "
+    "in again",
+    E.EPERM: "{path} refused: the kernel is locked down, and debugfs files with ioctls cannot "
+    "be opened; load gupctl's kmod, signed with a key the kernel trusts (`{kmod}`): gupctl "
+    "then uses its /dev/gup_test",
     E.ENOTTY: "{path} does not know {command}: ABI mismatch (gup_test's ABI changed in v5.7, "
     "v5.10, v5.11, v5.13 and v6.1); compare `gupctl abi` with the kernel's mm/gup_test.h",
     E.EINVAL: "{path} rejected {command}: an ABI mismatch (older kernel, see `gupctl abi`) "
@@ -72,6 +76,22 @@ RESULTS = {
     "empty": "{what}: save a run with `gupctl bench ... --save FILE` first",
 }
 
+MODULE = {
+    "root": "{what}: run `sudo gupctl kmod {command}`",
+    "sources": "{what}: reinstall gupctl (the wheel carries kmod/), or point GUPCTL_KMOD_DIR "
+    "at a gupctl checkout's kmod/",
+    "dkms": "{what}: install it with `sudo apt-get install dkms`, or use `gupctl kmod build` "
+    "and `sudo gupctl kmod load` (not rebuilt on kernel upgrades)",
+    "headers": "{what}: install them with `sudo apt-get install linux-headers-{release}`",
+    "user": "{what}: name an existing user with --user (see `getent passwd`)",
+    "build": "{what}: the compiler's messages are in {log}",
+    "load": "{what}: see `sudo dmesg | tail` for the kernel's reason",
+    "signing": "{what}: enroll DKMS's key with `sudo mokutil --import /var/lib/dkms/mok.pub`, "
+    "reboot, confirm it in MokManager, then `sudo gupctl kmod load`",
+    "busy": "{what}: a process holds /dev/gup_test open (see `sudo fuser -v /dev/gup_test`); "
+    "end it first",
+}
+
 PIN_REFUSED = {
     # v6.5 check_vma_flags(): writable_file_mapping_allowed() says -EFAULT.
     (E.EFAULT, "file"): "the kernel refused to longterm-pin {backing} memory: "
@@ -86,6 +106,19 @@ PIN_REFUSED = {
     (E.EINVAL, ""): "{path} refused PIN_LONGTERM_TEST_START: up to 6.12 the in-kernel "
     "gup_test's longterm pins are global and another process holds them (`gupctl longterm "
     "stop`, then retry); 6.1's has no longterm commands (load the kmod)",
+    # kmod/gupctl.c gupctl_charge(): longterm pins count against RLIMIT_MEMLOCK, as RDMA's.
+    (E.ENOMEM, ""): "{path} refused PIN_LONGTERM_TEST_START (ENOMEM): the pins would exceed "
+    "this process's RLIMIT_MEMLOCK ({memlock}), which the kmod charges them to without "
+    "CAP_IPC_LOCK; raise it (`ulimit -l`, memlock in /etc/security/limits.conf) or use a "
+    "smaller --size",
+}
+
+# Errnos whose meaning depends on the command (keyed by errno and command name).
+DEVICE_COMMAND: dict[tuple[int | None, str | None], str] = {
+    # kmod/gupctl.c gupctl_longterm_read(): READ only from the mm that started the pins.
+    (E.EPERM, "PIN_LONGTERM_TEST_READ"): "{path} refused PIN_LONGTERM_TEST_READ: another "
+    "process started these pins (the fd was inherited through fork() or passed); read them "
+    "in the process that started them",
 }
 
 
@@ -98,11 +131,15 @@ def hint(err: errors.GupctlError) -> str:
         kind = "file" if err.backing.startswith("file") and err.write else ""
         for key in ((err.errno, kind), (err.errno, "")):
             if key in PIN_REFUSED:
-                return PIN_REFUSED[key].format(backing=err.backing, path=err.path)
+                return PIN_REFUSED[key].format(
+                    backing=err.backing, path=err.path, memlock=_memlock()
+                )
     if isinstance(err, errors.DeviceNotFound):
         return NOT_FOUND[err.diagnosis].format(tried=", ".join(err.tried))
     if isinstance(err, errors.Truncated):
         return _truncated(err)
+    if isinstance(err, errors.DeviceError) and (err.errno, err.command) in DEVICE_COMMAND:
+        return DEVICE_COMMAND[(err.errno, err.command)].format(path=err.path)
     if isinstance(err, errors.DeviceError) and err.errno in DEVICE:
         return DEVICE[err.errno].format(
             path=err.path, command=err.command or "open", kmod=KMOD_STEP
@@ -112,12 +149,22 @@ def hint(err: errors.GupctlError) -> str:
     if isinstance(err, errors.ResultsError):
         reason = os.strerror(err.errno) if err.errno else "error"
         return RESULTS.get(err.kind, "{what}").format(what=err.what, path=err.path, err=reason)
+    if isinstance(err, errors.ModuleError):
+        return MODULE[err.kind].format(
+            what=err.what, command=err.command, log=err.log, release=os.uname().release
+        )
     if isinstance(err, errors.VmError):
         return VM.get(err.kind, "{what}").format(what=err.what, log=err.log)
     if isinstance(err, errors.UnknownMachine):
         names = (f"{n} ({', '.join(a)})" if a else n for n, a in err.known.items())
         return f"{err.what}: use one of {', '.join(names)}"
     return str(err)
+
+
+def _memlock() -> str:
+    """This process's RLIMIT_MEMLOCK (soft), as `ulimit -l` would say it."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    return "unlimited" if soft == resource.RLIM_INFINITY else f"{soft // 1024} KiB"
 
 
 def _truncated(err: errors.Truncated) -> str:

@@ -17,13 +17,27 @@ import click
     help="A series (6.1, 6.12, 7.3: installed here, else fetched from Debian's archive into "
     "the cache), an exact release, or a /boot/vmlinuz-* path (default: 6.12); or "
     "source[:SERIES|PATH] for CONFIG_GUP_TEST built from Debian's linux-source-SERIES "
-    "(default 6.12) or a tarball or tree (minutes once, then cached; use --no-kmod).",
+    "(default 6.12) or a tarball or tree (minutes once, then cached; the kmod is signed "
+    "with its build's key).",
 )
 @click.option(
     "--kmod/--no-kmod",
     default=True,
     show_default=True,
     help="Build kmod/ for the kernel and load it in the guest.",
+)
+@click.option(
+    "--lockdown",
+    type=click.Choice(["integrity", "confidentiality"]),
+    help="Boot with lockdown=LEVEL: debugfs's gup_test refuses (EPERM), modules must be "
+    "signed; with the kmod, needs a kernel built from source (its key signs the kmod).",
+)
+@click.option(
+    "--no-memory-only-node",
+    "no_memory_only_node",
+    is_flag=True,
+    help="Give both NUMA nodes CPUs, as on most real machines: no memory-only node, no "
+    "GUPCTL_NUMA_NODE, pins counted system-wide between control windows.",
 )
 @click.option("--timeout", type=float, default=1800, show_default=True, help="Seconds.")
 @click.option(
@@ -36,6 +50,8 @@ import click
 def vm(
     kernel: str | None,
     kmod: bool,
+    lockdown: str | None,
+    no_memory_only_node: bool,
     timeout: float,
     if_needed: bool,
     dry_run: bool,
@@ -47,12 +63,14 @@ def vm(
     """
     from gupctl import render
     from gupctl import vm as vm_mod
+    from gupctl.vm import qemu
 
     if if_needed and _have_device():
         os.execvp(command[0], list(command))
     # A kernel built from source reports its progress through logging.
     logging.basicConfig(level=logging.INFO, format="gupctl: %(message)s", stream=sys.stderr)
-    p = vm_mod.plan(list(command), kernel, kmod)
+    machine = qemu.Machine(memory_only_node=not no_memory_only_node)
+    p = vm_mod.plan(list(command), kernel, kmod, machine=machine, lockdown=lockdown)
     if dry_run:
         sys.stdout.write(shlex.join(p.argv) + "\n\n" + p.job)
         p.discard()

@@ -22,9 +22,13 @@ from rich.text import Text
 
 from gupctl.abi_report import AbiReport
 from gupctl.bench import RunResult
+from gupctl.doctor import Report as DoctorReport
 from gupctl.dump import DumpResult
+from gupctl.install import Installed
 from gupctl.longterm import HoldResult, ReadResult
 from gupctl.memory import PAGE_SIZE
+from gupctl.module import ModuleStatus
+from gupctl.render import kmod
 from gupctl.results import Comparison, PhaseChange, RunKey
 from gupctl.vmstat import Balance, PinCounters
 
@@ -106,6 +110,14 @@ def _tables(data: Any) -> list[Table]:
         return _abi(data)
     if isinstance(data, Comparison):
         return _comparison(data)
+    if isinstance(data, DoctorReport):
+        from gupctl.render import doctor
+
+        return [doctor.table(data)]
+    if isinstance(data, ModuleStatus):
+        return [kmod.status(data)]
+    if isinstance(data, Installed):
+        return [kmod.installed(data)]
     items = data if isinstance(data, list) else [data]
     if items and isinstance(items[0], RunResult):
         return [_runs(items), _balances(items)]
@@ -176,16 +188,53 @@ def _counters(counters: list[PinCounters]) -> Table:
 
 
 def _balance_table(rows: list[tuple[str, Balance]]) -> Table:
+    # Control windows (balance.measure): what moved in them, and the bound.
+    windowed = any(b.window_seconds for _, b in rows)
     t = Table(title="pin balance (nr_foll_pin_* deltas)")
-    for col in ("what", "scope", "expected", "acquired", "released", "outstanding", "balance"):
+    cols = ["what", "scope", "expected", "acquired", "released", "outstanding"]
+    cols += ["windows", "others' pins", "bound"] if windowed else []
+    for col in (*cols, "balance"):
         t.add_column(col, justify="left" if col in ("what", "scope", "balance") else "right")
     for what, b in rows:
         # expected None: the pages may be the zero page and could not be looked up.
-        verdict = "exact" if b.exact else ("unknown" if b.expected is None else "MISMATCH")
         expected = "?" if b.expected is None else str(b.expected)
-        t.add_row(what, b.scope, expected, str(b.acquired), str(b.released),
-                  f"{b.outstanding_before}→{b.outstanding_after}", verdict)  # fmt: skip
+        cells = [what, b.scope, expected, str(b.acquired), str(b.released),
+                 f"{b.outstanding_before}→{b.outstanding_after}"]  # fmt: skip
+        if windowed:
+            cells += [f"2×{b.window_seconds:.1f} s", _others(b), f"+{b.bound}"]
+        t.add_row(*cells, b.verdict)
     return t
+
+
+def _others(b: Balance) -> str:
+    if not b.window_seconds:
+        return "-"
+    moved = f"{b.background_acquired}/{b.background_released}"
+    return moved if b.quiet else f"{moved} ({b.background_per_second:.1f}/s)"
+
+
+def balance_notes(balances: list[Balance]) -> None:
+    """What the balances' readings claim, on stderr: one line per kind."""
+    windowed = [b for b in balances if b.window_seconds]
+    if any(b.scope == "system" and b.exact for b in windowed):
+        shortest = min(b.window_seconds for b in windowed)
+        warn("pin balance read system-wide: 'exact' means the counters stood still in "
+             f"control windows of at least {shortest:.1f} s before and after the run and moved "
+             "by exactly the pins expected during it; another pin user would have had to pin "
+             "and unpin only inside the run, as many pages as went uncounted")  # fmt: skip
+    bounded = [b for b in balances if b.verdict == "bounded"]
+    if bounded:
+        rate = max(b.background_per_second for b in bounded)
+        warn(f"other pin users moved the counters ({rate:.1f} pins/s in the control windows, "
+             f"in each of {max(b.attempts for b in bounded)} attempts): the deltas exceed "
+             "the pins expected by at most the bound shown (an estimate: twice that rate "
+             "over the run), not exact; a quieter system, or --numa-node N on a memory-only "
+             "node, makes them exact")  # fmt: skip
+    if any(b.verdict == "approx" for b in balances):
+        why = ("read system-wide" if any(b.scope == "system" for b in balances)
+               else "not refreshed (stat_refresh needs root)")  # fmt: skip
+        warn(f"pin balance {why}: approximate, other pin users move these counters too; "
+             "--check-balance checks it between quiet control windows")  # fmt: skip
 
 
 def _dump(r: DumpResult) -> Table:

@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 
 from gupctl.selftest import CaseResult, Report
+from gupctl.selftest.runner import run_balanced
 
 
 def ktap_header(total: int) -> str:
@@ -27,7 +28,16 @@ def ktap_line(number: int, r: CaseResult) -> str:
 
 def ktap_totals(report: Report) -> str:
     c = report.counts
-    return f"# Totals: pass:{c['pass']} fail:{c['fail']} xfail:0 xpass:0 skip:{c['skip']} error:0\n"
+    lines = [f"# Totals: pass:{c['pass']} fail:{c['fail']} xfail:0 xpass:0 skip:{c['skip']} "
+             "error:0\n"]  # fmt: skip
+    b = report.balance
+    if b is not None:
+        verdict = "balanced" if run_balanced(b) else "NOT balanced"
+        lines.insert(0, f"# pin balance of the whole run ({b.scope}): {verdict}: outstanding "
+                     f"{b.outstanding_before} -> {b.outstanding_after}, acquired {b.acquired}, "
+                     f"released {b.released}; control windows of {b.window_seconds:g} s saw "
+                     f"{b.background_acquired}/{b.background_released}\n")  # fmt: skip
+    return "".join(lines)
 
 
 def ktap(report: Report) -> Iterator[str]:

@@ -29,6 +29,10 @@ class Env:
     release: str
     ext4_dir: str | None
     tmpfs_dir: str = "/dev/shm"
+    #: Each case's pin counts are exact: a memory-only node, and stat_refresh
+    #: (root).  Elsewhere they are not judged per case; selftest() checks the
+    #: whole run's balance between quiet control windows instead.
+    exact_counts: bool = True
 
 
 @dataclass
@@ -69,7 +73,7 @@ def _gup(dev: Device, case: Case, env: Env) -> Outcome:
     b = result.balance
     details = {"get_usec": result.get_usec[0], "put_usec": result.put_usec[0],
                "balance": vars(b)}  # fmt: skip
-    if not b.exact:
+    if not b.exact and env.exact_counts:
         return Outcome("fail", f"pin balance on {b.scope}: expected {b.expected}, acquired "
                        f"{b.acquired}, released {b.released}", details)  # fmt: skip
     return Outcome("pass", details=details)
@@ -90,7 +94,7 @@ def _dump(dev: Device, case: Case, env: Env) -> Outcome:
         return Outcome("fail", f"kernel dumped pages {got}, asked for {indexes}")
     if any(pg.refcount is None or pg.refcount < 1 or pg.pfn is None for pg in pages):
         return Outcome("fail", "a dumped page lacks its refcount or pfn")
-    if not result.balance.exact:
+    if not result.balance.exact and env.exact_counts:
         return Outcome("fail", f"pin balance: {vars(result.balance)}")
     return Outcome("pass", details={"pfns": [pg.pfn for pg in pages]})
 
@@ -136,7 +140,7 @@ def _longterm(dev: Device, case: Case, env: Env) -> Outcome:
     # it drops the pin it took and the slow path pins again, so the counters
     # can move by more than the pages pinned; they must still balance.
     pinned_enough = balance.acquired >= pinned
-    if (
+    if env.exact_counts and (
         balance.acquired != balance.released
         or not pinned_enough
         or (balance.outstanding_after != balance.outstanding_before)

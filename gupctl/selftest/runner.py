@@ -20,6 +20,7 @@ from gupctl import kmsg
 from gupctl.memory import bind_task
 from gupctl.selftest.cases import Case
 from gupctl.selftest.execute import Env, Outcome, run_case
+from gupctl.vmstat import Balance
 
 
 @dataclass
@@ -43,14 +44,26 @@ class Report:
     results: list[CaseResult]
     counts: dict[str, int]
     exit_code: int  # kselftest's: 0 pass, 1 any failure, 4 everything skipped
+    #: The whole run's pins, where the cases' own counts are not exact
+    #: (selftest() says how); None where every case judged its own.
+    balance: Balance | None = None
 
     @classmethod
-    def of(cls, kernel: str, device: str, node: int | None, results: list[CaseResult]) -> Report:
+    def of(cls, kernel: str, device: str, node: int | None, results: list[CaseResult],
+           balance: Balance | None = None) -> Report:  # fmt: skip
         counts = {"pass": 0, "fail": 0, "skip": 0}
         for r in results:
             counts[r.status] += 1
         code = 1 if counts["fail"] else 4 if results and counts["skip"] == len(results) else 0
-        return cls(kernel, device, node, results, counts, code)
+        if balance is not None and not run_balanced(balance):
+            code = 1
+        return cls(kernel, device, node, results, counts, code, balance)
+
+
+def run_balanced(b: Balance) -> bool:
+    """The whole run gave back every pin it took: as many pins outstanding after
+    it as before, with nothing pinned or unpinned in the control windows."""
+    return b.outstanding_after == b.outstanding_before and b.quiet
 
 
 def _child(case: Case, env: Env, wfd: int) -> None:

@@ -233,6 +233,14 @@ def kernel_files(release: str, apt: Apt | None = None) -> tuple[Path, Path, Pack
     raise VmError(f"no vmlinuz in Debian's {pkg.name} {pkg.version}", "archive")
 
 
+def pin_hook(suite: str) -> str:
+    """An mmdebstrap setup hook that pins `suite` (backports) as high as the
+    suite it extends.  By codename (n=): backports' Release says
+    "Suite: stable-backports", so a=trixie-backports would match nothing."""
+    pin = f"Package: *\\nPin: release n={suite}\\nPin-Priority: 500\\n"
+    return f'--setup-hook=printf "{pin}" > "$1/etc/apt/preferences.d/gupctl"'
+
+
 def buildroot(release: str, apt: Apt | None = None) -> Path:
     """A root of the headers' own suite with linux-headers-`release` installed.
 
@@ -254,20 +262,20 @@ def buildroot(release: str, apt: Apt | None = None) -> Path:
     base = pkg.suite.removesuffix("-backports").removesuffix("-security")
     suites = [base] + ([pkg.suite] if pkg.suite != base else [])
 
+    pin = pin_hook(pkg.suite)
+
     def make(scratch: Path) -> None:
         root = scratch / "root"
         sources = [f"deb {SUITES.get(s, MIRROR)} {s} main" for s in suites]
-        pin = (f'printf "Package: *\\nPin: release a={pkg.suite}\\nPin-Priority: 500\\n" '
-               '> "$1/etc/apt/preferences.d/gupctl"')  # fmt: skip
         argv = ["mmdebstrap", "--variant=apt", "--mode=root", "--include=" + ",".join(include),
-                f"--setup-hook={pin}", "--customize-hook=mkdir \"$1/gupctl-build\"",
+                pin, "--customize-hook=mkdir \"$1/gupctl-build\"",
                 base, str(root), *sources]  # fmt: skip
         proc = subprocess.run(argv, capture_output=True, text=True)
         if proc.returncode != 0:
             raise VmError(f"mmdebstrap of a {base} root for {pkg.name} failed", "archive",
                           proc.stdout + proc.stderr)  # fmt: skip
 
-    key = cache.key([*include, *suites])
+    key = cache.key([*include, *suites, pin])
     return cache.entry("roots", f"{release}-{key}", make) / "root"
 
 

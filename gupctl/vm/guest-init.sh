@@ -3,7 +3,7 @@
 # PID 1 of gupctl's VM (see gupctl/vm/runner.py for the host side).
 #
 # Mounts the host's root read-only over 9p under a memory-backed overlay, with
-# fresh proc/sys/dev/debugfs/hugetlbfs and tmpfs on /dev/shm and /run; loads
+# fresh proc/sys/dev/debugfs/securityfs/hugetlbfs and tmpfs on /dev/shm and /run; loads
 # the gupctl kmod if asked; runs the job script the host wrote into the shared
 # run directory, its output on the virtio consoles; and leaves the exit status
 # and dmesg beside it.
@@ -52,6 +52,11 @@ mount -t proc proc /host/proc
 mount -t sysfs sysfs /host/sys
 mount -t devtmpfs devtmpfs /host/dev
 mount -t debugfs debugfs /host/sys/kernel/debug
+if [ -d /host/sys/kernel/security ]; then
+	# /sys/kernel/security/lockdown (CONFIG_SECURITYFS), read by gupctl/lockdown.py
+	mount -t securityfs securityfs /host/sys/kernel/security ||
+		die "cannot mount securityfs"
+fi
 mkdir -p /host/dev/hugepages /host/dev/shm
 mount -t hugetlbfs hugetlbfs /host/dev/hugepages
 mount -t tmpfs -o mode=1777 tmpfs /host/dev/shm

@@ -4,17 +4,23 @@ On this machine's own root when the kernel's headers are installed here;
 otherwise in a chroot into the build root that carries them (a root of the
 headers' own Debian suite, gupctl/vm/debian.py), with the sources
 bind-mounted at /gupctl-build in a private mount namespace.
+
+A kernel gupctl built from source (gupctl/vm/build.py) has a module build
+tree with the signing key its build generated: gupctl.ko is signed with it,
+so that the kernel loads it under lockdown (`gupctl vm --lockdown`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 from gupctl import cache
 from gupctl.errors import VmError
+from gupctl.vm.build import SIGNING_CERT, SIGNING_KEY
 from gupctl.vm.debian import tool
 from gupctl.vm.kernel import Kernel
 
@@ -25,13 +31,16 @@ CHROOT_DIR = "/gupctl-build"
 
 
 def source_dir() -> Path:
-    """kmod/ of this checkout, or $GUPCTL_KMOD_DIR."""
+    """The kmod's sources: $GUPCTL_KMOD_DIR, else this checkout's kmod/, else
+    the copy an installed wheel carries (setup.py puts it in gupctl/kmod-src)."""
     explicit = os.environ.get("GUPCTL_KMOD_DIR")
-    path = Path(explicit) if explicit else Path(__file__).resolve().parents[2] / "kmod"
-    if not (path / "Kbuild").exists():
-        raise VmError(f"kmod sources not found at {path}: set GUPCTL_KMOD_DIR to a gupctl "
-                      "checkout's kmod/", "usage")  # fmt: skip
-    return path
+    package = Path(__file__).resolve().parents[1]
+    tried = [Path(explicit)] if explicit else [package.parent / "kmod", package / "kmod-src"]
+    for path in tried:
+        if (path / "Kbuild").exists():
+            return path
+    raise VmError(f"the kmod's sources are not at {tried[0]}: point GUPCTL_KMOD_DIR at a "
+                  "gupctl checkout's kmod/, or reinstall gupctl", "usage")  # fmt: skip
 
 
 def sources(src: Path) -> list[Path]:
@@ -65,17 +74,54 @@ def make_argv(kernel: Kernel, work: Path, *targets: str) -> list[str]:
             *make]  # fmt: skip
 
 
+def signing_key(kernel: Kernel) -> tuple[Path, Path] | None:
+    """The (key, certificate) `kernel`'s modules are signed with, where gupctl
+    has them: a kernel it built from source.  Debian keeps its key to itself."""
+    if kernel.headers is None or kernel.buildroot is not None:
+        return None
+    key, cert = kernel.headers / SIGNING_KEY, kernel.headers / SIGNING_CERT
+    return (key, cert) if key.is_file() and cert.is_file() else None
+
+
+def sign(kernel: Kernel, module: Path) -> None:
+    """Append `kernel`'s signature to `module`, as kbuild's cmd_sign does
+    (scripts/Makefile.modinst).  Not through `make modules_install`: that
+    signs only into a module tree, and for an out-of-tree module it ignores a
+    failure to sign (`|| true`), which here must stop the build."""
+    keys = signing_key(kernel)
+    assert keys is not None and kernel.headers is not None
+    config = (kernel.headers / ".config").read_text()
+    algo = re.search(r'^CONFIG_MODULE_SIG_HASH="(\w+)"', config, re.MULTILINE)
+    if algo is None:
+        raise VmError(f"{kernel.headers}/.config names no CONFIG_MODULE_SIG_HASH", "build")
+    argv = [str(kernel.headers / "scripts" / "sign-file"), algo.group(1), *map(str, keys),
+            str(module)]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise VmError(f"signing {module.name} for {kernel.release} failed: "
+                      f"{first_error(proc.stderr)}", "build", proc.stderr)  # fmt: skip
+
+
 def build(kernel: Kernel) -> Path:
-    """gupctl.ko built against `kernel`'s headers; rebuilt only when sources change."""
+    """gupctl.ko built against `kernel`'s headers (and signed with its key where
+    gupctl has it: signing_key()); rebuilt only when sources or the kernel change."""
     src = source_dir()
-    if kernel.gup_test_builtin:
-        raise VmError(f"kernel {kernel.release} has gup_test built in and takes no modules: "
-                      "pass --no-kmod", "usage")  # fmt: skip
     if kernel.headers is None:
+        if kernel.gup_test_builtin:
+            raise VmError(f"kernel {kernel.release} was built without a module build tree "
+                          "(its source has no scripts/package/install-extmod-build): "
+                          "pass --no-kmod", "usage")  # fmt: skip
         raise VmError(f"no headers for {kernel.release} (Debian: linux-headers-"
                       f"{kernel.release})", "kernel")  # fmt: skip
     files = sources(src)
-    key = cache.key([kernel.release, str(kernel.buildroot), *(
+    keys = signing_key(kernel)
+    # A kernel built from source keeps its release across rebuilds, and each
+    # build makes a new signing key: its tree's path and its certificate say
+    # which kernel this is.
+    kernel_id: list[str | bytes] = [kernel.release, str(kernel.buildroot), str(kernel.headers)]
+    if keys is not None:
+        kernel_id.append(keys[1].read_bytes())
+    key = cache.key([*kernel_id, *(
         part for rel in files for part in (str(rel), (src / rel).read_bytes()))])  # fmt: skip
 
     name = f"{kernel.release}-{key}"
@@ -95,6 +141,8 @@ def build(kernel: Kernel) -> Path:
                 "build",
                 output,
             )
+        if keys is not None:
+            sign(kernel, scratch / "gupctl.ko")
         log_path.unlink(missing_ok=True)
 
     return cache.entry("kmod", name, make) / "gupctl.ko"

@@ -17,15 +17,38 @@ QEMU = "qemu-system-x86_64"
 class Machine:
     """The guest's shape.  Node 1 has memory and no CPUs, so that nothing but
     memory bound there with mbind() lands on it: its nr_foll_pin_* counters
-    then move by exactly the pins a test takes (see gupctl/vmstat.py)."""
+    then move by exactly the pins a test takes (see gupctl/vmstat.py).
+
+    Without `memory_only_node` each node gets half the CPUs, as on most real
+    machines: gupctl then reads the counters system-wide, between control
+    windows (tests/kernel/test_balance_windows.py)."""
 
     cpus: int = 2
+    memory_only_node: bool = True
     node0_mib: int = 2048
     node1_mib: int = 2048
     # Huge pages reserved at boot, spread over both nodes: hugetlb cases of
     # 128 MiB on node 1, and one 1 GiB page there for gup_longterm's sizes.
     hugepages_2m: int = 128
     hugepages_1g: int = 2
+
+
+def _smp(machine: Machine) -> str:
+    return str(machine.cpus) if machine.memory_only_node else f"{machine.cpus},sockets=2"
+
+
+def _cpus(machine: Machine, node: int, form: str = "{}") -> str:
+    """Node `node`'s CPUs as QEMU's -numa takes them, in `form` ('' for none)."""
+    if machine.memory_only_node:
+        first, last = (0, machine.cpus - 1) if node == 0 else (0, -1)
+    else:
+        if machine.cpus < 2:
+            raise VmError("a machine without a memory-only node needs 2 CPUs or more", "usage")
+        half = machine.cpus // 2
+        first, last = (0, half - 1) if node == 0 else (half, machine.cpus - 1)
+    if last < first:
+        return ""
+    return form.format(first if first == last else f"{first}-{last}")
 
 
 def kvm_usable() -> bool:
@@ -63,12 +86,15 @@ def argv(
         qemu,
         # Accelerator: KVM when it really works, else multi-threaded TCG.
         *(["-accel", "kvm", "-cpu", "host"] if kvm else ["-accel", "tcg", "-cpu", "max"]),
-        "-machine", "q35", "-smp", str(machine.cpus), "-m", f"{mem}M",
-        # NUMA: node 0 has the CPUs, node 1 only memory (see Machine).
+        # Without a memory-only node, one socket per node: x86 warns about a
+        # package whose cores sit on two nodes (topology_sane()).
+        "-machine", "q35", "-smp", _smp(machine), "-m", f"{mem}M",
+        # NUMA: node 0 has the CPUs, node 1 only memory (see Machine); or
+        # each has half of them.
         "-object", f"memory-backend-ram,id=mem0,size={machine.node0_mib}M",
-        "-numa", f"node,nodeid=0,cpus=0-{machine.cpus - 1},memdev=mem0",
+        "-numa", f"node,nodeid=0,cpus={_cpus(machine, 0)},memdev=mem0",
         "-object", f"memory-backend-ram,id=mem1,size={machine.node1_mib}M",
-        "-numa", "node,nodeid=1,memdev=mem1",
+        "-numa", f"node,nodeid=1,{_cpus(machine, 1, 'cpus={},')}memdev=mem1",
         # No display, no network, no reboot: a panic (panic=-1) ends QEMU.
         "-display", "none", "-vga", "none", "-nodefaults", "-nic", "none", "-no-reboot",
         # Kernel console on the serial port, kept in a file.
@@ -95,9 +121,12 @@ def cmdline(
     machine: Machine = Machine(),
     tty: bool = False,
     modules: Path | None = None,
+    lockdown: str | None = None,
 ) -> str:
     """The guest kernel command line.  `modules`: a module tree the guest
-    should see as its /lib/modules/$(uname -r) (a kernel from the cache)."""
+    should see as its /lib/modules/$(uname -r) (a kernel from the cache).
+    `lockdown`: "integrity" or "confidentiality", the lockdown LSM's level
+    from boot on (security/lockdown/lockdown.c)."""
     parts = [
         "console=ttyS0", "rdinit=/init",
         # Any oops or panic ends the VM at once instead of hanging it.
@@ -112,4 +141,6 @@ def cmdline(
         parts.append("gupctl_tty=1")
     if modules is not None:
         parts.append(f"gupctl_modules={modules}")
+    if lockdown is not None:
+        parts.append(f"lockdown={lockdown}")
     return " ".join(parts)

@@ -6,7 +6,8 @@
 7.3.4+deb13-amd64 an exact release, the same way
 /boot/vmlinuz-R   an installed image by path
 source[:SERIES]   CONFIG_GUP_TEST=y built from Debian's linux-source-SERIES
-                  (default 6.12), fetched from the archive if not installed
+                  (default 6.12), fetched from the archive if not installed;
+                  the kmod builds against its tree, signed with its key
 source:PATH       the same from a kernel tarball or tree
 """
 
@@ -70,4 +71,7 @@ def from_source(where: str) -> Kernel:
     source = debian.source_tarball(where) if _SERIES.fullmatch(where) else None
     entry = build.build(build.resolve_source(str(source) if source else where))
     release = (entry / "release").read_text().strip()
-    return Kernel(release, entry / "bzImage", None, origin=f"source {source or where}")
+    # Its module build tree, with the key the kmod is signed with (build.py).
+    tree = entry / build.MODULE_TREE
+    headers = tree if tree.is_dir() else None
+    return Kernel(release, entry / "bzImage", None, headers, origin=f"source {source or where}")

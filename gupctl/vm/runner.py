@@ -96,7 +96,9 @@ def _foreign_modules(kernel: Kernel) -> Path | None:
     return kernel.modules
 
 
-def job_script(command: list[str], cwd: str, env: dict[str, str]) -> str:
+def job_script(
+    command: list[str], cwd: str, env: dict[str, str], machine: qemu.Machine | None = None
+) -> str:
     """The shell script the guest runs: the caller's cwd, PATH and environment."""
     path = [
         os.path.dirname(sys.executable),
@@ -116,7 +118,8 @@ def job_script(command: list[str], cwd: str, env: dict[str, str]) -> str:
     variables["GUPCTL_CACHE"] = str(cache.cache_dir())
     variables.setdefault("COLUMNS", str(shutil.get_terminal_size((160, 24)).columns))
     # Node 1 is the memory-only node of qemu.Machine: exact pin balance.
-    variables["GUPCTL_NUMA_NODE"] = "1"
+    if (machine or qemu.Machine()).memory_only_node:
+        variables["GUPCTL_NUMA_NODE"] = "1"
     variables.update(env)
     lines = ["#!/bin/sh", f"cd {shlex.quote(cwd)} || exit 125"]
     lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(variables.items())]
@@ -131,10 +134,16 @@ def plan(
     cwd: str | None = None,
     env: dict[str, str] | None = None,
     machine: qemu.Machine | None = None,
+    lockdown: str | None = None,
 ) -> Plan:
-    """Prepare a run (kernel, kmod, initramfs, run directory) without booting."""
+    """Prepare a run (kernel, kmod, initramfs, run directory) without booting.
+    `lockdown`: boot with lockdown=LEVEL (qemu.cmdline)."""
     machine = machine or qemu.Machine()
     k = find(kernel, headers=use_kmod)
+    if lockdown and use_kmod and kmod.signing_key(k) is None:
+        raise VmError(f"under lockdown {k.release} loads only modules signed with its own "
+                      "key, which gupctl has only for a kernel it built: use --kernel "
+                      "source[:SERIES], or --no-kmod", "usage")  # fmt: skip
     runs = cache.cache_dir() / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=runs))
@@ -142,14 +151,16 @@ def plan(
     try:
         if use_kmod:
             shutil.copy2(kmod.build(k), run_dir / "gupctl.ko")
-        job = job_script(command, cwd or os.getcwd(), env or {})
+        job = job_script(command, cwd or os.getcwd(), env or {}, machine)
         (run_dir / "job.sh").write_text(job)
         kvm = qemu.kvm_usable()
         argv = qemu.argv(
             k.image,
             _initrd(k),
             run_dir,
-            qemu.cmdline(run_dir, use_kmod, machine, sys.stdout.isatty(), _foreign_modules(k)),
+            qemu.cmdline(
+                run_dir, use_kmod, machine, sys.stdout.isatty(), _foreign_modules(k), lockdown
+            ),
             run_dir / "console.log",
             streams[0][1].fileno(),
             streams[1][1].fileno(),
@@ -223,6 +234,7 @@ def run(
     cwd: str | None = None,
     env: dict[str, str] | None = None,
     machine: qemu.Machine | None = None,
+    lockdown: str | None = None,
 ) -> VmResult:
     """Run `command` in a VM on `kernel` (default Debian 6.12) with the kmod loaded.
 
@@ -230,7 +242,7 @@ def run(
     environment are too; /tmp is scratch.  Returns the command's status plus
     any kernel problems; raises VmError if the VM cannot be prepared or is lost.
     """
-    return execute(plan(command, kernel, use_kmod, cwd, env, machine), timeout)
+    return execute(plan(command, kernel, use_kmod, cwd, env, machine, lockdown), timeout)
 
 
 def _read(path: Path) -> str:

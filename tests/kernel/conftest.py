@@ -24,16 +24,37 @@ PROBLEM = re.compile(r"WARNING:|BUG:|Oops|Kernel panic|gup_test failure|general 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "kmod: tests of gupctl's kmod, not of gup_test's ABI")
+    config.addinivalue_line("markers", "lockdown: tests of a kernel booted with lockdown=")
+
+
+def locked_down() -> bool:
+    """Whether this kernel is locked down, or its command line asks it to be (so
+    that a kernel ignoring lockdown= fails the lockdown tests, not skips them)."""
+    from gupctl import lockdown
+
+    try:
+        asked = "lockdown=" in Path("/proc/cmdline").read_text()
+    except OSError:
+        asked = False
+    return asked or lockdown.restricts_debugfs(lockdown.level())
+
+
+def _deselect(config: pytest.Config, items: list[pytest.Item], marker: str, on: bool) -> None:
+    """Deselect the items that carry `marker` (on) or lack it (not on)."""
+    drop = [i for i in items if bool(i.get_closest_marker(marker)) == on]
+    config.hook.pytest_deselected(items=drop)
+    items[:] = [i for i in items if i not in drop]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Lockdown's tests apply only under lockdown, and only they: the others run
+    # in the VMs without it (deselected, not skipped: nothing is missing).
+    _deselect(config, items, "lockdown", on=not locked_down())
     if any(os.path.exists(d) for d in DEVICES):
         if not os.path.exists("/sys/module/gupctl"):
             # The kernel's own gup_test: tests of the kmod do not apply (deselected,
             # not skipped: nothing is missing).
-            kmod_only = [i for i in items if i.get_closest_marker("kmod")]
-            config.hook.pytest_deselected(items=kmod_only)
-            items[:] = [i for i in items if not i.get_closest_marker("kmod")]
+            _deselect(config, items, "kmod", on=True)
         return
     reason = "no gup_test device (tests/run.py runs these in the VM)"
     if os.environ.get("GUPCTL_IN_VM") or os.environ.get("CI"):

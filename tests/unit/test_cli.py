@@ -148,4 +148,4 @@ def test_not_found_says_which(cli: CliRunner, monkeypatch: pytest.MonkeyPatch, m
     monkeypatch.setattr(device, "kernel_config", lambda option: config)
     result = cli.invoke(main, ["test"])
     assert result.exit_code == 1
-    assert diagnosis in result.stderr and "insmod kmod/gupctl.ko" in result.stderr
+    assert diagnosis in result.stderr and "sudo gupctl kmod install" in result.stderr

@@ -94,7 +94,7 @@ def test_cached_kernel_is_found_without_building(tmp_path: Path, cache: Path) ->
     k = resolve.find(f"source:{tree}")
     assert (k.release, k.image, k.gup_test_builtin) == ("6.x", entry / "bzImage", True)
     assert initramfs.module_closure(k) == []
-    # Without --no-kmod, kmod.build() stops: such a kernel takes no modules.
+    # Without --no-kmod, kmod.build() stops: no module build tree (build/) to build against.
     assert k.headers is None
     with pytest.raises(VmError, match="pass --no-kmod"):
         kmod.build(k)
