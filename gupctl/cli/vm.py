@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import signal
 import sys
 
 import click
@@ -77,6 +78,7 @@ def vm(
         return
     if p.accel == "tcg":
         render.warn("KVM is not usable here: emulating with TCG (slower)")
+    exit_on_sigterm()
     result = vm_mod.execute(p, timeout)
     for line in result.problems:
         render.error(f"guest kernel: {line}")
@@ -95,3 +97,13 @@ def _have_device() -> bool:
         return True
     except GupctlError:
         return False
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM as an exit with the shell's status (128 + 15): the exception
+    unwinds execute(), which kills QEMU, instead of the process just dying."""
+
+    def handler(signum: int, frame: object) -> None:
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)

@@ -173,6 +173,12 @@ def plan(
     return Plan(k, run_dir, argv, job, "kvm" if kvm else "tcg", streams)
 
 
+def _kill(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 def _relay(source: socket.socket, sink: int) -> None:
     while data := source.recv(65536):
         os.write(sink, data)
@@ -188,17 +194,23 @@ def execute(p: Plan, timeout: float = 1800) -> VmResult:
     for t in relays:
         t.start()
     guest_fds = [guest_end.fileno() for _, guest_end in p.streams]
+    proc: subprocess.Popen[bytes] | None = None
     try:
         proc = subprocess.Popen(p.argv, stdin=subprocess.DEVNULL, pass_fds=guest_fds)
         for _, guest_end in p.streams:
             guest_end.close()  # QEMU holds them now: EOF when it exits
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        _kill(proc)
         raise VmError(
             f"the VM ran longer than {timeout:g} s", "timeout", str(p.run_dir / "console.log")
         ) from None
+    except (KeyboardInterrupt, SystemExit):
+        # SIGINT, or SIGTERM turned into an exit (gupctl/cli/vm.py): QEMU, which
+        # does not get our signal, must not outlive us, nor its run directory.
+        _kill(proc)
+        shutil.rmtree(p.run_dir, ignore_errors=True)
+        raise
     finally:
         for t in relays:
             t.join(timeout=10)
