@@ -14,7 +14,8 @@ from gupctl import __version__
 
 
 class Group(click.Group):
-    """A click group that turns library errors into one line and exit status 1."""
+    """A click group that turns library errors into one line and exit status 1,
+    and SIGINT into the shell's status 130 (click would print "Aborted!", exit 1)."""
 
     def invoke(self, ctx: click.Context) -> object:
         from gupctl.errors import GupctlError
@@ -27,6 +28,8 @@ class Group(click.Group):
 
             render.error(hint(e))
             sys.exit(1)
+        except KeyboardInterrupt:
+            sys.exit(130)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

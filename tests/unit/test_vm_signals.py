@@ -14,6 +14,9 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
+
 CHILD = textwrap.dedent("""
     import socket, sys
     from pathlib import Path
@@ -49,3 +52,18 @@ def test_sigterm_kills_qemu_and_exits_143(tmp_path: Path) -> None:
     assert child.wait(timeout=30) == 128 + signal.SIGTERM
     assert _sleepers(tag) == []
     assert not tmp_path.exists(), "the interrupted run's directory was left behind"
+
+
+def test_sigint_exits_130_silently(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any command: SIGINT (KeyboardInterrupt) becomes the shell's 128 + 2, without
+    click's "Aborted!" or a traceback."""
+    from gupctl import abi_report
+    from gupctl.cli import main
+
+    def interrupted(machine: str | None = None) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(abi_report, "report", interrupted)
+    result = CliRunner().invoke(main, ["abi"])
+    assert result.exit_code == 128 + signal.SIGINT
+    assert result.stderr == "" and result.stdout == ""
