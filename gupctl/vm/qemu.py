@@ -66,6 +66,36 @@ def kvm_usable() -> bool:
     return re.search(r"^flags\s*:.*\b(vmx|svm)\b", flags, re.MULTILINE) is not None
 
 
+# Groups of the argv that gupctl's VM and the whole-system VM (system_run.py) share.
+
+#: No display, no network, no reboot: a panic (panic=-1) ends QEMU.
+HEADLESS = ["-display", "none", "-vga", "none", "-nodefaults", "-nic", "none", "-no-reboot"]
+
+
+def binary() -> str:
+    """The QEMU executable."""
+    qemu = shutil.which(QEMU)
+    if qemu is None:
+        raise VmError(f"{QEMU} is not installed (Debian: qemu-system-x86)", "tool")
+    return qemu
+
+
+def accel(kvm: bool) -> list[str]:
+    """KVM when it really works (kvm_usable()), else multi-threaded TCG."""
+    return ["-accel", "kvm", "-cpu", "host"] if kvm else ["-accel", "tcg", "-cpu", "max"]
+
+
+def console(log: Path) -> list[str]:
+    """The kernel console on the serial port, kept in the file `log`."""
+    return ["-chardev", f"file,id=console,path={log}", "-serial", "chardev:console"]
+
+
+def run_share(run_dir: Path) -> list[str]:
+    """The run directory, writable, over 9p with the tag the guest mounts."""
+    return ["-fsdev", f"local,id=run,path={run_dir},security_model=none",
+            "-device", "virtio-9p-pci,fsdev=run,mount_tag=gupctl_run"]  # fmt: skip
+
+
 def argv(
     kernel_image: Path,
     initrd: Path,
@@ -78,14 +108,10 @@ def argv(
     kvm: bool = False,
 ) -> list[str]:
     """The full QEMU argv for one run."""
-    qemu = shutil.which(QEMU)
-    if qemu is None:
-        raise VmError(f"{QEMU} is not installed (Debian: qemu-system-x86)", "tool")
     mem = machine.node0_mib + machine.node1_mib
     return [
-        qemu,
-        # Accelerator: KVM when it really works, else multi-threaded TCG.
-        *(["-accel", "kvm", "-cpu", "host"] if kvm else ["-accel", "tcg", "-cpu", "max"]),
+        binary(),
+        *accel(kvm),
         # Without a memory-only node, one socket per node: x86 warns about a
         # package whose cores sit on two nodes (topology_sane()).
         "-machine", "q35", "-smp", _smp(machine), "-m", f"{mem}M",
@@ -95,10 +121,8 @@ def argv(
         "-numa", f"node,nodeid=0,cpus={_cpus(machine, 0)},memdev=mem0",
         "-object", f"memory-backend-ram,id=mem1,size={machine.node1_mib}M",
         "-numa", f"node,nodeid=1,{_cpus(machine, 1, 'cpus={},')}memdev=mem1",
-        # No display, no network, no reboot: a panic (panic=-1) ends QEMU.
-        "-display", "none", "-vga", "none", "-nodefaults", "-nic", "none", "-no-reboot",
-        # Kernel console on the serial port, kept in a file.
-        "-chardev", f"file,id=console,path={console_log}", "-serial", "chardev:console",
+        *HEADLESS,
+        *console(console_log),
         # hvc0/hvc1: the guest command's stdout and stderr, over sockets the
         # caller relays (a file chardev reopening our stdout would not share
         # its offset, and QEMU refuses fds 0-2 in -add-fd).
@@ -108,8 +132,7 @@ def argv(
         # The host root, read-only, and the run directory, writable.
         "-fsdev", "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
         "-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot",
-        "-fsdev", f"local,id=run,path={run_dir},security_model=none",
-        "-device", "virtio-9p-pci,fsdev=run,mount_tag=gupctl_run",
+        *run_share(run_dir),
         # The kernel, our initramfs, and its command line.
         "-kernel", str(kernel_image), "-initrd", str(initrd), "-append", cmdline,
     ]  # fmt: skip

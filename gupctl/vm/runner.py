@@ -30,7 +30,7 @@ from gupctl.vm.kernel import MODULES, Kernel
 from gupctl.vm.resolve import find
 
 #: What fails a run: any kernel problem, or the guest init giving up.
-PROBLEM = re.compile(f"{kmsg.PROBLEM.pattern}|gupctl-init: FATAL")
+PROBLEM = re.compile(f"{kmsg.PROBLEM.pattern}|gupctl-(init|job): FATAL")
 #: Host variables the guest command sees too.
 PASSTHROUGH = ("CI", "NO_COLOR", "TERM", "COLUMNS", "PYTHONPATH")
 
@@ -218,19 +218,16 @@ def execute(p: Plan, timeout: float = 1800) -> VmResult:
             host_end.close()
             guest_end.close()
     seconds = time.monotonic() - start
-    console = _read(p.run_dir / "console.log")
-    dmesg = _read(p.run_dir / "dmesg")
-    status_text = _read(p.run_dir / "status").strip()
+    dmesg = read_log(p.run_dir / "dmesg")
+    status_text = read_log(p.run_dir / "status").strip()
     if not status_text.isdigit():
         raise VmError(
             f"the VM ended (QEMU status {proc.returncode}) without the command's status",
             "lost",
             str(p.run_dir / "console.log"),
         )
-    problems = sorted(
-        {line.strip() for line in (console + dmesg).splitlines() if PROBLEM.search(line)}
-    )
-    result = VmResult(int(status_text), p.kernel.release, p.accel, seconds, problems, dmesg)
+    found = problems(read_log(p.run_dir / "console.log") + dmesg)
+    result = VmResult(int(status_text), p.kernel.release, p.accel, seconds, found, dmesg)
     if result.ok:
         shutil.rmtree(p.run_dir, ignore_errors=True)
     else:
@@ -257,7 +254,13 @@ def run(
     return execute(plan(command, kernel, use_kmod, cwd, env, machine, lockdown), timeout)
 
 
-def _read(path: Path) -> str:
+def problems(log: str) -> list[str]:
+    """The lines of a console log or dmesg that fail a run (PROBLEM), once each."""
+    return sorted({line.strip() for line in log.splitlines() if PROBLEM.search(line)})
+
+
+def read_log(path: Path) -> str:
+    """A file the guest left in the run directory; "" where it left none."""
     try:
         return path.read_text(errors="replace")
     except OSError:

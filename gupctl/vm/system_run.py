@@ -8,7 +8,6 @@ and leaves the status and dmesg beside it before powering off.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import threading
@@ -16,9 +15,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gupctl import kmsg
 from gupctl.errors import VmError
 from gupctl.vm import qemu
+from gupctl.vm.runner import problems, read_log
 from gupctl.vm.system import SystemImage
 
 #: Like a small real machine: one NUMA node, so no memory-only node for the
@@ -47,24 +46,19 @@ class SystemResult:
 def argv(img: SystemImage, run_dir: Path, kvm: bool) -> list[str]:
     """The QEMU argv: the image's own disk (a snapshot: writes are discarded),
     kernel and initramfs; the run directory over 9p; job output on hvc0."""
-    qemu_bin = shutil.which(qemu.QEMU)
-    if qemu_bin is None:
-        raise VmError(f"{qemu.QEMU} is not installed (Debian: qemu-system-x86)", "tool")
     cmdline = ["root=/dev/vda", "rw", "console=ttyS0", "panic=-1", "oops=panic",
                f"hugepagesz=2M hugepages={HUGEPAGES_2M}", "gupctl_job=1"]  # fmt: skip
     return [
-        qemu_bin,
-        *(["-accel", "kvm", "-cpu", "host"] if kvm else ["-accel", "tcg", "-cpu", "max"]),
+        qemu.binary(),
+        *qemu.accel(kvm),
         "-machine", "q35", "-smp", str(CPUS), "-m", f"{MEMORY_MIB}M",
-        "-display", "none", "-vga", "none", "-nodefaults", "-nic", "none", "-no-reboot",
+        *qemu.HEADLESS,
         # The console (kernel and systemd) kept in a file; the job's output on hvc0.
-        "-chardev", f"file,id=console,path={run_dir / 'console.log'}",
-        "-serial", "chardev:console",
+        *qemu.console(run_dir / "console.log"),
         "-device", "virtio-serial-pci",
         "-chardev", f"file,id=job,path={run_dir / 'job.log'}",
         "-device", "virtconsole,chardev=job",
-        "-fsdev", f"local,id=run,path={run_dir},security_model=none",
-        "-device", "virtio-9p-pci,fsdev=run,mount_tag=gupctl_run",
+        *qemu.run_share(run_dir),
         "-drive", f"file={img.disk},format=raw,if=virtio,snapshot=on",
         "-kernel", str(img.kernel), "-initrd", str(img.initrd), "-append", " ".join(cmdline),
     ]  # fmt: skip
@@ -110,21 +104,11 @@ def run(img: SystemImage, run_dir: Path, timeout: float = 2400) -> SystemResult:
             proc.wait()
         done.set()
         follower.join(timeout=10)
-    status = _read(run_dir / "status").strip()
+    status = read_log(run_dir / "status").strip()
     if not status.isdigit():
         raise VmError(f"the system VM ended (QEMU status {proc.returncode}) without the "
                       "job's status", "lost", str(run_dir / "console.log"))  # fmt: skip
-    dmesg = _read(run_dir / "dmesg")
-    console = _read(run_dir / "console.log")
-    problems = sorted(
-        {line.strip() for line in (console + dmesg).splitlines() if kmsg.PROBLEM.search(line)}
-    )
-    return SystemResult(int(status), time.monotonic() - start, _read(run_dir / "job.log"),
-                        problems, dmesg)  # fmt: skip
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""
+    dmesg = read_log(run_dir / "dmesg")
+    found = problems(read_log(run_dir / "console.log") + dmesg)
+    return SystemResult(int(status), time.monotonic() - start, read_log(run_dir / "job.log"),
+                        found, dmesg)  # fmt: skip
