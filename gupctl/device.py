@@ -8,6 +8,7 @@ device /dev/gup_test, which keeps working under kernel lockdown.
 from __future__ import annotations
 
 import errno
+import gzip
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +35,10 @@ DEBUGFS_MOUNT = "/sys/kernel/debug"
 DEBUGFS_PATH = DEBUGFS_MOUNT + "/gup_test"
 MISC_PATH = "/dev/gup_test"
 ENV_VAR = "GUPCTL_DEVICE"
+#: Where the running kernel's config and mounts are read (tests move them).
+BOOT = Path("/boot")
+PROC_CONFIG = Path("/proc/config.gz")
+MOUNTS = Path("/proc/self/mounts")
 
 
 def candidates(explicit: str | None = None) -> list[str]:
@@ -76,15 +81,21 @@ def _exists(path: str) -> bool:
         return False
 
 
+def open_errno(path: str) -> int | None:
+    """Open `path` read-write as Device does, and close it: None if it opens,
+    else the errno."""
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CLOEXEC))
+        return None
+    except OSError as e:
+        return e.errno or errno.EIO
+
+
 def refused(path: str) -> bool:
     """Whether opening `path` read-write is refused: EACCES (not root, or not in
     the device's group) or EPERM (debugfs under lockdown, LOCKDOWN_DEBUGFS;
     gupctl/lockdown.py says the level)."""
-    try:
-        os.close(os.open(path, os.O_RDWR | os.O_CLOEXEC))
-    except OSError as e:
-        return e.errno in (errno.EPERM, errno.EACCES)
-    return False
+    return open_errno(path) in (errno.EPERM, errno.EACCES)
 
 
 def _diagnose(explicit: bool) -> str:
@@ -98,26 +109,29 @@ def _diagnose(explicit: bool) -> str:
 
 def kernel_config(option: str) -> bool | None:
     """Whether the running kernel's config sets `option` (=y), None if unknown."""
-    path = Path(f"/boot/config-{os.uname().release}")
-    try:
-        if path.exists():
-            text = path.read_text()
-        else:
-            import gzip
+    return kernel_config_from(option)[0]
 
-            text = gzip.decompress(Path("/proc/config.gz").read_bytes()).decode()
-    except OSError:
-        return None
-    return f"\n{option}=y\n" in f"\n{text}"
+
+def kernel_config_from(option: str) -> tuple[bool | None, str | None]:
+    """kernel_config(), and the file that said it (/boot/config-R, else
+    /proc/config.gz); (None, None) where neither can be read."""
+    for path in (BOOT / f"config-{os.uname().release}", PROC_CONFIG):
+        try:
+            data = path.read_bytes()
+            text = (gzip.decompress(data) if path.suffix == ".gz" else data).decode()
+        except (OSError, EOFError, ValueError):
+            continue
+        return f"\n{option}=y\n" in f"\n{text}", str(path)
+    return None, None
 
 
 def debugfs_mounted() -> bool:
     """Whether debugfs is mounted at /sys/kernel/debug."""
     try:
-        with open("/proc/self/mounts") as f:
-            return any(line.split()[1:3] == [DEBUGFS_MOUNT, "debugfs"] for line in f)
+        lines = MOUNTS.read_text().splitlines()
     except OSError:
         return False
+    return any(line.split()[1:3] == [DEBUGFS_MOUNT, "debugfs"] for line in lines)
 
 
 class Device:

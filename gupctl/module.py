@@ -92,8 +92,9 @@ def version(src: Path | None = None) -> str:
 
 def headers(rel: str | None = None) -> Path | None:
     """The build tree of kernel `rel` (default: the running one), if installed."""
-    build = MODULES / (rel or release()) / "build"
-    return build if (build / "Makefile").is_file() else None
+    from gupctl.vm.kernel import build_tree
+
+    return build_tree(MODULES / (rel or release()))
 
 
 def _run(argv: list[str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -152,6 +153,7 @@ def status() -> ModuleStatus:
     """The kmod's state on this machine, read without changing anything."""
     src = sources()
     ver = version(src)
+    kdir = headers()
     dev = mode = owner = None
     try:
         st = DEVICE.stat()
@@ -167,7 +169,7 @@ def status() -> ModuleStatus:
         release=release(),
         version=ver,
         sources=str(src) if src else None,
-        headers=str(headers()) if headers() else None,
+        headers=str(kdir) if kdir else None,
         dkms=shutil.which("dkms"),
         dkms_installed=dkms_installed(ver),
         loaded=(SYS_MODULE / NAME).is_dir(),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import grp
-import gzip
 import os
 import pwd
 from dataclasses import dataclass
@@ -16,9 +15,6 @@ from gupctl import device, lockdown, module
 # What the probes read; tests point these at trees of their own.
 PROC_MODULES = Path("/proc/modules")
 MODULES_DISABLED = Path("/proc/sys/kernel/modules_disabled")
-MOUNTS = Path("/proc/self/mounts")
-BOOT = Path("/boot")
-PROC_CONFIG = Path("/proc/config.gz")
 OS_RELEASE = Path("/etc/os-release")
 LOCKDOWN = lockdown.LOCKDOWN
 EFI = Path("/sys/firmware/efi")  # MOK keys are enrolled through EFI
@@ -80,13 +76,8 @@ def group_gid() -> int | None:
         return None
 
 
-def try_open(path: str) -> int | None:
-    """Open `path` read-write as gupctl does: None if it opens, else the errno."""
-    try:
-        os.close(os.open(path, os.O_RDWR | os.O_CLOEXEC))
-        return None
-    except OSError as e:
-        return e.errno or errno.EIO
+#: How the probes open a gup_test file (Device's way); tests replace it.
+try_open = device.open_errno
 
 
 def gather() -> Facts:
@@ -96,7 +87,7 @@ def gather() -> Facts:
     except Exception:
         path = None
     explicit = bool(os.environ.get(device.ENV_VAR))
-    config, source = kernel_config("CONFIG_GUP_TEST")
+    config, source = device.kernel_config_from("CONFIG_GUP_TEST")
     try:
         kmod: module.ModuleStatus | None = module.status()
         kmod_error = None
@@ -106,22 +97,10 @@ def gather() -> Facts:
         release=os.uname().release, user=user, root=root, groups=groups, group_gid=group_gid(),
         path=path, open_errno=try_open(path) if path else errno.ENOENT, explicit=explicit,
         misc_errno=try_open(device.MISC_PATH), config=config, config_source=source,
-        no_modules=modules_missing(), debugfs=debugfs_mounted(), lockdown=lockdown.level(LOCKDOWN),
-        efi=EFI.is_dir(), kmod=kmod, kmod_error=kmod_error,
+        no_modules=modules_missing(), debugfs=device.debugfs_mounted(),
+        lockdown=lockdown.level(LOCKDOWN), efi=EFI.is_dir(), kmod=kmod, kmod_error=kmod_error,
     )  # fmt: skip
     return dataclasses.replace(f, route=route(f))
-
-
-def kernel_config(option: str) -> tuple[bool | None, str | None]:
-    """Whether the running kernel sets `option`=y, and the file that says so."""
-    for path in (BOOT / f"config-{os.uname().release}", PROC_CONFIG):
-        try:
-            data = path.read_bytes()
-            text = (gzip.decompress(data) if path.suffix == ".gz" else data).decode()
-        except (OSError, EOFError, ValueError):
-            continue
-        return f"\n{option}=y\n" in f"\n{text}", str(path)
-    return None, None
 
 
 def modules_missing() -> str | None:
@@ -134,14 +113,6 @@ def modules_missing() -> str | None:
     except OSError:
         pass
     return None
-
-
-def debugfs_mounted() -> bool:
-    try:
-        lines = MOUNTS.read_text().splitlines()
-    except OSError:
-        return False
-    return any(line.split()[1:3] == [device.DEBUGFS_MOUNT, "debugfs"] for line in lines)
 
 
 def route(f: Facts) -> str:

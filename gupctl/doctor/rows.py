@@ -85,7 +85,7 @@ def _next_step(f: Facts) -> tuple[str, str]:
 def config_row(f: Facts) -> Check:
     why = "no distribution kernel enables CONFIG_GUP_TEST; gupctl's kmod serves the same ABI"
     if f.config is None:
-        found = f"unknown: no {facts.BOOT}/config-{f.release}, no {facts.PROC_CONFIG}"
+        found = f"unknown: no {device.BOOT}/config-{f.release}, no {device.PROC_CONFIG}"
     elif f.config:
         found = f"CONFIG_GUP_TEST=y ({f.config_source}): gup_test in debugfs"
     else:

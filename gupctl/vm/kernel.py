@@ -47,18 +47,20 @@ class Kernel:
 
 
 def installed() -> list[Kernel]:
-    """This machine's generic-flavour kernels with modules, newest last.
-
-    Headers count only where their Makefile is there: Debian's
-    /lib/modules/R/build link outlives an uninstalled linux-headers package.
-    """
+    """This machine's generic-flavour kernels with modules (and headers where
+    build_tree() finds them), newest last."""
     found = []
     for image in BOOT.glob("vmlinuz-*"):
         release = image.name.removeprefix("vmlinuz-")
         modules = MODULES / release
         if "-cloud-" in release or "-rt-" in release or not modules.is_dir():
             continue
-        build = modules / "build"
-        headers = build if (build / "Makefile").is_file() else None
-        found.append(Kernel(release, image, modules, headers))
+        found.append(Kernel(release, image, modules, build_tree(modules)))
     return sorted(found, key=lambda k: _release.sort_key(k.release))
+
+
+def build_tree(modules: Path) -> Path | None:
+    """/lib/modules/R/build where headers are installed.  Only where its Makefile
+    is there: Debian's link outlives an uninstalled linux-headers package."""
+    build = modules / "build"
+    return build if (build / "Makefile").is_file() else None

@@ -53,11 +53,13 @@ class Machine:
         self.node(1, "", 2048)
         for name, path in [("PROC_MODULES", "proc/modules"),
                            ("MODULES_DISABLED", "proc/sys/kernel/modules_disabled"),
-                           ("MOUNTS", "proc/self/mounts"), ("BOOT", "boot"),
-                           ("PROC_CONFIG", "proc/config.gz"), ("OS_RELEASE", "etc/os-release"),
+                           ("OS_RELEASE", "etc/os-release"),
                            ("LOCKDOWN", "sys/kernel/security/lockdown"),
                            ("EFI", "sys/firmware/efi")]:  # fmt: skip
             monkeypatch.setattr(facts, name, root / path)
+        for name, path in [("MOUNTS", "proc/self/mounts"), ("BOOT", "boot"),
+                           ("PROC_CONFIG", "proc/config.gz")]:  # fmt: skip
+            monkeypatch.setattr(device, name, root / path)
         monkeypatch.setattr(optional, "THP_ENABLED",
                             root / "sys/kernel/mm/transparent_hugepage/enabled")  # fmt: skip
         monkeypatch.setattr(optional, "HUGEPAGES", root / "sys/kernel/mm/hugepages")
