@@ -1,3 +1,20 @@
-from gupctl.cli import main
+"""`python -m gupctl` and the `gupctl` script.
 
-main()
+Importing click and the commands is most of gupctl's start-up: Ctrl-C during
+it exits as the shell expects (130), not with a traceback.
+"""
+
+import sys
+
+
+def entry() -> None:
+    """The CLI, entered so that an interrupt during its imports is no traceback."""
+    try:
+        from gupctl.cli import main
+    except KeyboardInterrupt:
+        sys.exit(130)
+    main()
+
+
+if __name__ == "__main__":
+    entry()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import statistics
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -175,30 +175,37 @@ def _issue_all(
     is returned once all threads have ended."""
     samples: list[tuple[int, int]] = []  # list.extend is atomic under the GIL
     errors: list[GupctlError] = []
+    stop = threading.Event()
 
     def worker() -> None:
         try:
-            samples.extend(_repeat(device, spec, mapping))
+            samples.extend(_repeat(device, spec, mapping, stop.is_set))
         except GupctlError as e:
             errors.append(e)
 
     threads = [threading.Thread(target=worker) for _ in range(spec.threads - 1)]
     for t in threads:
         t.start()
-    worker()  # the calling thread is worker number one
-    for t in threads:
-        t.join()
+    try:
+        worker()  # the calling thread is worker number one
+    except BaseException:  # a signal (cli/signals.py): the others stop before the unmap
+        stop.set()
+        raise
+    finally:
+        for t in threads:
+            t.join()
     return samples, (errors[0] if errors else None)
 
 
-def _repeat(device: Device, spec: RunSpec, mapping: Mapping) -> list[tuple[int, int]]:
+def _repeat(device: Device, spec: RunSpec, mapping: Mapping,
+            stop: Callable[[], bool]) -> list[tuple[int, int]]:  # fmt: skip
     """One thread's ioctls, through Device.repeat: its loop runs in C, because
     under emulation each Python statement costs about what a one-page ioctl does."""
     arg: Any = abi.ffi.new("struct gup_test *")
     arg.addr = mapping.addr
     arg.nr_pages_per_call = spec.nr_pages_per_call
     arg.gup_flags = spec.foll_flags
-    samples = device.repeat(spec.command, arg, spec.size, spec.repeats)
+    samples = device.repeat(spec.command, arg, spec.size, spec.repeats, stop)
     if arg.size != spec.size:
         write = bool(spec.foll_flags & abi.FOLL_WRITE)
         name = spec.command.name.lower()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import gzip
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +40,10 @@ ENV_VAR = "GUPCTL_DEVICE"
 BOOT = Path("/boot")
 PROC_CONFIG = Path("/proc/config.gz")
 MOUNTS = Path("/proc/self/mounts")
+#: Device.repeat's C loop returns to Python at least this often (seconds),
+#: and never takes more repeats per call than MAX_CHUNK.
+CHUNK_SECONDS = 0.05
+MAX_CHUNK = 1 << 16
 
 
 def candidates(explicit: str | None = None) -> list[str]:
@@ -164,31 +169,48 @@ class Device:
 
         return issue
 
-    def repeat(
-        self, command: abi.Command, arg: Any, size: int, repeats: int
-    ) -> list[tuple[int, int]]:
+    def repeat(self, command: abi.Command, arg: Any, size: int, repeats: int,
+               stop: Callable[[], bool] = lambda: False) -> list[tuple[int, int]]:  # fmt: skip
         """Issue `command` `repeats` times on `arg` (a struct gup_test), resetting its
         size to `size` before each; return each repeat's (get, put) µs.
 
-        Stops early when the kernel writes back a smaller size (arg.size shows it).
-        The loop runs in C (gupctl._loop) where it was built, so that a repeat
-        costs what it costs the C selftest; else in Python.
+        Stops early when the kernel writes back a smaller size (arg.size shows it),
+        or when `stop()` turns true.  The loop runs in C (gupctl._loop) where it
+        was built, so that a repeat costs what it costs the C selftest; else in
+        Python.  The C loop runs in chunks of at most about CHUNK_SECONDS: Python
+        runs signal handlers only between C calls, so a chunk bounds how long
+        SIGINT or SIGTERM waits (gupctl/cli/signals.py).
         """
         if _loop is None:
-            return self._repeat_in_python(command, arg, size, repeats)
-        buf = _loop.ffi.new("unsigned long long[]", 2 * repeats)
-        ptr = _loop.ffi.cast("void *", arg)
-        done = _loop.lib.gupctl_repeat(self.fd, command.number(), ptr, repeats, size, buf)
-        if done < repeats and arg.size == size:
-            err = _loop.ffi.errno
-            raise DeviceError(f"{command.name} on {self.path}", err, self.path, command.name)
-        return [(buf[2 * i], buf[2 * i + 1]) for i in range(done)]
+            return self._repeat_in_python(command, arg, size, repeats, stop)
+        ffi, lib = _loop.ffi, _loop.lib
+        buf = ffi.new("unsigned long long[]", 2 * MAX_CHUNK)
+        ptr = ffi.cast("void *", arg)
+        samples: list[tuple[int, int]] = []
+        chunk = 1
+        while len(samples) < repeats and not stop():
+            n = min(chunk, repeats - len(samples))
+            start = time.monotonic()
+            done = lib.gupctl_repeat(self.fd, command.number(), ptr, n, size, buf)
+            flat = ffi.unpack(buf, 2 * done)
+            samples.extend(zip(flat[0::2], flat[1::2]))
+            if done < n:
+                if arg.size == size:
+                    err = ffi.errno
+                    raise DeviceError(f"{command.name} on {self.path}", err, self.path,
+                                      command.name)  # fmt: skip
+                break
+            if time.monotonic() - start < CHUNK_SECONDS / 2:
+                chunk = min(2 * chunk, MAX_CHUNK)
+        return samples
 
-    def _repeat_in_python(self, command: abi.Command, arg: Any, size: int,
-                          repeats: int) -> list[tuple[int, int]]:  # fmt: skip
+    def _repeat_in_python(self, command: abi.Command, arg: Any, size: int, repeats: int,
+                          stop: Callable[[], bool]) -> list[tuple[int, int]]:  # fmt: skip
         issue = self.prepare(command, arg)
         samples = []
         for _ in range(repeats):
+            if stop():
+                break
             arg.size = size  # the kernel writes back what it covered
             issue()
             samples.append((arg.get_delta_usec, arg.put_delta_usec))

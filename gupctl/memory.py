@@ -118,7 +118,7 @@ class Mapping:
         self.spec = spec
         self.size = size
         self.addr = 0
-        self._map_len = 0
+        self._base = self._map_len = 0
         self._fd = -1
         self._created: str | None = None
         try:
@@ -145,14 +145,15 @@ class Mapping:
                 flags |= MAP_HUGETLB | _huge_shift(spec.hugetlb_size) << MAP_HUGE_SHIFT
         # THP needs PMD-aligned memory: map one PMD more and trim.
         align = thp_size() if spec.thp and not spec.file else 0
-        self._map_len = size + align
-        addr = lib.mmap(
-            ffi.NULL, self._map_len, mmap.PROT_READ | mmap.PROT_WRITE, flags, self._fd, 0
-        )
+        length = size + align
+        addr = lib.mmap(ffi.NULL, length, mmap.PROT_READ | mmap.PROT_WRITE, flags, self._fd, 0)
         if addr == MAP_FAILED:
-            self._map_len = 0
             raise MappingError(f"mmap of {size} bytes", ffi.errno, spec.describe())
-        self.addr = self._base = int(ffi.cast("uintptr_t", addr))
+        base = int(ffi.cast("uintptr_t", addr))
+        # Both at once: a signal (an exception, see gupctl/cli/signals.py) between
+        # two statements would leave close() a length without its address.
+        self._base, self._map_len = base, length
+        self.addr = base
         if align:
             self.addr = (self._base + align - 1) & ~(align - 1)
         if spec.thp is not None:

@@ -15,21 +15,24 @@ from gupctl import __version__
 
 class Group(click.Group):
     """A click group that turns library errors into one line and exit status 1,
-    and SIGINT into the shell's status 130 (click would print "Aborted!", exit 1)."""
+    and SIGINT, SIGTERM and SIGHUP into an unwinding exit with the shell's
+    status, 128 + the signal (click would print "Aborted!" and exit 1)."""
 
     def invoke(self, ctx: click.Context) -> object:
+        from gupctl.cli import signals
         from gupctl.errors import GupctlError
 
         try:
-            return super().invoke(ctx)
+            with signals.unwinding():
+                return super().invoke(ctx)
         except GupctlError as e:
             from gupctl import render
             from gupctl.cli.hints import hint
 
             render.error(hint(e))
             sys.exit(1)
-        except KeyboardInterrupt:
-            sys.exit(130)
+        except KeyboardInterrupt as e:
+            sys.exit(signals.exit_status(e))
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

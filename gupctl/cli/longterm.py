@@ -8,9 +8,10 @@ from typing import Any
 
 import click
 
+from gupctl.cli import signals
 from gupctl.cli.options import Size, device_option, json_option, memory_options
 
-_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+_SIGNALS = set(signals.SIGNALS)  # SIGHUP too: a closed terminal ends the hold
 
 
 def _pin_options(f: Any) -> Any:
@@ -61,7 +62,7 @@ def start(hold: float | None, use_json: bool, device: str | None, **kw: Any) -> 
 
 
 def _wait_for_signal(seconds: float | None) -> None:
-    """Sleep `seconds` (None: forever), ending early on SIGINT or SIGTERM.
+    """Sleep `seconds` (None: forever), ending early on SIGINT, SIGTERM or SIGHUP.
 
     The signals are blocked and waited for, so either one ends the wait
     without killing the process: the pins are then released and reported.

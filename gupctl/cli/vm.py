@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import signal
 import sys
 
 import click
@@ -78,8 +77,7 @@ def vm(
         return
     if p.accel == "tcg":
         render.warn("KVM is not usable here: emulating with TCG (slower)")
-    exit_on_sigterm()
-    result = vm_mod.execute(p, timeout)
+    result = vm_mod.execute(p, timeout)  # a signal kills QEMU: see cli/signals.py
     for line in result.problems:
         render.error(f"guest kernel: {line}")
     if result.problems:
@@ -97,13 +95,3 @@ def _have_device() -> bool:
         return True
     except GupctlError:
         return False
-
-
-def exit_on_sigterm() -> None:
-    """SIGTERM as an exit with the shell's status (128 + 15): the exception
-    unwinds execute(), which kills QEMU, instead of the process just dying."""
-
-    def handler(signum: int, frame: object) -> None:
-        sys.exit(128 + signum)
-
-    signal.signal(signal.SIGTERM, handler)

@@ -12,7 +12,7 @@ import os
 import signal
 from dataclasses import dataclass, field
 
-from gupctl import bench, longterm, vmstat
+from gupctl import bench, longterm, process, vmstat
 from gupctl.device import Device
 from gupctl.errors import GupctlError, MappingError, Truncated
 from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec, hugetlb_page_size, thp_size
@@ -200,7 +200,7 @@ def _cow(dev: Device, case: Case, env: Env) -> Outcome:
 
 def _fork_sharer() -> int:
     """A child that keeps the parent's pages COW-shared until it is killed."""
-    pid = os.fork()
+    pid = process.fork()
     if pid == 0:
         try:
             while True:

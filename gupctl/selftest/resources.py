@@ -7,6 +7,7 @@ in tmpfs serves (root, mkfs.ext4 and loop support needed).
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -44,6 +45,8 @@ def scratch_ext4(where: str = "/dev/shm") -> Iterator[str | None]:
             mounted = _run("mount", "-t", "ext4", "-o", "loop", str(image), str(mnt))
         yield str(mnt) if mounted else None
     finally:
-        if mounted:
+        # ismount too: a signal during `mount` (cli/signals.py) ends _run with
+        # an exception, the mount may be made all the same.
+        if mounted or os.path.ismount(mnt):
             _run("umount", str(mnt))
         shutil.rmtree(work, ignore_errors=True)

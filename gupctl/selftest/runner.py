@@ -8,6 +8,7 @@ fails the case whatever its own verdict.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -16,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from gupctl import kmsg
+from gupctl import kmsg, process
 from gupctl.memory import bind_task
 from gupctl.selftest.cases import Case
 from gupctl.selftest.execute import Env, Outcome, run_case
@@ -89,7 +90,7 @@ def _wait(pid: int, rfd: int, timeout: float) -> Outcome:
         left = deadline - time.monotonic()
         ready, _, _ = select.select([rfd], [], [], max(left, 0))
         if not ready:
-            os.kill(pid, signal.SIGKILL)
+            _kill_group(pid)
             reaped = _reap(pid, 5)
             note = "" if reaped else "; the child did not die (stuck in the kernel?)"
             return Outcome("fail", f"timed out after {timeout:g} s{note}")
@@ -103,6 +104,12 @@ def _wait(pid: int, rfd: int, timeout: float) -> Outcome:
                else f"status {os.WEXITSTATUS(status)}")  # fmt: skip
         return Outcome("fail", f"the case's process died ({how}) without a verdict")
     return Outcome(**json.loads(b"".join(chunks)))
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL the case `pid` and every process it forked (a COW sharer)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def _reap(pid: int, seconds: float) -> bool:
@@ -120,13 +127,20 @@ def run_one(case: Case, env: Env, timeout: float, log: kmsg.KernelLog | None) ->
         log.read_new()
     start = time.monotonic()
     rfd, wfd = os.pipe()
-    pid = os.fork()
+    pid = process.fork()
     if pid == 0:
         os.close(rfd)
+        os.setpgid(0, 0)  # the case and any child it forks: one group to kill
         _child(case, env, wfd)
+    with contextlib.suppress(ProcessLookupError):  # a case that is already over
+        os.setpgid(pid, pid)  # both sides set it: whichever runs first wins the race
     os.close(wfd)
     try:
         outcome = _wait(pid, rfd, timeout)
+    except BaseException:  # SIGINT/SIGTERM (gupctl/cli/signals.py): no case outlives us
+        _kill_group(pid)
+        os.waitpid(pid, 0)
+        raise
     finally:
         os.close(rfd)
     seconds = round(time.monotonic() - start, 3)

@@ -23,8 +23,9 @@ class FakeDevice(Device):
     def prepare(self, command: abi.Command, arg: object = None):  # type: ignore[override]
         return lambda: self.ioctl(command, arg)
 
-    def repeat(self, command: abi.Command, arg: object, size: int, repeats: int):  # type: ignore[override]
-        return self._repeat_in_python(command, arg, size, repeats)
+    def repeat(self, command: abi.Command, arg: object, size: int, repeats: int,  # type: ignore[override]
+               stop=lambda: False):  # fmt: skip
+        return self._repeat_in_python(command, arg, size, repeats, stop)
 
     def ioctl(self, command: abi.Command, arg: object = None) -> None:
         self.calls += 1

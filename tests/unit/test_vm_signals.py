@@ -20,7 +20,7 @@ from click.testing import CliRunner
 CHILD = textwrap.dedent("""
     import socket, sys
     from pathlib import Path
-    from gupctl.cli.vm import exit_on_sigterm
+    from gupctl.cli import signals
     from gupctl.vm import runner
     from gupctl.vm.kernel import Kernel
 
@@ -28,9 +28,12 @@ CHILD = textwrap.dedent("""
     streams = [socket.socketpair(), socket.socketpair()]
     plan = runner.Plan(Kernel("0", Path("/nonexistent"), None), run_dir,
                        ["sleep", sys.argv[2]], "", "tcg", streams)
-    exit_on_sigterm()
     print("booted", flush=True)
-    runner.execute(plan, timeout=600)
+    try:
+        with signals.unwinding():
+            runner.execute(plan, timeout=600)
+    except KeyboardInterrupt as e:
+        sys.exit(signals.exit_status(e))
 """)
 
 
