@@ -22,7 +22,11 @@
  *    fails with -ENOMEM (see gupctl_charge());
  *  - PIN_LONGTERM_TEST_READ works only for the mm that started the pins: an
  *    fd inherited through fork() or passed with SCM_RIGHTS cannot read
- *    another process's pinned pages (-EPERM, see gupctl_longterm_read()).
+ *    another process's pinned pages (-EPERM, see gupctl_longterm_read());
+ *  - longterm-test pins end with the mm that started them (an mmu_notifier's
+ *    .release, see gupctl_pins_watch()), not only with the last close of
+ *    the file: an fd inherited through fork() or passed with SCM_RIGHTS
+ *    does not keep a dead (or exec'd) process's pages pinned.
  *
  * Where the kernel API changed, gupctl_config.h says which side of the
  * change $(KDIR) is on: the Makefile writes it from the build-time probes
@@ -37,6 +41,7 @@
 #include <linux/debugfs.h>
 #include <linux/fs.h>
 #include <linux/mm.h>
+#include <linux/mmu_notifier.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/capability.h>
@@ -71,17 +76,28 @@ MODULE_PARM_DESC(max_pages,
 #define GUPCTL_FOLL_FAST_VALID	(FOLL_WRITE | FOLL_FORCE)
 
 /*
- * Per open file state of the PIN_LONGTERM_TEST_* commands.  While pages is
- * set, @mm is the mm that started the pins (held with mmgrab(), so that
- * release() from another process or after exit can still uncharge it) and
- * @charged the pages charged to its pinned_vm.
+ * The pins of one PIN_LONGTERM_TEST_START.  @mm is the mm that started them,
+ * held with mmgrab() so that whoever ends them (STOP or the last close from
+ * another process, the mm's own exit) can still uncharge it; @charged is
+ * what was charged to its pinned_vm.  @pages is NULL once they have ended:
+ * the object itself lives on until its file lets go of it (and, with the
+ * notifier, an SRCU grace period after that).
  */
-struct gupctl_file {
-	struct mutex lock;	/* protects all the fields below */
+struct gupctl_pins {
+	struct mutex lock;	/* protects pages, nr_pages and charged */
 	struct page **pages;
 	unsigned long nr_pages;
-	struct mm_struct *mm;
 	unsigned long charged;
+	struct mm_struct *mm;
+#ifdef CONFIG_MMU_NOTIFIER
+	struct mmu_notifier mn;
+#endif
+};
+
+/* Per open file state of the PIN_LONGTERM_TEST_* commands. */
+struct gupctl_file {
+	struct mutex lock;	/* protects @pins; taken before pins->lock */
+	struct gupctl_pins *pins;
 };
 
 /*
@@ -533,25 +549,109 @@ static int gupctl_charge(struct mm_struct *mm, unsigned long nr_pages)
 }
 
 /*
- * Unpin and uncharge.  Caller holds gf->lock, or is release().  Any process
+ * Unpin and uncharge, once: a second call finds nothing to do.  Any process
  * may get here (STOP on an inherited fd, the last close after fork() or
- * SCM_RIGHTS, exit): the charge goes back to the mm that was charged, which
- * mmgrab() kept allocated even if its process has exited.
+ * SCM_RIGHTS, the exit of the pins' mm): the charge goes back to the mm
+ * that was charged, which mmgrab() kept allocated.
  */
+static void gupctl_pins_end(struct gupctl_pins *p)
+{
+	mutex_lock(&p->lock);
+	if (p->pages) {
+		unpin_user_pages(p->pages, p->nr_pages);
+		kvfree(p->pages);
+		p->pages = NULL;
+		p->nr_pages = 0;
+	}
+	atomic64_sub(p->charged, &p->mm->pinned_vm);
+	p->charged = 0;
+	mutex_unlock(&p->lock);
+}
+
+static void gupctl_pins_free(struct gupctl_pins *p)
+{
+	mmdrop(p->mm);
+	mutex_destroy(&p->lock);
+	kfree(p);
+}
+
+#ifdef CONFIG_MMU_NOTIFIER
+/*
+ * exit_mmap() (or execve() replacing the mm) calls this when the pins' mm
+ * dies, whoever still holds the file: its pages end with it, as the pages
+ * an RDMA or vfio user pinned do.  It can race with STOP or the last close
+ * from another process; gupctl_pins_end() makes the second one a no-op.
+ * Never takes gf->lock, so that a STOP holding it cannot deadlock with it.
+ */
+static void gupctl_mn_release(struct mmu_notifier *mn, struct mm_struct *mm)
+{
+	gupctl_pins_end(container_of(mn, struct gupctl_pins, mn));
+}
+
+/* After mmu_notifier_put() and an SRCU grace period: no .release runs. */
+static void gupctl_mn_free(struct mmu_notifier *mn)
+{
+	gupctl_pins_free(container_of(mn, struct gupctl_pins, mn));
+}
+
+static const struct mmu_notifier_ops gupctl_mn_ops = {
+	.release = gupctl_mn_release,
+	.free_notifier = gupctl_mn_free,
+};
+
+/*
+ * Tie @p to the life of its mm, which must be current->mm (registration
+ * needs mm_users held) and not locked by the caller.  mmu_notifier_put(),
+ * not _unregister(), gives it back: _unregister() would call .release and
+ * synchronize_srcu() from under gf->lock, which .release may wait for.
+ */
+static int gupctl_pins_watch(struct gupctl_pins *p)
+{
+	p->mn.ops = &gupctl_mn_ops;
+	return mmu_notifier_register(&p->mn, p->mm);
+}
+
+/* End the pins and free @p (later: see gupctl_mn_free()). */
+static void gupctl_pins_put(struct gupctl_pins *p)
+{
+	gupctl_pins_end(p);
+	mmu_notifier_put(&p->mn);
+}
+#else
+/*
+ * Without CONFIG_MMU_NOTIFIER (kernels built for gup_test alone) the pins
+ * end with STOP or the last close only, as upstream's do.
+ */
+static int gupctl_pins_watch(struct gupctl_pins *p)
+{
+	return 0;
+}
+
+static void gupctl_pins_put(struct gupctl_pins *p)
+{
+	gupctl_pins_end(p);
+	gupctl_pins_free(p);
+}
+#endif /* CONFIG_MMU_NOTIFIER */
+
+/* STOP: end the file's pins, if any.  Caller holds gf->lock, or is release(). */
 static void gupctl_longterm_stop(struct gupctl_file *gf)
 {
-	if (gf->nr_pages)
-		unpin_user_pages(gf->pages, gf->nr_pages);
-	kvfree(gf->pages);
-	gf->pages = NULL;
-	gf->nr_pages = 0;
-
-	if (gf->mm) {
-		atomic64_sub(gf->charged, &gf->mm->pinned_vm);
-		mmdrop(gf->mm);
-		gf->mm = NULL;
-		gf->charged = 0;
+	if (gf->pins) {
+		gupctl_pins_put(gf->pins);
+		gf->pins = NULL;
 	}
+}
+
+/* Whether @p still pins anything (its mm may have ended them). */
+static bool gupctl_pins_held(struct gupctl_pins *p)
+{
+	bool held;
+
+	mutex_lock(&p->lock);
+	held = p->pages;
+	mutex_unlock(&p->lock);
+	return held;
 }
 
 /* Caller holds gf->lock. */
@@ -562,6 +662,7 @@ static int gupctl_longterm_start(struct gupctl_file *gf, void __user *argp,
 	struct mm_struct *mm = current->mm;
 	struct pin_longterm_test args;
 	unsigned long nr_pages, addr, done;
+	struct gupctl_pins *p;
 	struct page **pages;
 	long cur;
 	bool fast;
@@ -577,8 +678,12 @@ static int gupctl_longterm_start(struct gupctl_file *gf, void __user *argp,
 	ret = gupctl_check_range(args.addr, args.size);
 	if (ret)
 		return ret;
-	if (gf->pages)
-		return -EBUSY;
+	if (gf->pins) {
+		if (gupctl_pins_held(gf->pins))
+			return -EBUSY;
+		/* Ended by the exit of their mm: the file may start anew. */
+		gupctl_longterm_stop(gf);
+	}
 
 	nr_pages = args.size / PAGE_SIZE;
 	/* Before any work: over the limit, nothing is pinned or kept. */
@@ -625,11 +730,26 @@ static int gupctl_longterm_start(struct gupctl_file *gf, void __user *argp,
 	if (ret)
 		goto unpin;
 
+	p = kzalloc(sizeof(*p), GFP_KERNEL_ACCOUNT);
+	if (!p) {
+		ret = -ENOMEM;
+		goto unpin;
+	}
+	mutex_init(&p->lock);
 	mmgrab(mm);
-	gf->mm = mm;
-	gf->charged = nr_pages;
-	gf->pages = pages;
-	gf->nr_pages = nr_pages;
+	p->mm = mm;
+	p->charged = nr_pages;
+	p->pages = pages;
+	p->nr_pages = nr_pages;
+	/* Not under mmap_lock: registration takes it for writing. */
+	ret = gupctl_pins_watch(p);
+	if (ret) {
+		/* Not registered: no notifier to put, the pins end here. */
+		gupctl_pins_end(p);
+		gupctl_pins_free(p);
+		return ret;
+	}
+	gf->pins = p;
 	return 0;
 
 unpin:
@@ -654,13 +774,15 @@ uncharge:
  */
 static int gupctl_longterm_read(struct gupctl_file *gf, void __user *argp)
 {
+	struct gupctl_pins *p = gf->pins;
 	unsigned long i, left;
 	u64 user_addr;
 	void *kaddr;
+	int ret = 0;
 
-	if (!gf->pages)
+	if (!p)
 		return -EINVAL;
-	if (gf->mm != current->mm)
+	if (p->mm != current->mm)
 		return -EPERM;
 
 	if (copy_from_user(&user_addr, argp, sizeof(user_addr)))
@@ -668,16 +790,25 @@ static int gupctl_longterm_read(struct gupctl_file *gf, void __user *argp)
 	if (user_addr != (unsigned long)user_addr)
 		return -EFAULT;
 
-	for (i = 0; i < gf->nr_pages; i++) {
-		kaddr = kmap_local_page(gf->pages[i]);
+	/*
+	 * The caller's mm is p->mm and alive, so .release cannot run now; the
+	 * lock is for the rule, not the race.  copy_to_user() may fault and
+	 * take mmap_lock under it: .release takes p->lock without mmap_lock.
+	 */
+	mutex_lock(&p->lock);
+	if (!p->pages)
+		ret = -EINVAL;
+	for (i = 0; !ret && i < p->nr_pages; i++) {
+		kaddr = kmap_local_page(p->pages[i]);
 		left = copy_to_user(u64_to_user_ptr(user_addr), kaddr,
 				    PAGE_SIZE);
 		kunmap_local(kaddr);
 		if (left)
-			return -EFAULT;
+			ret = -EFAULT;
 		user_addr += PAGE_SIZE;
 	}
-	return 0;
+	mutex_unlock(&p->lock);
+	return ret;
 }
 
 static long gupctl_longterm_ioctl(struct gupctl_file *gf, unsigned int cmd,
@@ -879,6 +1010,10 @@ static void __exit gupctl_exit(void)
 {
 	debugfs_remove(gupctl_dentry);
 	misc_deregister(&gupctl_misc);
+#ifdef CONFIG_MMU_NOTIFIER
+	/* gupctl_mn_free() runs after mmu_notifier_put() returns. */
+	mmu_notifier_synchronize();
+#endif
 }
 
 module_init(gupctl_init);

@@ -57,6 +57,10 @@ if [ -d /host/sys/kernel/security ]; then
 	mount -t securityfs securityfs /host/sys/kernel/security ||
 		die "cannot mount securityfs"
 fi
+if grep -q cgroup2 /proc/filesystems; then
+	# cgroup v2 where systemd puts it: memory.max for tests/kernel/test_faults.py
+	mount -t cgroup2 cgroup2 /host/sys/fs/cgroup || die "cannot mount cgroup2"
+fi
 mkdir -p /host/dev/hugepages /host/dev/shm
 mount -t hugetlbfs hugetlbfs /host/dev/hugepages
 mount -t tmpfs -o mode=1777 tmpfs /host/dev/shm

@@ -21,20 +21,20 @@ from __future__ import annotations
 import errno
 import json
 import os
-import resource
 import signal
 import socket
 import stat
 import subprocess
 import sys
 import time
-import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import oracle_counters
+from procs import NOBODY, Forked, Peer, deltas, run_as, vmpin_kb
+from procs import drop as _drop
+from procs import vmpin_or_none as _vmpin_or_none
 
 from gupctl import longterm
 from gupctl.device import Device
@@ -44,7 +44,6 @@ from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec
 pytestmark = pytest.mark.kmod  # the charge and the owner check are the kmod's
 
 DEVICE = "/dev/gup_test"
-NOBODY = 65534
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 1 << 20
 PAGES = SIZE // PAGE_SIZE
@@ -57,32 +56,6 @@ def _missing(reason: str) -> None:
     if os.environ.get("CI") or os.environ.get("GUPCTL_IN_VM"):
         pytest.fail(reason)
     pytest.skip(reason)
-
-
-def _drop(memlock: int | None, user: bool) -> None:
-    """In a child: RLIMIT_MEMLOCK `memlock` bytes (soft and hard), then uid/gid 65534
-    (a child of such a child is 65534 already)."""
-    if memlock is not None:
-        resource.setrlimit(resource.RLIMIT_MEMLOCK, (memlock, memlock))
-    if user and os.getuid() != NOBODY:
-        os.setgroups([])
-        os.setresgid(NOBODY, NOBODY, NOBODY)
-        os.setresuid(NOBODY, NOBODY, NOBODY)
-
-
-def vmpin_kb(pid: int | str = "self") -> int:
-    """mm->pinned_vm of `pid`, in kB, as the kernel's /proc/PID/status shows it."""
-    value = _vmpin_or_none(pid)
-    assert value is not None, f"no VmPin in /proc/{pid}/status (no mm: exited?)"
-    return value
-
-
-def _vmpin_or_none(pid: int | str) -> int | None:
-    try:
-        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-    except FileNotFoundError:
-        return None
-    return next((int(line.split()[1]) for line in lines if line.startswith("VmPin:")), None)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -124,82 +97,6 @@ def group_device(node) -> Iterator[None]:
     finally:
         os.chown(DEVICE, st.st_uid, st.st_gid)
         os.chmod(DEVICE, stat.S_IMODE(st.st_mode))
-
-
-class Peer:
-    """One end of a pair of pipes between two processes: JSON lines each way."""
-
-    def __init__(self, rfd: int, wfd: int) -> None:
-        self._r = os.fdopen(rfd, "r")
-        self._w = os.fdopen(wfd, "w")
-
-    def send(self, obj: Any) -> None:
-        self._w.write(json.dumps(obj) + "\n")
-        self._w.flush()
-
-    def recv(self) -> Any:
-        """The next message; a child's {"error": traceback} is raised here."""
-        line = self._r.readline()
-        if not line:
-            raise EOFError("the other process ended without answering")
-        msg = json.loads(line)
-        if isinstance(msg, dict) and "error" in msg:
-            raise AssertionError(f"in the child:\n{msg['error']}")
-        return msg
-
-
-class Forked:
-    """`body(peer)` in a forked child, as uid 65534 unless `user` is false, with
-    RLIMIT_MEMLOCK `memlock` if given.  The child never returns into its parent's
-    code: it ends with os._exit(), 0 if `body` returned, 1 with the traceback
-    sent as {"error": ...} if it raised."""
-
-    def __init__(self, body: Callable[[Peer], Any], *, memlock: int | None = None,
-                 user: bool = True) -> None:  # fmt: skip
-        from_parent, to_child = os.pipe()  # (read end, write end)
-        from_child, to_parent = os.pipe()
-        self.pid = os.fork()
-        if self.pid == 0:
-            code = 1
-            try:
-                os.close(to_child)
-                os.close(from_child)
-                peer = Peer(from_parent, to_parent)
-                try:
-                    _drop(memlock, user)
-                    peer.send({"result": body(peer)})
-                    code = 0
-                except BaseException:
-                    peer.send({"error": traceback.format_exc()})
-            finally:
-                os._exit(code)
-        os.close(from_parent)
-        os.close(to_parent)
-        self.peer = Peer(from_child, to_child)
-
-    def result(self) -> Any:
-        """What `body` returned; fails with the child's traceback if it raised."""
-        out = self.peer.recv()
-        status = self.wait()
-        assert status == 0, f"the child exited with {status}"
-        return out["result"]
-
-    def wait(self) -> int:
-        _, status = os.waitpid(self.pid, 0)
-        return os.waitstatus_to_exitcode(status)
-
-
-def run_as(body: Callable[[], Any], *, memlock: int | None = None, user: bool = True) -> Any:
-    """body() in a forked child (see Forked), and what it returned."""
-    return Forked(lambda peer: body(), memlock=memlock, user=user).result()
-
-
-def deltas(node: int, call: Callable[[], Any]) -> tuple[Any, int, int]:
-    """call(), and node `node`'s acquired and released deltas around it (root reads them)."""
-    before = oracle_counters(node)
-    out = call()
-    after = oracle_counters(node)
-    return out, after[0] - before[0], after[1] - before[1]
 
 
 def start_errno(dev: Device, mapping: Mapping, size: int) -> int:
