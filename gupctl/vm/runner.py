@@ -256,7 +256,7 @@ def run(
 
 def problems(log: str) -> list[str]:
     """The lines of a console log or dmesg that fail a run (PROBLEM), once each."""
-    return sorted({line.strip() for line in log.splitlines() if PROBLEM.search(line)})
+    return sorted({line.strip() for line in kmsg.problems(log.splitlines(), PROBLEM)})
 
 
 def read_log(path: Path) -> str:

@@ -102,6 +102,22 @@ def test_problem_patterns() -> None:
     assert not any(runner.PROBLEM.search(line) for line in good)
 
 
+def test_expected_problems_are_bracketed() -> None:
+    """Problems between kmsg.EXPECTED_BEGIN and _END (upstream's known WARNs,
+    test_fuzz.py's record) fail no run; before and after them they do."""
+    from gupctl import kmsg
+
+    log = "\n".join([
+        "[ 1.0] WARNING: CPU: 0 PID: 1 at mm/gup.c:1 before",
+        f"[ 2.0] {kmsg.EXPECTED_BEGIN}", "[ 2.1] WARNING: CPU: 0 PID: 1 at mm/gup.c:2 known",
+        f"[ 2.2] {kmsg.EXPECTED_END}", "[ 3.0] BUG: kernel NULL pointer dereference after",
+    ])  # fmt: skip
+    before, after = "[ 1.0] WARNING: CPU: 0 PID: 1 at mm/gup.c:1 before", "[ 3.0] BUG: kernel NULL"
+    assert runner.problems(log) == [before, after + " pointer dereference after"]
+    unclosed = f"{kmsg.EXPECTED_BEGIN}\nOops: 0000 [#1] SMP"
+    assert runner.problems(unclosed) == ["Oops: 0000 [#1] SMP"]  # the test never ended it
+
+
 def test_unknown_kernel_is_a_vm_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from gupctl.errors import VmError
     from gupctl.vm import debian

@@ -1,0 +1,174 @@
+"""The ioctl ABI fuzzed (tests/kernel/fuzz.py): at least 10,000 ioctls per kernel.
+
+The fuzzer runs in a child bound to the memory-only node, under
+panic_on_warn=1: any WARN ends the guest and with it the run.  Afterwards the
+node's pins balance (acquired == released, read directly), and the kernel
+log is clean (conftest's autouse fixture).  The seed is printed; set
+GUPCTL_FUZZ_SEED to replay a run, GUPCTL_FUZZ_IOCTLS to change its length.
+
+On the in-kernel gup_test the inputs upstream WARNs on (fuzz.WARNS) are held
+back from that stream; test_upstream_warn_record runs one of each alone,
+without panic_on_warn, and prints what upstream did.  The kmod gets them in
+the stream, and alone must not WARN on any.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from conftest import oracle_counters
+from fuzz import GUP_STRUCT, PAGE, WARNS, Arena, Fuzzer, Op
+
+from gupctl import abi, flags, kmsg, process
+from gupctl.device import locate
+from gupctl.memory import bind_task
+
+SEED = int(os.environ.get("GUPCTL_FUZZ_SEED") or random.randrange(1 << 32))
+IOCTLS = int(os.environ.get("GUPCTL_FUZZ_IOCTLS") or 10_000)
+PANIC_ON_WARN = Path("/proc/sys/kernel/panic_on_warn")
+
+
+def _kmod() -> bool:
+    return Path("/sys/module/gupctl").exists()
+
+
+@contextmanager
+def panic_on_warn(value: int) -> Iterator[None]:
+    old = PANIC_ON_WARN.read_text().strip()
+    PANIC_ON_WARN.write_text(f"{value}\n")
+    try:
+        yield
+    finally:
+        PANIC_ON_WARN.write_text(f"{old}\n")
+
+
+def _in_child(node: int | None, work) -> dict:
+    """Run `work(arena)` in a forked child bound to `node`; its JSON result."""
+    rfd, wfd = os.pipe()
+    pid = process.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(rfd)
+            if node is not None:
+                bind_task(node)
+            arena = Arena.make()
+            out = work(arena)
+            arena.close()
+            os.write(wfd, json.dumps(out).encode())
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        os._exit(code)
+    os.close(wfd)
+    chunks = []
+    while chunk := os.read(rfd, 1 << 16):
+        chunks.append(chunk)
+    os.close(rfd)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, (
+        f"the fuzzer died (status {status:#x}; seed {SEED}): see its stderr above"
+    )
+    return json.loads(b"".join(chunks))
+
+
+def test_fuzz(node) -> None:
+    device = locate()
+    hold_back = not _kmod()
+    print(f"fuzz seed: GUPCTL_FUZZ_SEED={SEED} ({IOCTLS} ioctls on {device})")
+
+    def work(arena: Arena) -> dict:
+        fuzzer = Fuzzer(SEED, device, arena, hold_back)
+        start = time.monotonic()
+        issued = fuzzer.run(IOCTLS)
+        fuzzer.close()
+        counts = [[name, result, n] for (name, result), n in sorted(fuzzer.counts.items())]
+        return {"issued": issued, "seconds": time.monotonic() - start, "counts": counts,
+                "held_back": dict(fuzzer.held_back)}  # fmt: skip
+
+    before = oracle_counters(node)
+    with panic_on_warn(1):
+        out = _in_child(node, work)
+    after = oracle_counters(node)
+    acquired, released = after[0] - before[0], after[1] - before[1]
+    held = out["held_back"] or "none"
+    print(f"{out['issued']} ioctls in {out['seconds']:.1f} s; pins acquired {acquired}, "
+          f"released {released}; held back (upstream WARNs): {held}")  # fmt: skip
+    for name, result, n in out["counts"]:
+        print(f"  {name:28} {result:12} {n}")
+    assert out["issued"] == IOCTLS, f"seed {SEED}: {out['issued']} ioctls"
+    assert acquired > 0, "no ioctl pinned anything: the fuzzer is not reaching GUP"
+    assert acquired == released, f"seed {SEED}: {acquired - released} pins outstanding"
+
+
+def _representatives() -> dict[str, tuple[abi.Command, int, int, str]]:
+    """One input per WARNS class: command, gup_flags, size, region."""
+    table = flags.table()
+    return {
+        "foll-flags": (abi.GUP_FAST_BENCHMARK, table["longterm"], 4 * PAGE, "rw"),
+        "huge-size": (abi.PIN_BASIC_TEST, table["write"], 1 << 40, "rw"),
+        "zero-page": (abi.PIN_BASIC_TEST, 0, 4 * PAGE, "untouched"),
+        "partial-page": (abi.GUP_FAST_BENCHMARK, table["write"], PAGE // 2, "rw"),
+    }
+
+
+#: Classes not run alone on the in-kernel gup_test: they oops it, and an
+#: oops fails the whole VM run (gupctl/vm/runner.py scans the console).
+OOPS = {"partial-page"}
+
+
+def test_upstream_warn_record(node) -> None:
+    """Each input class upstream WARNs on, alone: what the kernel log says."""
+    assert set(_representatives()) == set(WARNS)
+    device = locate()
+
+    def work(arena: Arena) -> dict:
+        record = {}
+        fuzzer = Fuzzer(SEED, device, arena, hold_back=False, nfds=1)
+        log = kmsg.KernelLog()
+        for name, (cmd, gup_flags, size, region) in _representatives().items():
+            if name in OOPS and not _kmod():
+                record[name] = {"errno": -1, "warn": ["not run alone here: it oopses this kernel"]}
+                continue
+            g = abi.ffi.new("struct gup_test *")
+            g.addr = getattr(arena, region).addr
+            g.size, g.nr_pages_per_call, g.gup_flags = size, 1, gup_flags
+            data = bytes(abi.ffi.buffer(g))
+            log.read_new()
+            err = fuzzer.run_op(Op("ioctl", 0, cmd.number(), cmd.name, "ok", arena.arg, data))
+            warned = [line for line in log.read_new() if kmsg.PROBLEM.search(line)]
+            record[name] = {"errno": err, "warn": warned[:2]}
+        fuzzer.close()
+        log.close()
+        return record
+
+    assert GUP_STRUCT <= PAGE
+    # Upstream's WARNs here are the record, not a failure of this run: the
+    # markers tell conftest and the VM's console scan (kmsg.problems).  The
+    # kmod gets no markers: any WARN of its fails.
+    expected = not _kmod()
+    with panic_on_warn(0):
+        if expected:
+            Path("/dev/kmsg").write_text(kmsg.EXPECTED_BEGIN + "\n")
+        try:
+            record = _in_child(node, work)
+        finally:
+            if expected:
+                Path("/dev/kmsg").write_text(kmsg.EXPECTED_END + "\n")
+    implementation = "kmod" if _kmod() else "in-kernel gup_test"
+    print(f"upstream WARN classes on the {implementation} ({os.uname().release}):")
+    for name, r in record.items():
+        said = ("WARN: " + " | ".join(r["warn"]) if r["warn"] else "no WARN") if r[
+            "errno"] >= 0 else r["warn"][0]  # fmt: skip
+        print(f"  {name:10} errno {r['errno']:3}  {said}\n    ({WARNS[name]})")
+    if _kmod():
+        assert not any(r["warn"] for r in record.values()), "the kmod WARNed"
+    sys.stdout.flush()
