@@ -13,7 +13,7 @@ def entry() -> None:
         from gupctl.cli import main
     except KeyboardInterrupt:
         sys.exit(130)
-    main()
+    main(prog_name="gupctl")  # not "python -m gupctl" in usage and hints
 
 
 if __name__ == "__main__":

@@ -7,9 +7,11 @@ device /dev/gup_test, which keeps working under kernel lockdown.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gzip
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -231,10 +233,55 @@ class Device:
         self.close()
 
 
+#: Where the kmod's misc device says which major:minor it has.
+MISC_DEV = Path("/sys/class/misc/gup_test/dev")
+
+
+def identify(path: str) -> str | None:
+    """What `path` is, when it is not a gup_test file; None when it is one: a
+    regular file on a debugfs mount, or the kmod's misc device (the major:minor
+    in MISC_DEV).  Anything else would answer ENOTTY, which looks like an ABI
+    mismatch, or (a fifo) block."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # opening it says why
+    if stat.S_ISCHR(st.st_mode):
+        number = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+        try:
+            ours = MISC_DEV.read_text().strip()
+        except OSError:
+            ours = None
+        return None if number == ours else f"the character device {number}"
+    if stat.S_ISREG(st.st_mode):
+        return None if st.st_dev in _debugfs_devices() else "a regular file outside debugfs"
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a fifo"),
+             (stat.S_ISSOCK, "a socket"), (stat.S_ISBLK, "a block device"))  # fmt: skip
+    return next((name for test, name in kinds if test(st.st_mode)), "not a file")
+
+
+def _debugfs_devices() -> set[int]:
+    try:
+        lines = MOUNTS.read_text().splitlines()
+    except OSError:
+        return set()
+    devices = set()
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 2 and fields[2] == "debugfs":
+            with contextlib.suppress(OSError):
+                devices.add(os.stat(fields[1]).st_dev)
+    return devices
+
+
 @contextmanager
 def open_device(explicit: str | None = None) -> Iterator[Device]:
     """Locate and open the gup_test file, closing it on exit."""
-    dev = Device(locate(explicit))
+    path = locate(explicit)
+    what = identify(path)
+    if what is not None:
+        raise DeviceError(f"{path} is {what}", errno.ENOTTY, path, "identify")
+    dev = Device(path)
     try:
         yield dev
     finally:

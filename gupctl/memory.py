@@ -144,7 +144,9 @@ class Mapping:
             if spec.hugetlb:
                 flags |= MAP_HUGETLB | _huge_shift(spec.hugetlb_size) << MAP_HUGE_SHIFT
         # THP needs PMD-aligned memory: map one PMD more and trim.
-        align = thp_size() if spec.thp and not spec.file else 0
+        # Not for a memfd: the pad would map past the end of its file (SIGBUS),
+        # and shmem aligns its own mappings (shmem_get_unmapped_area()).
+        align = thp_size() if spec.thp and not spec.file and not spec.memfd else 0
         length = size + align
         addr = lib.mmap(ffi.NULL, length, mmap.PROT_READ | mmap.PROT_WRITE, flags, self._fd, 0)
         if addr == MAP_FAILED:

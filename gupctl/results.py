@@ -71,13 +71,18 @@ def load(path: str) -> SavedResults:
             text = f.read()
     except FileNotFoundError as e:
         raise ResultsError(f"{path} does not exist", path, "missing", e.errno) from e
-    except (OSError, UnicodeDecodeError) as e:
-        what, err = f"cannot read {path}", getattr(e, "errno", None)
+    except UnicodeDecodeError as e:
+        raise ResultsError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})", path,
+                           "json") from e  # fmt: skip
+    except OSError as e:
+        what, err = f"cannot read {path}", e.errno
         raise ResultsError(what, path, "unreadable", err) from e
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant)
     except ValueError as e:
         raise ResultsError(f"{path} is not JSON ({e})", path, "json") from e
+    except RecursionError as e:  # json recurses per nesting level
+        raise ResultsError(f"{path} nests too deeply to be results", path, "json") from e
     found = data.get("format") if isinstance(data, dict) else None
     if found != FORMAT:
         what = f"{path} is not a {FORMAT} document (format: {found!r})"
@@ -91,6 +96,12 @@ def load(path: str) -> SavedResults:
     return SavedResults(format=FORMAT, results=runs, **meta)
 
 
+def _no_constant(name: str) -> float:
+    # json accepts NaN and Infinity, which no timing can be: a verdict on
+    # them would be meaningless.
+    raise ValueError(f"{name} is not a number a benchmark measures")
+
+
 _INTS = ("size", "nr_pages", "nr_pages_per_call", "repeats", "threads", "gup_flags")
 
 
@@ -98,16 +109,23 @@ def _run(d: dict[str, Any]) -> RunResult:
     """One RunResult from its JSON; fields a later gupctl adds are ignored."""
     names = {f.name for f in dataclasses.fields(RunResult)}
     kw = {k: v for k, v in d.items() if k in names}
-    kw["get"], kw["put"] = Stats(**d["get"]), Stats(**d["put"])
     kw["balance"] = Balance(**d["balance"])
     for name in _INTS:
         if not isinstance(kw.get(name, 0), int) or isinstance(kw.get(name), bool):
             raise ValueError(f"{name} is not an integer")
     for name in ("get_usec", "put_usec"):
-        if not kw[name] or not all(isinstance(v, (int, float)) for v in kw[name]):
-            raise ValueError(f"{name} is not a list of numbers")
-    if kw["nr_pages"] < 1:
-        raise ValueError("nr_pages is not positive")
+        if not kw[name] or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in kw[name]
+        ):
+            raise ValueError(f"{name} is not a list of timings")
+    for name in ("size", "nr_pages", "nr_pages_per_call", "repeats", "threads"):
+        if kw[name] < 1:
+            raise ValueError(f"{name} is not positive")
+    # The samples are the record; the statistics are derived from them here,
+    # whatever the file says, so that compare and plot read the same numbers.
+    kw["get"], kw["put"] = Stats.of(kw["get_usec"]), Stats.of(kw["put_usec"])
+    kw["get_ns_per_page"] = kw["get"].median * 1000 / kw["nr_pages"]
+    kw["put_ns_per_page"] = kw["put"].median * 1000 / kw["nr_pages"]
     return RunResult(**kw)
 
 

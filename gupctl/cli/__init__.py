@@ -6,7 +6,10 @@ stays fast.  Every GupctlError becomes one line on stderr (see hints.py).
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
+from typing import Any
 
 import click
 
@@ -18,6 +21,30 @@ class Group(click.Group):
     and SIGINT, SIGTERM and SIGHUP into an unwinding exit with the shell's
     status, 128 + the signal (click would print "Aborted!" and exit 1)."""
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """click's main, but a usage error is one line naming --help, as every
+        other error is one line (click prints usage, a blank line and the error)."""
+        if kwargs.get("standalone_mode", True) is False:
+            return super().main(*args, **kwargs)
+        kwargs["standalone_mode"] = False
+        try:
+            status = super().main(*args, **kwargs)
+            sys.stdout.flush()  # here, not at exit: a full disk must be one line too
+        except OSError as e:
+            if e.errno not in _OUTPUT_ERRNOS:
+                raise
+            _output_failed(e)
+        except click.UsageError as e:
+            where = e.ctx.command_path if e.ctx else "gupctl"
+            _error(f"{e.format_message()} (see `{where} --help`)")
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            _error(e.format_message())
+            sys.exit(e.exit_code)
+        except click.Abort:
+            sys.exit(130)
+        sys.exit(status if isinstance(status, int) else 0)
+
     def invoke(self, ctx: click.Context) -> object:
         from gupctl.cli import signals
         from gupctl.errors import GupctlError
@@ -26,13 +53,32 @@ class Group(click.Group):
             with signals.unwinding():
                 return super().invoke(ctx)
         except GupctlError as e:
-            from gupctl import render
             from gupctl.cli.hints import hint
 
-            render.error(hint(e))
+            _error(hint(e))
             sys.exit(1)
         except KeyboardInterrupt as e:
             sys.exit(signals.exit_status(e))
+
+
+#: Errors of writing stdout: a closed pipe, a full or failing disk.
+_OUTPUT_ERRNOS = {errno.EPIPE, errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG}
+
+
+def _output_failed(e: OSError) -> None:
+    # Python would flush stdout again at exit and print "Exception ignored".
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if e.errno == errno.EPIPE:
+        sys.exit(1)  # the reader went away (`| head`): nothing to say
+    _error(f"cannot write the output: {os.strerror(e.errno or errno.EIO)}: "
+           "free space or redirect it elsewhere")  # fmt: skip
+    sys.exit(1)
+
+
+def _error(message: str) -> None:
+    from gupctl import render
+
+    render.error(message)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

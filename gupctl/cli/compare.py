@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from gupctl.cli.options import json_option
+from gupctl.cli.options import json_option, output_file
 
 DEFAULT_TITLE = "GUP cost per page against pages per call"
 
@@ -28,7 +28,8 @@ def compare(a: str, b: str, use_json: bool) -> None:
 
 @click.command()
 @click.argument("files", metavar="FILE.json...", nargs=-1, required=True)
-@click.option("-o", "--output", metavar="OUT.svg", help="Where to write the SVG ('-': stdout).")
+@click.option("-o", "--output", metavar="OUT.svg", callback=output_file,
+              help="Where to write the SVG ('-': stdout).")  # fmt: skip
 @click.option("--title", default=DEFAULT_TITLE, show_default=True)
 @json_option
 def plot(files: tuple[str, ...], output: str | None, title: str, use_json: bool) -> None:

@@ -138,6 +138,9 @@ def hint(err: errors.GupctlError) -> str:
         return NOT_FOUND[err.diagnosis].format(tried=", ".join(err.tried))
     if isinstance(err, errors.Truncated):
         return _truncated(err)
+    if isinstance(err, errors.DeviceError) and err.command == "identify":
+        return (f"{err.what}, not a gup_test file: pass --device /sys/kernel/debug/gup_test "
+                "or /dev/gup_test, or unset $GUPCTL_DEVICE")  # fmt: skip
     if isinstance(err, errors.DeviceError) and (err.errno, err.command) in DEVICE_COMMAND:
         return DEVICE_COMMAND[(err.errno, err.command)].format(path=err.path)
     if isinstance(err, errors.DeviceError) and err.errno in DEVICE:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import math
+import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -10,6 +12,14 @@ from typing import Any
 import click
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+#: No mapping can be larger than a process's address space: 47 bits on x86_64
+#: with 4-level page tables (and larger values overflow mmap's and
+#: ftruncate's arguments).
+MAX_SIZE = 1 << 47
+#: Threads each take a stack and a file reference: past this, -j is a typo.
+MAX_THREADS = 1024
+#: A billion ioctls take hours even natively: past this, -r is a typo.
+MAX_REPEATS = 10**9
 
 
 class Size(click.ParamType):
@@ -23,7 +33,44 @@ class Size(click.ParamType):
         m = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)(i?b)?\s*", str(value), re.IGNORECASE)
         if not m or int(m.group(1)) == 0:
             self.fail(f"{value!r} is not a size: use e.g. 4096, 64K, 128M or 1G", param, ctx)
-        return int(m.group(1)) * _UNITS[m.group(2).lower()]
+        size = int(m.group(1)) * _UNITS[m.group(2).lower()]
+        if size >= MAX_SIZE:
+            self.fail(f"{value!r} is more than a process can map (128T): use a smaller size",
+                      param, ctx)  # fmt: skip
+        return size
+
+
+class Seconds(click.ParamType):
+    """A time limit: a positive, finite number of seconds."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            seconds = math.nan
+        if not (0 < seconds < math.inf):
+            self.fail(f"{value!r} is not a time limit: give a positive number of seconds",
+                      param, ctx)  # fmt: skip
+        return seconds
+
+
+def output_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A callback for options naming a file to write: its directory must exist and be
+    writable now, before any work whose result would then be lost."""
+    if value is None or value == "-":
+        return value
+    parent = os.path.dirname(os.path.abspath(value))
+    if os.path.isdir(value):
+        raise click.BadParameter(f"{value} is a directory: name a file in it", ctx, param)
+    if not os.path.isdir(parent):
+        raise click.BadParameter(f"directory {parent} does not exist: create it first",
+                                 ctx, param)  # fmt: skip
+    if not os.access(parent, os.W_OK):
+        raise click.BadParameter(f"directory {parent} is not writable by this user",
+                                 ctx, param)  # fmt: skip
+    return value
 
 
 class PagesPerCall(click.ParamType):
@@ -99,6 +146,7 @@ def memory_options(f: Callable[..., Any]) -> Callable[..., Any]:
             raise click.UsageError("--create needs --file PATH")
         if kw["memfd"] and kw["file"]:
             raise click.UsageError("--memfd and --file exclude each other")
+        _check_file(kw["file"], kw["create"])
         kw["memory"] = MemorySpec(
             shared=kw.pop("shared"), file=kw.pop("file"), create=kw.pop("create"),
             memfd=kw.pop("memfd"),
@@ -110,6 +158,22 @@ def memory_options(f: Callable[..., Any]) -> Callable[..., Any]:
     for opt in reversed(opts):
         wrapper = opt(wrapper)
     return wrapper
+
+
+def _check_file(path: str | None, create: bool) -> None:
+    """--file before any work: there to map, or (--create) free to be made."""
+    if path is None:
+        return
+    if create:
+        if os.path.lexists(path):
+            raise click.UsageError(f"--file {path} exists and --create would replace it: "
+                                   "drop --create to map it, or name a new file")  # fmt: skip
+        if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise click.UsageError(f"--file {path}: its directory does not exist")
+    elif not os.path.exists(path):
+        raise click.UsageError(f"--file {path} does not exist: add --create to make it")
+    elif os.path.isdir(path):  # a device such as /dev/zero (upstream's default) maps
+        raise click.UsageError(f"--file {path} is a directory: name a file to map")
 
 
 def gup_flags_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -128,6 +192,9 @@ def gup_flags_option(f: Callable[..., Any]) -> Callable[..., Any]:
         from gupctl import flags
 
         spec, force = kw.pop("gup_flags"), kw.pop("force_flags")
+        if spec and not all(part.strip() for part in spec.split(",")):
+            what = f"{spec!r} has an empty flag name: separate names or numbers by single commas"
+            raise click.BadParameter(what, param_hint="--gup-flags")
         # A FlagsError raised here is a library error: hints.py lists the valid names.
         kw["gup_flags"] = flags.parse(spec, allow_internal=force) if spec else 0
         return f(*args, **kw)

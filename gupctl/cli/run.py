@@ -8,12 +8,15 @@ from typing import Any
 import click
 
 from gupctl.cli.options import (
+    MAX_REPEATS,
+    MAX_THREADS,
     PagesPerCall,
     Size,
     device_option,
     gup_flags_option,
     json_option,
     memory_options,
+    output_file,
 )
 
 
@@ -41,8 +44,10 @@ def _run_options(f: Any) -> Any:
         click.option("-n", "--nr-pages-per-call", "per_calls", type=ListOf(PagesPerCall()),
                      default="1", show_default=True,
                      help="Pages per GUP call, or 'all'; a list sweeps them."),
-        click.option("-r", "--repeats", type=click.IntRange(1), default=1, show_default=True),
-        click.option("-j", "--threads", type=click.IntRange(1), default=1, show_default=True,
+        click.option("-r", "--repeats", type=click.IntRange(1, MAX_REPEATS), default=1,
+                     show_default=True),
+        click.option("-j", "--threads", type=click.IntRange(1, MAX_THREADS), default=1,
+                     show_default=True,
                      help="Threads issuing ioctls on the same buffer in parallel."),
         click.option("-w/-W", "--write/--read-only", default=True, show_default=True,
                      help="Pass FOLL_WRITE, or not (OR'ed with --gup-flags)."),
@@ -102,6 +107,7 @@ def _execute(names: tuple[str, ...], check_balance: bool, use_json: bool, device
 @click.option(
     "--save",
     metavar="FILE",
+    callback=output_file,
     help="Also write the runs to FILE as JSON, for `gupctl compare` and `gupctl plot`.",
 )
 def bench(commands: tuple[str, ...], **kw: Any) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from gupctl.cli.options import NumaNode, Size, device_option, json_option
+from gupctl.cli.options import NumaNode, Seconds, Size, device_option, json_option, output_file
 
 
 @click.command()
@@ -23,7 +23,7 @@ from gupctl.cli.options import NumaNode, Size, device_option, json_option
 )
 @click.option(
     "--timeout",
-    type=float,
+    type=Seconds(),
     default=120,
     show_default=True,
     help="Seconds one case may take before it is marked failed.",
@@ -37,9 +37,11 @@ from gupctl.cli.options import NumaNode, Size, device_option, json_option
 @click.option(
     "--ext4-dir",
     metavar="DIR",
+    type=click.Path(exists=True, file_okay=False),
     help="A directory on ext4 for the longterm file cases (default: a loop image).",
 )
-@click.option("--junit", "junit_path", metavar="FILE", help="Also write JUnit XML here.")
+@click.option("--junit", "junit_path", metavar="FILE", callback=output_file,
+              help="Also write JUnit XML here.")  # fmt: skip
 @device_option
 @json_option
 def selftest(patterns: tuple[str, ...], list_only: bool, size: int, timeout: float,
@@ -54,13 +56,14 @@ def selftest(patterns: tuple[str, ...], list_only: bool, size: int, timeout: flo
     from gupctl import selftest as st
     from gupctl.render import ktap
 
+    cases = st.list_cases(patterns)
+    if not cases:
+        raise click.UsageError(f"no case matches {' '.join(patterns)} (see --list)")
     if list_only:
-        for case in st.list_cases(patterns):
+        for case in cases:
             sys.stdout.write(case.name + "\n")
         return
-    total = len(st.list_cases(patterns))
-    if total == 0:
-        raise click.UsageError(f"no case matches {' '.join(patterns)} (see --list)")
+    total = len(cases)
     counter = iter(range(1, total + 1))
 
     def progress(result: Any) -> None:

@@ -9,6 +9,8 @@ import sys
 
 import click
 
+from gupctl.cli.options import Seconds
+
 
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.option(
@@ -39,7 +41,7 @@ import click
     help="Give both NUMA nodes CPUs, as on most real machines: no memory-only node, no "
     "GUPCTL_NUMA_NODE, pins counted system-wide between control windows.",
 )
-@click.option("--timeout", type=float, default=1800, show_default=True, help="Seconds.")
+@click.option("--timeout", type=Seconds(), default=1800, show_default=True, help="Seconds.")
 @click.option(
     "--if-needed",
     is_flag=True,

@@ -18,7 +18,7 @@ def _one_line(stderr: str) -> str:
 def test_missing_file_not_created(gupctl, tmp_path) -> None:
     target = tmp_path / "absent"
     ran = gupctl("bench", "--file", str(target), check=False)
-    assert ran.returncode == 1 and "--create" in _one_line(ran.stderr)
+    assert ran.returncode == 2 and "--create" in _one_line(ran.stderr)  # a usage error
     assert not target.exists()
 
 
@@ -55,7 +55,16 @@ def test_kmod_size_limit_is_e2big(gupctl, node) -> None:
 def test_wrong_device_path(gupctl) -> None:
     ran = gupctl("bench", "--device", "/dev/null", check=False)
     assert ran.returncode == 1
-    assert "/dev/null" in _one_line(ran.stderr)
+    assert "/dev/null is the character device 1:3, not a gup_test file" in _one_line(ran.stderr)
+
+
+def test_real_devices_are_gup_test_files() -> None:
+    """identify() accepts what the kernel and the kmod serve (the oracle of the
+    wrong-device diagnosis): every gup_test file this VM has."""
+    from gupctl import device
+
+    found = [p for p in ("/sys/kernel/debug/gup_test", "/dev/gup_test") if Path(p).exists()]
+    assert found and all(device.identify(p) is None for p in found)
 
 
 def test_no_device_diagnosis(gupctl, tmp_path) -> None:

@@ -22,6 +22,7 @@ def patch_ioctl(monkeypatch: pytest.MonkeyPatch, fake) -> None:
     def prepare(self, command, arg=None):
         return lambda: fake(self, command, arg)
 
+    monkeypatch.setattr("gupctl.device.identify", lambda path: None)  # any file will do
     monkeypatch.setattr(Device, "ioctl", fake)
     monkeypatch.setattr(Device, "prepare", prepare)
     monkeypatch.setattr("gupctl.device._loop", None)  # the C loop would bypass `fake`

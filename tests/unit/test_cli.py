@@ -96,6 +96,7 @@ def test_open_errnos_become_hints(
 ) -> None:
     fake = tmp_path / "gup_test"
     fake.write_bytes(b"")
+    monkeypatch.setattr("gupctl.device.identify", lambda path: None)  # as if it were one
     for err, words in ((errno.EACCES, "run as root"), (errno.EPERM, "locked down")):
 
         def fail_open(path: str, flags: int, err: int = err) -> int:
@@ -112,7 +113,7 @@ def test_missing_file_without_create(cli: CliRunner, tmp_path) -> None:
     fake = tmp_path / "gup_test"
     fake.write_bytes(b"")
     result = cli.invoke(main, ["bench", "--device", str(fake), "--file", str(target)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage error, found before any work
     assert "--create" in result.stderr
     assert not target.exists()
 

@@ -95,7 +95,7 @@ def test_plot_cli(cli: CliRunner, tmp_path) -> None:
 
 @pytest.mark.parametrize(
     "args, code, words",
-    [([], 2, "-o OUT.svg is needed"), (["-o", "/no/such/dir/p.svg"], 1, "writable")],
+    [([], 2, "-o OUT.svg is needed"), (["-o", "/no/such/dir/p.svg"], 2, "does not exist")],
 )
 def test_plot_cli_errors(cli: CliRunner, tmp_path, args: list[str], code: int,
                          words: str) -> None:  # fmt: skip

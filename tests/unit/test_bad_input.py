@@ -1,0 +1,222 @@
+"""Bad input to every command: one line, the right status, nothing left behind.
+
+Each case runs the real `gupctl` in a child process (so that a traceback or an
+exit status is the real one) in a directory of its own, and checks:
+
+- stderr is exactly one line, `gupctl: error: ...`, holding the words that
+  name the problem (the value or option at fault) and the next step;
+- the exit status: 2 for a usage error (found before any work), 1 for the
+  rest;
+- no traceback, no "Exception ignored";
+- nothing left behind: the directory holds what it held before, and no QEMU
+  process was started.
+
+This machine has no gup_test: arguments must be refused before gupctl looks
+for one, and a wrong --device diagnosed as such.  The cases run in parallel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+def _doc(**run: object) -> str:
+    """A saved document (test_plot's sweep, a real RunResult) with one run changed."""
+    from test_plot import sweep
+
+    data = dataclasses.asdict(sweep())
+    data["results"] = [{**data["results"][0], **run}]
+    return json.dumps(data)
+
+
+#: Files each case's directory starts with (name -> bytes, or a kind).
+FILES = {
+    "list.json": b"[1, 2, 3]",
+    "deep.json": b"[" * 100_000 + b"]" * 100_000,
+    "latin1.json": "r\xe9sultats".encode("latin-1"),
+    "notjson.json": b"not json",
+    "empty.json": b"",
+    "nan.json": _doc(get_usec=[1, 2]).replace("[1, 2]", "[NaN, 2]").encode(),
+    "inf.json": _doc(put_usec=[1, 2]).replace("[1, 2]", "[Infinity, 2]").encode(),
+    "negative.json": _doc(get_usec=[-5, 2]).encode(),
+    "zero_per_call.json": _doc(nr_pages_per_call=0).encode(),
+    "string_size.json": _doc(size="1M").encode(),
+    "no_samples.json": _doc(get_usec=[]).encode(),
+    "no_results.json": _doc().replace('"results"', '"runs"').encode(),
+    "regular": b"",
+    "dir": "dir",
+    "fifo": "fifo",
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    argv: tuple[str, ...]
+    status: int
+    words: tuple[str, ...]  # each must appear in the one line
+    stdout: str | None = None  # a file to send stdout to (/dev/full)
+
+    @property
+    def id(self) -> str:
+        return " ".join(self.argv)[:70] + (" >" + self.stdout if self.stdout else "")
+
+
+def _cases() -> list[Case]:
+    cases: list[Case] = []
+
+    def add(status: int, words: str | tuple[str, ...], *argv: str, stdout: str | None = None):
+        cases.append(Case(argv, status, (words,) if isinstance(words, str) else words, stdout))
+
+    # Sizes, for every command that takes one.
+    for command in (("bench",), ("test",), ("dump", "0"), ("longterm", "start"),
+                    ("longterm", "read"), ("selftest",)):  # fmt: skip
+        for bad, words in (("0", "is not a size"), ("-1", "is not a size"),
+                           ("abc", "is not a size"), ("1X", "is not a size"),
+                           ("99999999999999999999999", "more than a process can map"),
+                           ("200T", "more than a process can map")):  # fmt: skip
+            add(2, ("--size", words), *command, "-s", bad)
+    for command in ("bench", "test"):
+        add(2, ("--size", "'' is not a size"), command, "-s", "4K,")
+        for bad in ("0", "abc", "-2"):
+            add(2, ("--nr-pages-per-call", "page count"), command, "-n", bad)
+        for bad in ("0", "99999999999", "x"):
+            add(2, "--repeats", command, "-r", bad)
+        for bad in ("0", "100000", "x"):
+            add(2, "--threads", command, "-j", bad)
+    # FOLL_* names.
+    for command in (("bench",), ("test",), ("dump", "0")):
+        for bad in (",,,", "write,,force", ","):
+            add(2, ("--gup-flags", "empty flag name"), *command, "--gup-flags", bad)
+        for bad in ("nosuch", "0xzz"):
+            add(1, (f"unknown GUP flag '{bad}'", "this kernel's flags"), *command,
+                "--gup-flags", bad)  # fmt: skip
+        add(1, ("foll_pin", "--force-flags"), *command, "--gup-flags", "foll_pin")
+    for command in ("bench", "selftest"):
+        for bad in ("99", "-1", "x"):
+            add(2, ("--numa-node", "is not a NUMA node"), command, "--numa-node", bad)
+    # Devices that are not gup_test files.
+    for path, words in (("/dev/null", "the character device 1:3"),
+                        ("/dev/zero", "the character device 1:5"),
+                        ("regular", "a regular file outside debugfs"), ("fifo", "a fifo"),
+                        ("dir", "a directory")):  # fmt: skip
+        for command in ("bench", "test"):
+            add(1, (words, "not a gup_test file", "--device"), command, "--device", path)
+    add(1, ("does not exist", "--device"), "bench", "--device", "nonexistent")
+    # Backing files.
+    add(2, ("does not exist", "add --create"), "bench", "--file", "absent")
+    add(2, ("exists", "drop --create"), "bench", "--file", "regular", "--create")
+    add(2, ("is a directory",), "bench", "--file", "dir")
+    add(2, ("its directory does not exist",), "bench", "--file", "no/such", "--create")
+    add(2, ("--create needs --file",), "test", "--create")
+    add(2, ("--memfd and --file",), "bench", "--memfd", "--file", "regular")
+    # Output files: refused before the work whose result they would hold.
+    add(2, ("--save", "does not exist"), "bench", "--save", "no/such.json")
+    add(2, ("--save", "is a directory"), "bench", "--save", "dir")
+    add(2, ("--junit", "does not exist"), "selftest", "--junit", "no/such.xml")
+    add(2, ("--output", "does not exist"), "plot", "list.json", "-o", "no/such.svg")
+    # selftest.
+    add(2, ("no case matches zzz*",), "selftest", "--list", "zzz*")
+    add(2, ("no case matches nosuch",), "selftest", "nosuch")
+    for bad in ("-1", "0", "nan", "inf", "x"):
+        add(2, ("--timeout", "positive number of seconds"), "selftest", "--timeout", bad)
+    add(2, ("--ext4-dir", "does not exist"), "selftest", "--ext4-dir", "absent")
+    # vm: refused before QEMU starts.
+    for bad in ("-1", "nan"):
+        add(2, ("--timeout", "positive number of seconds"), "vm", "--timeout", bad, "--", "true")
+    add(1, ("'nosuch'", "kernel series"), "vm", "--kernel", "nosuch", "--", "true")
+    add(2, ("--lockdown", "nosuch"), "vm", "--lockdown", "nosuch", "--", "true")
+    add(2, ("Missing argument",), "vm")
+    # Saved results.
+    for name, words in (("list.json", "not a gupctl-bench/1 document"),
+                        ("deep.json", "nests too deeply"), ("latin1.json", "not UTF-8"),
+                        ("notjson.json", "is not JSON"), ("empty.json", "is not JSON"),
+                        ("nan.json", "NaN"), ("inf.json", "Infinity"),
+                        ("negative.json", "get_usec is not a list of timings"),
+                        ("zero_per_call.json", "nr_pages_per_call is not positive"),
+                        ("string_size.json", "size is not an integer"),
+                        ("no_samples.json", "get_usec is not a list of timings"),
+                        ("no_results.json", "missing or malformed field"),
+                        ("absent.json", "does not exist"), ("dir", "cannot read")):  # fmt: skip
+        add(1, (name.removesuffix(".json"), words), "compare", name, name)
+        add(1, (name.removesuffix(".json"), words), "plot", name, "--json")
+    # The rest.
+    add(1, ("unknown machine 'nosuch'", "use one of"), "abi", "--machine", "nosuch")
+    add(2, ("No such command 'nosuch'", "--help"), "kmod", "nosuch")
+    add(2, ("No such option '--nosuch'", "--help"), "doctor", "--nosuch")
+    add(2, ("No such command", "--help"), "nosuch")
+    add(2, ("--hold",), "longterm", "start", "--hold", "-1")
+    add(2, ("at most 8 pages",), "dump", *map(str, range(9)))
+    add(1, ("cannot write the output", "No space left on device"), "abi", stdout="/dev/full")
+    add(1, ("cannot write the output",), "abi", "--json", stdout="/dev/full")
+    return cases
+
+
+CASES = _cases()
+
+
+def _populate(where: Path) -> None:
+    for name, content in FILES.items():
+        if content == "dir":
+            (where / name).mkdir()
+        elif content == "fifo":
+            os.mkfifo(where / name)
+        else:
+            assert isinstance(content, bytes)
+            (where / name).write_bytes(content)
+
+
+def _qemus() -> set[str]:
+    out = subprocess.run(["pgrep", "-f", "qemu-system"], capture_output=True, text=True)
+    return set(out.stdout.split())
+
+
+def _run(case: Case, where: Path) -> tuple[int, str, list[str]]:
+    _populate(where)
+    before = sorted(os.listdir(where))
+    out = open(case.stdout, "w") if case.stdout else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        proc = subprocess.run([sys.executable, "-m", "gupctl", *case.argv], cwd=where,
+                              stdout=out, stderr=subprocess.PIPE, text=True, timeout=60,
+                              env={**os.environ, "GUPCTL_DEVICE": "", "NO_COLOR": "1",
+                                   "COLUMNS": "200"})  # fmt: skip
+    finally:
+        if case.stdout:
+            out.close()  # type: ignore[union-attr]
+    left = sorted(set(os.listdir(where)) - set(before))
+    return proc.returncode, proc.stderr, left
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[Case, tuple[int, str, list[str]]]:
+    """Every case, run in parallel, each in a directory of its own."""
+    qemus = _qemus()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = {c: pool.submit(_run, c, tmp_path_factory.mktemp("case")) for c in CASES}
+        results = {c: f.result() for c, f in futures.items()}
+    assert _qemus() <= qemus, "a bad-input case started QEMU"
+    return results
+
+
+def test_at_least_80_cases() -> None:
+    assert len(CASES) >= 80 and len({c.id for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_bad_input(case: Case, outcomes) -> None:
+    status, stderr, left = outcomes[case]
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gupctl: error: "), stderr
+    assert status == case.status, stderr
+    for words in case.words:
+        assert words in lines[0], f"{words!r} not in {lines[0]!r}"
+    assert left == [], f"left behind: {left}"
