@@ -253,3 +253,9 @@ BY_NAME = {c.name.lower(): c for c in COMMANDS}
 PIN_COMMANDS = frozenset({PIN_FAST_BENCHMARK, PIN_LONGTERM_BENCHMARK, PIN_BASIC_TEST})
 
 STRUCTS = ("struct gup_test", "struct pin_longterm_test")
+
+
+def per_call_label(nr_pages_per_call: int, nr_pages: int) -> str:
+    """nr_pages_per_call as tables and labels show it: "all" when one GUP call
+    covers the whole range (gup_test never asks for more than remain)."""
+    return "all" if nr_pages_per_call >= nr_pages else str(nr_pages_per_call)

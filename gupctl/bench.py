@@ -19,9 +19,6 @@ from gupctl.device import Device
 from gupctl.errors import GupctlError, Truncated
 from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec
 
-BENCHMARKS = (abi.GUP_FAST_BENCHMARK, abi.PIN_FAST_BENCHMARK, abi.PIN_LONGTERM_BENCHMARK)
-BASIC_TESTS = (abi.GUP_BASIC_TEST, abi.PIN_BASIC_TEST)
-
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -44,8 +41,7 @@ class RunSpec:
     @property
     def label(self) -> str:
         """A short name for progress lines, e.g. 'pin_fast_benchmark 4 MiB n=512'."""
-        per_call = "all" if self.nr_pages_per_call >= self.size // PAGE_SIZE else (
-            str(self.nr_pages_per_call))  # fmt: skip
+        per_call = abi.per_call_label(self.nr_pages_per_call, self.size // PAGE_SIZE)
         return f"{self.command.name.lower()} {self.size / (1 << 20):g} MiB n={per_call}"
 
 

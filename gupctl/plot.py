@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
-from gupctl.errors import ResultsError
+from gupctl import output
 from gupctl.results import SavedResults
 
 # Tableau 10: distinguishable, and still apart when printed in grey.
@@ -217,8 +217,4 @@ def write(text: str, path: str) -> None:
     if path == "-":
         sys.stdout.write(text)
         return
-    try:
-        with open(path, "w") as f:
-            f.write(text)
-    except OSError as e:
-        raise ResultsError(f"cannot write {path}", path, "write", e.errno) from e
+    output.write_file(path, text)

@@ -13,14 +13,13 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import os
 import platform
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gupctl import __version__
+from gupctl import __version__, output
 from gupctl.bench import RunResult, Stats
 from gupctl.errors import ResultsError
 from gupctl.vmstat import Balance
@@ -53,15 +52,7 @@ def document(results: list[RunResult], device: str) -> SavedResults:
 
 def save(doc: SavedResults, path: str) -> None:
     """Write `doc` to `path` as JSON; a reader never sees a half-written file."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w") as f:
-            f.write(json.dumps(dataclasses.asdict(doc), indent=2) + "\n")
-        os.replace(tmp, path)
-    except OSError as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise ResultsError(f"cannot write {path}", path, "write", e.errno) from e
+    output.write_file(path, json.dumps(dataclasses.asdict(doc), indent=2) + "\n")
 
 
 def load(path: str) -> SavedResults:

@@ -79,6 +79,7 @@ def selftest(patterns: tuple[str, ...], list_only: bool, size: int, timeout: flo
     else:
         sys.stdout.write(ktap.ktap_totals(report))
     if junit_path:
-        with open(junit_path, "wb") as f:
-            f.write(ktap.junit(report))
+        from gupctl.output import write_file
+
+        write_file(junit_path, ktap.junit(report))
     sys.exit(report.exit_code)

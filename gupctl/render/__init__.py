@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from gupctl import abi
 from gupctl.abi_report import AbiReport
 from gupctl.bench import RunResult
 from gupctl.doctor import Report as DoctorReport
@@ -159,7 +160,7 @@ def _runs(results: list[RunResult]) -> Table:
     for col in ("get µs min/med/max", "put µs min/med/max", "ns/page get/put"):
         t.add_column(col, justify="right")
     for r in results:
-        per_call = "all" if r.nr_pages_per_call >= r.nr_pages else str(r.nr_pages_per_call)
+        per_call = abi.per_call_label(r.nr_pages_per_call, r.nr_pages)
         t.add_row(
             r.command, r.backing, f"{r.size / (1 << 20):g}", per_call,
             f"{r.repeats}×{r.threads}", "write" if r.write else "read",
@@ -279,7 +280,7 @@ def _read(r: ReadResult) -> Table:
 
 
 def _key_cells(k: RunKey) -> list[str]:
-    per_call = "all" if k.pages_per_call >= k.size // PAGE_SIZE else str(k.pages_per_call)
+    per_call = abi.per_call_label(k.pages_per_call, k.size // PAGE_SIZE)
     mode = "write" if k.write else "read"
     return [k.command, k.backing, f"{k.size / (1 << 20):g}", per_call, mode, str(k.threads)]
 

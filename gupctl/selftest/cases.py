@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gupctl import abi
+from gupctl.release import version
 
 GUP_COMMANDS = {
     "gup_fast": abi.GUP_FAST_BENCHMARK,
@@ -97,12 +98,7 @@ def longterm_should_work(backing: str, shared: bool, write: bool, release: str) 
     mappings" and its GUP-fast twin); before that, nothing checked."""
     if not shared or not write or backing != "ext4":
         return True
-    return _version(release) < (6, 5)
-
-
-def _version(release: str) -> tuple[int, int]:
-    major, minor = release.split(".")[:2]
-    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
+    return version(release)[:2] < (6, 5)
 
 
 def cow_cases() -> list[Case]:

@@ -235,25 +235,6 @@ def execute(p: Plan, timeout: float = 1800) -> VmResult:
     return result
 
 
-def run(
-    command: list[str],
-    kernel: str | None = None,
-    use_kmod: bool = True,
-    timeout: float = 1800,
-    cwd: str | None = None,
-    env: dict[str, str] | None = None,
-    machine: qemu.Machine | None = None,
-    lockdown: str | None = None,
-) -> VmResult:
-    """Run `command` in a VM on `kernel` (default Debian 6.12) with the kmod loaded.
-
-    The host root is visible read-only, so the project and its Python
-    environment are too; /tmp is scratch.  Returns the command's status plus
-    any kernel problems; raises VmError if the VM cannot be prepared or is lost.
-    """
-    return execute(plan(command, kernel, use_kmod, cwd, env, machine, lockdown), timeout)
-
-
 def problems(log: str) -> list[str]:
     """The lines of a console log or dmesg that fail a run (PROBLEM), once each."""
     return sorted({line.strip() for line in kmsg.problems(log.splitlines(), PROBLEM)})
