@@ -36,8 +36,10 @@ def selftest(patterns: tuple[str, ...] = (), device: str | None = None,
     selected = list_cases(patterns)
     needs_ext4 = any(c.params.get("backing") == "ext4" for c in selected)
     exact = node is not None and vmstat.can_refresh()
-    with scratch_ext4() if needs_ext4 and ext4_dir is None else nullcontext(ext4_dir) as ext4:
-        env = Env(path, size, node, os.uname().release, ext4, exact_counts=exact)
+    given = nullcontext((ext4_dir, "the ext4 cases were not selected"))
+    with scratch_ext4() if needs_ext4 and ext4_dir is None else given as (ext4, no_ext4):
+        env = Env(path, size, node, os.uname().release, ext4, exact_counts=exact,
+                  no_ext4=no_ext4)  # fmt: skip
         if exact:
             return run(selected, env, timeout, progress)
         report, pins = _windowed(lambda: run(selected, env, timeout, progress), node)

@@ -33,6 +33,8 @@ class Env:
     #: (root).  Elsewhere they are not judged per case; selftest() checks the
     #: whole run's balance between quiet control windows instead.
     exact_counts: bool = True
+    #: Why ext4_dir is None: the step of making one that failed.
+    no_ext4: str = ""
 
 
 @dataclass
@@ -50,9 +52,22 @@ def run_case(case: Case, env: Env) -> Outcome:
         )
 
 
-def _skip_if_no_hugepages(e: MappingError, spec: MemorySpec) -> Outcome:
-    if spec.hugetlb and e.errno in (errno.ENOMEM, errno.EINVAL, errno.ENOSPC):
-        return Outcome("skip", f"not enough free hugetlb pages ({e})")
+def _skip_if_no_hugepages(e: MappingError, spec: MemorySpec, length: int) -> Outcome:
+    """A skip when the pool of huge pages is what is missing (fewer free than
+    `length` bytes need); anything else (an EINVAL for a size the pool has,
+    say) stays the case's failure."""
+    if not spec.hugetlb or e.errno not in (errno.ENOMEM, errno.EINVAL, errno.ENOSPC):
+        raise e
+    size = spec.hugetlb_size or hugetlb_page_size()
+    pool = f"/sys/kernel/mm/hugepages/hugepages-{size // 1024}kB"
+    try:
+        with open(f"{pool}/free_hugepages") as f:
+            free = int(f.read())
+    except OSError:
+        return Outcome("skip", f"no pool of {size // 1024} kB huge pages ({e})")
+    if free * size < length:
+        return Outcome("skip", f"{free} free {size // 1024} kB huge pages, {length} bytes "
+                       f"needed ({pool}/nr_hugepages)")  # fmt: skip
     raise e
 
 
@@ -67,7 +82,7 @@ def _gup(dev: Device, case: Case, env: Env) -> Outcome:
     try:
         result = bench.run(dev, run)
     except MappingError as e:
-        return _skip_if_no_hugepages(e, spec)
+        return _skip_if_no_hugepages(e, spec, env.size)
     except Truncated as e:
         return Outcome("fail", f"truncated: kernel covered {e.got} of {e.asked} bytes")
     b = result.balance
@@ -117,7 +132,7 @@ def _longterm(dev: Device, case: Case, env: Env) -> Outcome:
     p = case.params
     backing, shared, write = str(p["backing"]), bool(p["shared"]), bool(p["write"])
     if backing == "ext4" and env.ext4_dir is None:
-        return Outcome("skip", "no ext4 filesystem (run as root with mkfs.ext4, or --ext4-dir)")
+        return Outcome("skip", f"no ext4 filesystem ({env.no_ext4}; or pass --ext4-dir)")
     spec, size = _longterm_spec(case, env)
     expected = longterm_should_work(backing, shared, write, env.release)
     before = vmstat.snapshot(env.node)
@@ -127,7 +142,7 @@ def _longterm(dev: Device, case: Case, env: Env) -> Outcome:
                 mapping.protect_readonly()  # as gup_longterm.c does for R/O pins
             worked = _try_longterm_pin(dev, mapping, write, bool(p["fast"]))
     except MappingError as e:
-        return _skip_if_no_hugepages(e, spec)
+        return _skip_if_no_hugepages(e, spec, size)
     after = vmstat.snapshot(env.node)
     pinned = size // PAGE_SIZE if worked else 0
     balance = vmstat.Balance.between(before, after, pinned)
@@ -175,7 +190,7 @@ def _cow(dev: Device, case: Case, env: Env) -> Outcome:
     try:
         mapping = Mapping(spec, size)
     except MappingError as e:
-        return _skip_if_no_hugepages(e, spec)
+        return _skip_if_no_hugepages(e, spec, size)
     child = _fork_sharer() if p["fork"] else None
     try:
         mapping.fill(0x55)

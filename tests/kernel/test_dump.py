@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 from conftest import oracle_counters
 
+from gupctl import kmsg
+
 THP_ENABLED = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
 
-def _dmesg() -> list[str]:
-    return subprocess.run(["dmesg"], capture_output=True, text=True).stdout.splitlines()
-
-
 def _dump(gupctl, node, *args: str) -> tuple[dict, int, int, list[str]]:
-    """Run `gupctl dump --json`; also the node's pin deltas and the new dmesg lines."""
-    log = _dmesg()
-    before = oracle_counters(node)
-    data = gupctl("dump", "--json", *args).json()
-    after = oracle_counters(node)
-    return data, after[0] - before[0], after[1] - before[1], _dmesg()[len(log) :]
+    """Run `gupctl dump --json`; also the node's pin deltas and the kernel log
+    lines it caused (read from /dev/kmsg on our own, not through gupctl)."""
+    log = kmsg.KernelLog()
+    try:
+        before = oracle_counters(node)
+        data = gupctl("dump", "--json", *args).json()
+        after = oracle_counters(node)
+        return data, after[0] - before[0], after[1] - before[1], log.read_new()
+    finally:
+        log.close()
 
 
 def test_pin_two_small_pages(gupctl, node) -> None:
@@ -30,6 +31,7 @@ def test_pin_two_small_pages(gupctl, node) -> None:
     pages = data["pages"]
     assert [p["index"] for p in pages] == [0, 19] and data["missing"] == []
     assert all(p["refcount"] >= 1 for p in pages)
+    assert all(p["pfn"] > 0 for p in pages), "pfn 0 is no page of ours: a field not parsed"
     assert pages[1]["pfn"] != pages[0]["pfn"]
     assert pages[1]["user_addr"] - pages[0]["user_addr"] == 19 * 4096
     # dmesg, read on its own, holds the same pages under the same headers.
@@ -76,7 +78,7 @@ def test_gup_flags_are_this_kernels_numbers(gupctl, node, tmp_path) -> None:
 
 
 def test_internal_flag_refused_before_the_kernel_sees_it(gupctl) -> None:
-    log = _dmesg()
-    ran = gupctl("dump", "0", "--pin", "--gup-flags", "pin", check=False)
-    assert ran.returncode == 1 and "--force-flags" in ran.stderr
-    assert not [line for line in _dmesg()[len(log) :] if "---- page #" in line]
+    with kmsg.KernelLog() as log:
+        ran = gupctl("dump", "0", "--pin", "--gup-flags", "pin", check=False)
+        assert ran.returncode == 1 and "--force-flags" in ran.stderr
+        assert not [line for line in log.read_new() if "---- page #" in line]

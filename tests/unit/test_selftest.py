@@ -108,3 +108,14 @@ def test_runner_passes_the_verdict_through(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(runner, "run_case", lambda case, env: verdict)
     result = runner.run_one(cases.Case("x", "gup"), ENV, timeout=10, log=None)
     assert (result.status, result.reason, result.details) == ("skip", "no hugetlb pages", {"n": 1})
+
+
+def test_ext4_skip_names_the_missing_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ext4 is a skip that says which step failed, not always "mkfs"."""
+    from gupctl.selftest import resources
+
+    monkeypatch.setattr(resources.shutil, "which", lambda name: None)
+    with resources.scratch_ext4() as (where, why):
+        assert where is None and why == "mkfs.ext4 is not installed (e2fsprogs)"
+    assert resources._run("false") == "false failed: exit status 1"
+    assert resources._run("ls", "/nonexistent").startswith("ls failed: ls: cannot access")
