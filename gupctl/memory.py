@@ -10,11 +10,11 @@ from __future__ import annotations
 import errno
 import mmap
 import os
-import platform
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from gupctl import numa
 from gupctl._libc import MAP_FAILED, ffi, lib
 from gupctl.errors import MappingError
 
@@ -23,11 +23,6 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 MAP_HUGETLB = 0x40000
 # MAP_HUGE_* / MFD_HUGE_*: log2 of the huge page size in bits 26-31.
 MAP_HUGE_SHIFT = 26
-MPOL_BIND = 2
-# __NR_mbind, __NR_set_mempolicy: glibc has no wrappers (libnuma does);
-# x86_64, aarch64/riscv (asm-generic), i386.
-_NR_MBIND = {"x86_64": 237, "aarch64": 235, "riscv64": 235, "i686": 274, "i386": 274}
-_NR_SET_MEMPOLICY = {"x86_64": 238, "aarch64": 237, "riscv64": 237, "i686": 276, "i386": 276}
 
 
 @dataclass(frozen=True)
@@ -70,31 +65,6 @@ def thp_size() -> int:
         return int(path.read_text())
     except (OSError, ValueError):
         return 2 << 20
-
-
-def _nodemask(node: int) -> tuple[object, int]:
-    maxnode = max(64, node + 1)
-    mask = ffi.new("unsigned long[]", (maxnode + 63) // 64)
-    mask[node // 64] = 1 << (node % 64)
-    return mask, maxnode + 1  # the kernel takes one more than the bits it reads
-
-
-def _syscall_nr(table: dict[str, int], what: str) -> int:
-    nr = table.get(platform.machine())
-    if nr is None:
-        raise MappingError(f"{what} on {platform.machine()}", errno.ENOSYS)
-    return nr
-
-
-def bind_task(node: int) -> None:
-    """set_mempolicy(MPOL_BIND, node): everything this task allocates from now on,
-    page cache included (which mbind() of a file mapping does not steer)."""
-    mask, maxnode = _nodemask(node)
-    nr = _syscall_nr(_NR_SET_MEMPOLICY, "set_mempolicy")
-    ret = lib.syscall(ffi.cast("long", nr), ffi.cast("long", MPOL_BIND), mask,
-                      ffi.cast("unsigned long", maxnode))  # fmt: skip
-    if ret < 0:
-        raise MappingError(f"set_mempolicy to NUMA node {node}", ffi.errno)
 
 
 def hugetlb_sizes() -> list[int]:
@@ -207,18 +177,9 @@ class Mapping:
         self._call(lib.mprotect(self._ptr(), self.size, mmap.PROT_READ), "mprotect")
 
     def _bind(self, node: int) -> None:
-        mask, maxnode = _nodemask(node)
-        nr = _syscall_nr(_NR_MBIND, "mbind")
-        ret = lib.syscall(
-            ffi.cast("long", nr),
-            ffi.cast("unsigned long", self.addr),
-            ffi.cast("unsigned long", self.size),
-            ffi.cast("long", MPOL_BIND),
-            mask,
-            ffi.cast("unsigned long", maxnode),
-            ffi.cast("long", 0),
-        )
-        self._call(ret, f"mbind to NUMA node {node}")
+        err = numa.bind_range(self.addr, self.size, node)
+        if err:
+            raise MappingError(f"mbind to NUMA node {node}", err, self.spec.describe())
 
     def _ptr(self) -> object:
         return ffi.cast("void *", self.addr)

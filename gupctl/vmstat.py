@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from gupctl import numa
 from gupctl.errors import GupctlError
 
 ACQUIRED = "nr_foll_pin_acquired"
 RELEASED = "nr_foll_pin_released"
 PROC_VMSTAT = Path("/proc/vmstat")
-NODE_ROOT = Path("/sys/devices/system/node")
 STAT_REFRESH = Path("/proc/sys/vm/stat_refresh")
 
 
@@ -53,20 +52,6 @@ def can_refresh() -> bool:
     return os.access(STAT_REFRESH, os.W_OK)
 
 
-def nodes() -> list[int]:
-    """The NUMA nodes with a vmstat file, in order."""
-    found = (re.fullmatch(r"node(\d+)", p.name) for p in NODE_ROOT.glob("node*"))
-    return sorted(int(m.group(1)) for m in found if m)
-
-
-def node_has_cpus(node: int) -> bool:
-    """Whether `node` has CPUs (a memory-only node has none)."""
-    try:
-        return bool((NODE_ROOT / f"node{node}" / "cpulist").read_text().strip())
-    except OSError:
-        return False
-
-
 @dataclass(frozen=True)
 class PinCounters:
     """One reading of the two counters; `scope` is 'system' or 'nodeN'."""
@@ -84,7 +69,7 @@ def snapshot(node: int | None = None, do_refresh: bool = True) -> PinCounters:
     if node is None:
         scope, values = "system", read(PROC_VMSTAT)
     else:
-        scope, values = f"node{node}", read(NODE_ROOT / f"node{node}" / "vmstat")
+        scope, values = f"node{node}", read(numa.NODE_ROOT / f"node{node}" / "vmstat")
     if ACQUIRED not in values:
         # Before v5.7 ("mm/gup: track FOLL_PIN pages") there is nothing to read.
         raise GupctlError(
@@ -99,7 +84,7 @@ def snapshot_all() -> list[PinCounters]:
     """System-wide counters, then each node's (one refresh for all)."""
     refreshed = refresh()
     out = [snapshot(None, do_refresh=False)]
-    out += [snapshot(n, do_refresh=False) for n in nodes()]
+    out += [snapshot(n, do_refresh=False) for n in numa.nodes()]
     return [
         PinCounters(
             c.scope, c.nr_foll_pin_acquired, c.nr_foll_pin_released, c.outstanding, refreshed

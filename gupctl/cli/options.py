@@ -96,20 +96,20 @@ class NumaNode(click.ParamType):
     name = "node"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> int | None:
-        from gupctl import vmstat
+        from gupctl import numa
 
         if value is None or isinstance(value, int):
             return value
         if str(value) == "auto":
-            memory_only = [n for n in vmstat.nodes() if not vmstat.node_has_cpus(n)]
+            memory_only = numa.memory_only_nodes()
             if not memory_only:
                 self.fail(
                     "'auto' needs a memory-only NUMA node and this machine has none", param, ctx
                 )
             return memory_only[0]
-        if str(value).isdigit() and int(value) in vmstat.nodes():
+        if str(value).isdigit() and int(value) in numa.nodes():
             return int(value)
-        self.fail(f"{value!r} is not a NUMA node here (nodes: {vmstat.nodes()})", param, ctx)
+        self.fail(f"{value!r} is not a NUMA node here (nodes: {numa.nodes()})", param, ctx)
 
 
 def json_option(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from gupctl import vmstat
+from gupctl import numa
 from gupctl.doctor.facts import Facts, package_fix
 from gupctl.doctor.rows import OK, WARN, Check
 from gupctl.vm import qemu
@@ -24,25 +24,14 @@ def numa_row(f: Facts) -> Check:
     why = ("`--numa-node auto` counts pins on it, where nothing else pins; without one "
            "`--check-balance` counts system-wide, with quiet control windows around the run, "
            "and says exact only when they were quiet")  # fmt: skip
-    nodes = vmstat.nodes()
-    memory_only = [n for n in nodes if not vmstat.node_has_cpus(n)]
+    memory_only = numa.memory_only_nodes()
     if not memory_only:
-        listed = ", ".join(map(str, nodes)) or "none in sysfs"
+        listed = ", ".join(map(str, numa.nodes())) or "none in sysfs"
         return Check(name, False, WARN, f"none (nodes: {listed}, all with CPUs)", None, why)
     n = memory_only[0]
-    size = _node_mib(n)
+    size = numa.node_mib(n)
     found = f"node {n}: no CPUs" + (f", {size} MiB" if size is not None else "")
     return Check(name, False, OK, found, None, why)
-
-
-def _node_mib(node: int) -> int | None:
-    try:
-        for line in (vmstat.NODE_ROOT / f"node{node}" / "meminfo").read_text().splitlines():
-            if "MemTotal:" in line:
-                return int(line.split()[-2]) // 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def thp_row(f: Facts) -> Check:

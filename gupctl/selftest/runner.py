@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from gupctl import kmsg, process
-from gupctl.memory import bind_task
+from gupctl.numa import bind_task
 from gupctl.selftest.cases import Case
 from gupctl.selftest.execute import Env, Outcome, run_case
 from gupctl.vmstat import Balance

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from conftest import oracle_counters
 
-from gupctl import balance, vmstat
+from gupctl import balance, numa
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("GUPCTL_NUMA_NODE")),
@@ -143,8 +143,8 @@ def pinner() -> Iterator[Pinner]:
 
 
 def test_machine_has_no_memory_only_node() -> None:
-    nodes = vmstat.nodes()
-    assert nodes and all(vmstat.node_has_cpus(n) for n in nodes), nodes
+    nodes = numa.nodes()
+    assert nodes and all(numa.node_has_cpus(n) for n in nodes), nodes
 
 
 def _check_quiet_exact(runs: list[dict], sampler: Sampler) -> None:

@@ -74,7 +74,7 @@ def run32(
     """Run an i386 client with its memory bound to `node`, and if asked with
     /dev/gup_test bind-mounted over the debugfs file in a mount namespace of
     its own: both set up in the child between fork and exec."""
-    from gupctl.memory import bind_task
+    from gupctl.numa import bind_task
 
     libc = ctypes.CDLL(None, use_errno=True)
 

@@ -29,7 +29,7 @@ from fuzz import GUP_STRUCT, PAGE, WARNS, Arena, Fuzzer, Op
 
 from gupctl import abi, flags, kmsg, process
 from gupctl.device import locate
-from gupctl.memory import bind_task
+from gupctl.numa import bind_task
 
 SEED = int(os.environ.get("GUPCTL_FUZZ_SEED") or random.randrange(1 << 32))
 IOCTLS = int(os.environ.get("GUPCTL_FUZZ_IOCTLS") or 10_000)

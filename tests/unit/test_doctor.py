@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from gupctl import device, doctor, module, vmstat
+from gupctl import device, doctor, module, numa
 from gupctl.cli import main
 from gupctl.doctor import facts, optional, rows
 from gupctl.vm import qemu
@@ -64,7 +64,7 @@ class Machine:
                             root / "sys/kernel/mm/transparent_hugepage/enabled")  # fmt: skip
         monkeypatch.setattr(optional, "HUGEPAGES", root / "sys/kernel/mm/hugepages")
         monkeypatch.setattr(optional, "DEV_KVM", root / "dev/kvm")
-        monkeypatch.setattr(vmstat, "NODE_ROOT", root / "sys/devices/system/node")
+        monkeypatch.setattr(numa, "NODE_ROOT", root / "sys/devices/system/node")
         monkeypatch.setattr(device, "DEBUGFS_PATH", str(root / "sys/kernel/debug/gup_test"))
         monkeypatch.setattr(device, "MISC_PATH", str(root / "dev/gup_test"))
         monkeypatch.setattr(facts, "whoami", lambda: (self.user, self.is_root, self.groups))

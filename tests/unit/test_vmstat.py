@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gupctl import vmstat
+from gupctl import numa, vmstat
 from gupctl.errors import GupctlError
 
 
@@ -20,7 +20,7 @@ def fake_sys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         (node / "vmstat").write_text(f"nr_foll_pin_acquired {7 + n}\nnr_foll_pin_released 7\n")
         (node / "cpulist").write_text(cpus + "\n")
     monkeypatch.setattr(vmstat, "PROC_VMSTAT", tmp_path / "vmstat")
-    monkeypatch.setattr(vmstat, "NODE_ROOT", tmp_path / "node")
+    monkeypatch.setattr(numa, "NODE_ROOT", tmp_path / "node")
     monkeypatch.setattr(vmstat, "STAT_REFRESH", tmp_path / "no" / "stat_refresh")
     return tmp_path
 
@@ -34,8 +34,8 @@ def test_snapshot_system_and_nodes(fake_sys: Path) -> None:
 
 
 def test_memory_only_node(fake_sys: Path) -> None:
-    assert vmstat.nodes() == [0, 1]
-    assert vmstat.node_has_cpus(0) and not vmstat.node_has_cpus(1)
+    assert numa.nodes() == [0, 1] and numa.memory_only_nodes() == [1]
+    assert numa.node_has_cpus(0) and not numa.node_has_cpus(1)
 
 
 def test_balance_exact_and_not() -> None:
