@@ -174,9 +174,22 @@ def _populate(where: Path) -> None:
             (where / name).write_bytes(content)
 
 
-def _qemus() -> set[str]:
-    out = subprocess.run(["pgrep", "-f", "qemu-system"], capture_output=True, text=True)
-    return set(out.stdout.split())
+MARK = f"GUPCTL_BAD_INPUT_{os.getpid()}"
+
+
+def _qemus() -> list[str]:
+    """QEMU processes started by these cases: they inherit MARK in their
+    environment (other VMs on this machine do not count)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if MARK.encode() in environ.read_bytes():
+                cmdline = (environ.parent / "cmdline").read_bytes()
+                if b"qemu-system" in cmdline:
+                    found.append(environ.parent.name)
+        except OSError:
+            continue
+    return found
 
 
 def _run(case: Case, where: Path) -> tuple[int, str, list[str]]:
@@ -186,7 +199,7 @@ def _run(case: Case, where: Path) -> tuple[int, str, list[str]]:
     try:
         proc = subprocess.run([sys.executable, "-m", "gupctl", *case.argv], cwd=where,
                               stdout=out, stderr=subprocess.PIPE, text=True, timeout=60,
-                              env={**os.environ, "GUPCTL_DEVICE": "", "NO_COLOR": "1",
+                              env={**os.environ, MARK: "1", "GUPCTL_DEVICE": "", "NO_COLOR": "1",
                                    "COLUMNS": "200"})  # fmt: skip
     finally:
         if case.stdout:
@@ -198,11 +211,10 @@ def _run(case: Case, where: Path) -> tuple[int, str, list[str]]:
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[Case, tuple[int, str, list[str]]]:
     """Every case, run in parallel, each in a directory of its own."""
-    qemus = _qemus()
     with ThreadPoolExecutor(max_workers=8) as pool:
         futures = {c: pool.submit(_run, c, tmp_path_factory.mktemp("case")) for c in CASES}
         results = {c: f.result() for c, f in futures.items()}
-    assert _qemus() <= qemus, "a bad-input case started QEMU"
+    assert _qemus() == [], "a bad-input case started QEMU"
     return results
 
 
