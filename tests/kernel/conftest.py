@@ -134,3 +134,12 @@ def dmesg_stays_clean():
     finally:
         log.close()
     assert not bad, "kernel problems during the test:\n" + "\n".join(bad)
+
+
+@pytest.fixture
+def held(node):
+    """Pins outstanding on the memory-only node since the test began
+    (procs.outstanding_since(), imported here: procs imports this module)."""
+    from procs import outstanding_since
+
+    return outstanding_since(node)

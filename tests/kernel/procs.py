@@ -17,9 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import oracle_counters
+from conftest import DEVICES, oracle_counters
+
+from gupctl.device import Device
+from gupctl.errors import DeviceError
 
 NOBODY = 65534
+#: The gup_test file the fault and load tests open.
+DEVICE = next((d for d in DEVICES if os.path.exists(d)), DEVICES[0])
 
 
 def drop(memlock: int | None, user: bool) -> None:
@@ -146,3 +151,19 @@ def settles(outstanding: Callable[[], int], want: int, seconds: float = 10) -> i
     while (value := outstanding()) != want and time.monotonic() < deadline:
         time.sleep(0.05)
     return value
+
+
+def adopt(fd: int) -> Device:
+    """A Device for a gup_test fd this process received (the same open file)."""
+    dev = Device.__new__(Device)
+    dev.path, dev.fd = DEVICE, fd
+    return dev
+
+
+def errno_of(call: Callable[[], object]) -> int:
+    """0 if call() succeeds, else the DeviceError's errno."""
+    try:
+        call()
+    except DeviceError as e:
+        return e.errno or -1
+    return 0

@@ -25,12 +25,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import DEVICES
-from procs import Forked, Peer, outstanding_since, settles, vmpin_kb
+from procs import DEVICE, Forked, Peer, adopt, errno_of, settles, vmpin_kb
 
 from gupctl import longterm
 from gupctl.device import Device
-from gupctl.errors import DeviceError
 from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec
 
 SIZE = 1 << 20
@@ -48,30 +46,7 @@ def _has_symbol(name: str) -> bool:
 #: The kmod ends longterm pins with their mm where the kernel has mmu notifiers
 #: (every Debian kernel; a kernel built for gup_test alone may lack them).
 ENDS_WITH_MM = KMOD and _has_symbol("mmu_notifier_register")
-DEVICE = next((d for d in DEVICES if os.path.exists(d)), DEVICES[0])
 _libc = ctypes.CDLL(None, use_errno=True)
-
-
-@pytest.fixture
-def held(node) -> Callable[[], int]:
-    """Pins outstanding on the memory-only node since the test began."""
-    return outstanding_since(node)
-
-
-def adopt(fd: int) -> Device:
-    """A Device for a gup_test fd this process received (the same open file)."""
-    dev = Device.__new__(Device)
-    dev.path, dev.fd = DEVICE, fd
-    return dev
-
-
-def errno_of(call: Callable[[], object]) -> int:
-    """0 if call() succeeds, else the DeviceError's errno."""
-    try:
-        call()
-    except DeviceError as e:
-        return e.errno or -1
-    return 0
 
 
 def pin_and_hold(node: int, peer: Peer, after: Callable[[Device], None]) -> None:
@@ -88,22 +63,15 @@ def pin_and_hold(node: int, peer: Peer, after: Callable[[Device], None]) -> None
 def test_kill_9_gupctl_longterm_start(held) -> None:
     """`gupctl longterm start` (holding until a signal) killed with SIGKILL."""
     argv = [sys.executable, "-m", "gupctl", "longterm", "start", "--device", DEVICE]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+
+    def pinned(proc: subprocess.Popen) -> str | None:
         line = proc.stderr.readline() if proc.stderr else ""
-        if f"pinned {PAGES} pages" not in line:
-            proc.kill()  # then its stderr ends: read it all
-            pytest.fail("gupctl longterm start did not pin: " + line + proc.communicate()[1])
-        assert held() == PAGES
+        return None if f"pinned {PAGES} pages" in line else line
+
+    def holds(proc: subprocess.Popen) -> None:
         assert vmpin_kb(proc.pid) == (PAGES * KB if KMOD else 0)  # upstream charges nothing
-        proc.kill()
-        proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    assert settles(held, 0) == 0
+
+    _kill_9_while_held(argv, pinned, holds, held, "gupctl longterm start")
 
 
 RAW_CHILD = """
@@ -122,13 +90,27 @@ with Mapping(MemorySpec(numa_node=node), size) as m, open(path, "rb+", buffering
 def test_kill_9_raw_fd(held, node) -> None:
     """A plain Python process pinning through fcntl.ioctl(), killed with SIGKILL."""
     argv = [sys.executable, "-c", RAW_CHILD, DEVICE, str(node), str(SIZE)]
+
+    def pinned(proc: subprocess.Popen) -> str | None:
+        line = proc.stdout.readline() if proc.stdout else ""
+        return None if line == "held\n" else line
+
+    _kill_9_while_held(argv, pinned, lambda proc: None, held, "the raw child")
+
+
+def _kill_9_while_held(argv: list[str], pinned: Callable[[subprocess.Popen], str | None],
+                       holds: Callable[[subprocess.Popen], None], held: Callable[[], int],
+                       what: str) -> None:  # fmt: skip
+    """Start `argv`; once pinned() says it pins (None, else the line it read)
+    check the node holds PAGES and holds(proc), SIGKILL it, and see every pin go."""
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        line = proc.stdout.readline() if proc.stdout else ""
-        if line != "held\n":
-            proc.kill()
-            pytest.fail("the raw child did not pin: " + line + proc.communicate()[1])
+        line = pinned(proc)
+        if line is not None:
+            proc.kill()  # then its output ends: read it all
+            pytest.fail(f"{what} did not pin: " + line + proc.communicate()[1])
         assert held() == PAGES
+        holds(proc)
         proc.kill()
         proc.communicate(timeout=60)
     finally:

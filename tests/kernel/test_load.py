@@ -15,13 +15,13 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import DEVICES, oracle_counters
-from procs import Forked, Peer, outstanding_since, settles
+from conftest import oracle_counters
+from procs import DEVICE, Forked, Peer, adopt, errno_of, settles
 
 from gupctl import abi, longterm
 from gupctl.device import Device
@@ -31,29 +31,6 @@ from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec
 SIZE = 1 << 20
 PAGES = SIZE // PAGE_SIZE
 KMOD = os.path.exists("/sys/module/gupctl")
-DEVICE = next((d for d in DEVICES if os.path.exists(d)), DEVICES[0])
-
-
-def adopt(fd: int) -> Device:
-    """A Device for a gup_test fd this process received (the same open file)."""
-    dev = Device.__new__(Device)
-    dev.path, dev.fd = DEVICE, fd
-    return dev
-
-
-def errno_of(call: Callable[[], object]) -> int:
-    """0 if call() succeeds, else the DeviceError's errno."""
-    try:
-        call()
-    except DeviceError as e:
-        return e.errno or -1
-    return 0
-
-
-@pytest.fixture
-def held(node) -> Callable[[], int]:
-    """Pins outstanding on the memory-only node since the test began."""
-    return outstanding_since(node)
 
 
 CGROUP = Path("/sys/fs/cgroup")
