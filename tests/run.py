@@ -134,13 +134,6 @@ FULL_SELFTEST = ("7.3",)
 #: Kernels that run tests/kernel/test_signals.py (a minute under TCG): what a
 #: signal leaves behind is gupctl's doing, so one kernel of each kind.
 SIGNAL_KERNELS = ("7.3", "source:7.3")
-#: Kernels that run test_fuzz.py's stream.  Not yet the others: on the
-#: in-kernel gup_test of 6.12 and 7.3 the fuzzer found nr_pages_per_call 0 on
-#: the FAST commands overrunning gup_test's page array (a heap corruption that
-#: killed or poisoned the guest), which fuzz.WARNS does not hold back yet, and
-#: on 6.1 a PIN_LONGTERM_TEST_READ overran its target into the fuzzer's own
-#: heap.  Both are fixed in the next step (issue 9's note).
-FUZZ_KERNELS = ("7.3", "6.12")
 
 
 def kernel_tests(totals: Totals, series: str) -> None:
@@ -148,8 +141,6 @@ def kernel_tests(totals: Totals, series: str) -> None:
     skip = ["test_selftest_subset" if series in FULL_SELFTEST else "test_full_selftest"]
     if series not in SIGNAL_KERNELS:
         skip.append("test_signal_leaves_nothing_behind")
-    if series not in FUZZ_KERNELS:
-        skip.append("test_fuzz")
     pytest = [PY, "-m", "pytest", "tests/kernel", "-v", "-rP", "-p", "no:cacheprovider",
               "-k", " and ".join(f"not {name}" for name in skip),
               f"--ignore={WINDOWS_TESTS}"]  # fmt: skip

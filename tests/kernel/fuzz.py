@@ -34,6 +34,7 @@ KERNEL_ADDR = 0xFFFF888000000000
 GUP_TEST_CMDS = (abi.GUP_FAST_BENCHMARK, abi.PIN_FAST_BENCHMARK, abi.PIN_LONGTERM_BENCHMARK,
                  abi.GUP_BASIC_TEST, abi.PIN_BASIC_TEST, abi.DUMP_USER_PAGES_TEST)  # fmt: skip
 PINNING = {abi.PIN_FAST_BENCHMARK, abi.PIN_LONGTERM_BENCHMARK, abi.PIN_BASIC_TEST}
+FAST = {abi.GUP_FAST_BENCHMARK, abi.PIN_FAST_BENCHMARK}
 GUP_TEST_FLAG_DUMP_PAGES_USE_PIN = 1
 
 #: Inputs on which upstream's mm/gup_test.c (6.12, 7.3) WARNs, by class.
@@ -47,6 +48,10 @@ WARNS = {
     "partial-page": "a size that ends inside a page: mm/gup_test.c calls GUP for 0 pages "
     "into kvcalloc(0)'s ZERO_SIZE_PTR, and 7.3's gup_fast_fallback() walks one page "
     "anyway and stores it there: an Oops (found by this fuzzer on 7.3.4)",
+    "zero-per-call": "nr_pages_per_call 0 on a FAST command: mm/gup_test.c calls "
+    "get/pin_user_pages_fast() for 0 pages, whose walk (gup_fast_pgd_range()'s "
+    "do-while) takes at least one page and stores it past the end of the pages "
+    "array: a heap overrun (found by this fuzzer on 7.3.4 and 6.12)",
     "zero-page": "a read-only pin of memory never written: GUP returns the shared zero "
     "page unpinned (v6.5, c8070b787519) and mm/gup_test.c verify_dma_pinned() "
     "WARNs 'pages[%lu] is NOT dma-pinned'",
@@ -65,14 +70,16 @@ _libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_
 _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 _libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
 RW = mmap.PROT_READ | mmap.PROT_WRITE
+PROT_NONE, MAP_NORESERVE = 0, 0x4000  # x86_64; in the mmap module only from Python 3.13
 ANON = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
 
 
-def _map(size: int, prot: int = RW) -> int:
-    addr = _libc.mmap(None, size, prot, ANON, -1, 0)
-    if addr in (None, ctypes.c_void_p(-1).value):
-        raise OSError(ctypes.get_errno(), "mmap")
-    return int(addr)
+_libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        raise OSError(ctypes.get_errno(), what)
 
 
 @dataclass
@@ -83,29 +90,42 @@ class Region:
 
 @dataclass
 class Arena:
-    """The fuzzer's memory, all of it mapped before the first ioctl."""
+    """The fuzzer's memory: one reservation, all of it mapped before the first ioctl.
 
+    Every region sits between PROT_NONE guard pages inside that reservation,
+    so that nothing the kernel writes for the fuzzer (PIN_LONGTERM_TEST_READ
+    copies up to a whole pinned region) can run into this process's own heap
+    or stack: it ends in a guard page with EFAULT.
+    """
+
+    base: int
+    length: int
     rw: Region  # prefaulted, read-write
     untouched: Region  # read-write, never written from userspace
     ro: Region  # read-only, never written
     arg: int  # a page for arguments, followed by an unmapped page
-    hole: int  # an address with nothing mapped
+    hole: int  # an address with nothing mapped, between guard pages
 
     @classmethod
     def make(cls, size: int = 4 << 20) -> Arena:
-        rw = Region(_map(size), size)
-        ctypes.memset(rw.addr, 0x5A, size)
-        untouched = Region(_map(size), size)
-        ro = Region(_map(size // 4, mmap.PROT_READ), size // 4)
-        arg = _map(3 * PAGE)
-        _libc.munmap(arg + PAGE, PAGE)  # the page after the argument page
-        return cls(rw, untouched, ro, arg, arg + PAGE)
+        sizes = [size, size, size // 4, PAGE]  # rw, untouched, ro, arg
+        length = sum(sizes) + (len(sizes) + 2) * PAGE  # a guard before each, hole, last guard
+        base = _libc.mmap(None, length, PROT_NONE, ANON | MAP_NORESERVE, -1, 0)
+        if base in (None, ctypes.c_void_p(-1).value):
+            raise OSError(ctypes.get_errno(), "mmap")
+        regions, at = [], base
+        for n, prot in zip(sizes, (RW, RW, mmap.PROT_READ, RW)):
+            at += PAGE  # the guard page before it
+            _check(_libc.mprotect(at, n, prot), "mprotect")
+            regions.append(Region(at, n))
+            at += n
+        _check(_libc.munmap(at, PAGE), "munmap")  # the hole, right after the argument page
+        rw, untouched, ro, arg = regions
+        ctypes.memset(rw.addr, 0x5A, rw.size)
+        return cls(base, length, rw, untouched, ro, arg.addr, at)
 
     def close(self) -> None:
-        for r in (self.rw, self.untouched, self.ro):
-            _libc.munmap(r.addr, r.size)
-        _libc.munmap(self.arg, PAGE)
-        _libc.munmap(self.arg + 2 * PAGE, PAGE)
+        _libc.munmap(self.base, self.length)
 
 
 @dataclass
@@ -120,6 +140,28 @@ class Op:
     arg: int = 0
     data: bytes = b""
     warns: str | None = None  # the WARNS class upstream would WARN on, if any
+    written_back: bool = False  # a struct gup_test the kernel copies back on success
+
+
+def check_written(op: Op, out: bytes) -> None:
+    """What a successful gup_test command copied back: the caller's struct with
+    only the times and the size done changed (DUMP_USER_PAGES_TEST also zeroes
+    out-of-range which_pages[]), padding included: nothing uninitialized."""
+    sent = abi.ffi.from_buffer("struct gup_test *", op.data)
+    got = abi.ffi.from_buffer("struct gup_test *", out)
+    where = f"{op.name} wrote back"
+    for name in ("get_delta_usec", "put_delta_usec"):  # ktime_us_delta() of one call
+        assert getattr(got, name) < 10**9, f"{where} {name} {getattr(got, name)}"
+    assert got.size <= sent.size, f"{where} size {got.size:#x} > {sent.size:#x}"
+    for name in ("addr", "nr_pages_per_call", "gup_flags", "test_flags"):
+        assert getattr(got, name) == getattr(sent, name), f"{where} another {name}"
+    for i in range(len(sent.which_pages)):
+        ok = {sent.which_pages[i]}
+        if op.name == "DUMP_USER_PAGES_TEST":
+            ok.add(0)  # dump_pages_test() zeroes the indexes out of range
+        assert got.which_pages[i] in ok, f"{where} which_pages[{i}] {got.which_pages[i]}"
+    tail = abi.ffi.offsetof("struct gup_test", "which_pages") + abi.ffi.sizeof(sent.which_pages)
+    assert out[tail:] == op.data[tail:GUP_STRUCT], f"{where} padding {out[tail:].hex()}"
 
 
 @dataclass
@@ -159,6 +201,17 @@ class Fuzzer:
             "random": lambda: (r.getrandbits(64), "hole"),
             "top": lambda: ((1 << 47) - PAGE * r.randrange(1, 4), "hole"),
         }[pick]()
+
+    def _read_target(self) -> int:
+        """Where PIN_LONGTERM_TEST_READ copies the pinned pages to: only the
+        arena, or addresses where nothing can be written (an address picked
+        at random might be this process's own heap or stack)."""
+        a, r = self.arena, self.rng
+        region = r.choice([a.rw, a.rw, a.untouched, a.ro])
+        return r.choice([
+            region.addr, region.addr + PAGE * r.randrange(region.size // PAGE),
+            region.addr + r.randrange(region.size), a.hole, 0, KERNEL_ADDR, a.base,
+        ])  # fmt: skip
 
     def _size(self) -> int:
         r = self.rng
@@ -203,7 +256,8 @@ class Fuzzer:
             for i in range(len(g.which_pages)):
                 g.which_pages[i] = r.choice([0, 0, 1, r.randrange(1, 64), r.getrandbits(32)])
         fields = {"size": int(g.size), "flags": int(g.gup_flags), "region": region,
-                  "test_flags": int(g.test_flags)}  # fmt: skip
+                  "test_flags": int(g.test_flags),
+                  "per_call": int(g.nr_pages_per_call)}  # fmt: skip
         return bytes(abi.ffi.buffer(g)), fields
 
     def _longterm(self) -> tuple[bytes, dict]:
@@ -231,6 +285,8 @@ class Fuzzer:
                 return "huge-size"
             if f["size"] % PAGE:
                 return "partial-page"
+            if cmd in FAST and f["size"] and not f["per_call"]:
+                return "zero-per-call"
             # Any size: a partial page still calls GUP, for 0 pages (mm/gup_test.c).
             if f["size"] and f["flags"] & ~(self.write | self.force):
                 return "foll-flags"
@@ -264,13 +320,14 @@ class Fuzzer:
         elif cmd is abi.PIN_LONGTERM_TEST_START:
             data, fields = self._longterm()
         elif cmd is abi.PIN_LONGTERM_TEST_READ:
-            target, _ = r.choice([(self.arena.rw.addr, "rw"), self._address()])
-            data = target.to_bytes(8, "little")
+            data = self._read_target().to_bytes(8, "little")
         else:
             data = r.randbytes(r.choice([8, GUP_STRUCT]))
         arg, where = self._pointer(len(data))
-        warns = self._warns(cmd, fields) if cmd and number == cmd.number() else None
-        return Op("ioctl", fd_index, number, name, where, arg, data, warns)
+        exact = cmd is not None and number == cmd.number()
+        warns = self._warns(cmd, fields) if exact else None
+        return Op("ioctl", fd_index, number, name, where, arg, data, warns,
+                  written_back=exact and cmd in GUP_TEST_CMDS)  # fmt: skip
 
     def run_op(self, op: Op) -> int:
         """Do `op`; the errno (0 on success)."""
@@ -285,6 +342,8 @@ class Fuzzer:
         before = ctypes.string_at(base, PAGE)
         ret = _libc.ioctl(self.fds[op.fd_index], op.cmd, op.arg)
         if ret == 0:
+            if op.written_back and op.where == "ok":
+                check_written(op, ctypes.string_at(op.arg, GUP_STRUCT))
             return 0
         err = ctypes.get_errno()
         # A failed command copies nothing back to the caller.

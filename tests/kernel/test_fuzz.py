@@ -109,20 +109,22 @@ def test_fuzz(node) -> None:
     assert acquired == released, f"seed {SEED}: {acquired - released} pins outstanding"
 
 
-def _representatives() -> dict[str, tuple[abi.Command, int, int, str]]:
-    """One input per WARNS class: command, gup_flags, size, region."""
+def _representatives() -> dict[str, tuple[abi.Command, int, int, int, str]]:
+    """One input per WARNS class: command, gup_flags, size, pages per call, region."""
     table = flags.table()
     return {
-        "foll-flags": (abi.GUP_FAST_BENCHMARK, table["longterm"], 4 * PAGE, "rw"),
-        "huge-size": (abi.PIN_BASIC_TEST, table["write"], 1 << 40, "rw"),
-        "zero-page": (abi.PIN_BASIC_TEST, 0, 4 * PAGE, "untouched"),
-        "partial-page": (abi.GUP_FAST_BENCHMARK, table["write"], PAGE // 2, "rw"),
+        "foll-flags": (abi.GUP_FAST_BENCHMARK, table["longterm"], 4 * PAGE, 1, "rw"),
+        "huge-size": (abi.PIN_BASIC_TEST, table["write"], 1 << 40, 1, "rw"),
+        "zero-page": (abi.PIN_BASIC_TEST, 0, 4 * PAGE, 1, "untouched"),
+        "partial-page": (abi.GUP_FAST_BENCHMARK, table["write"], PAGE // 2, 1, "rw"),
+        "zero-per-call": (abi.PIN_FAST_BENCHMARK, table["write"], 4 * PAGE, 0, "rw"),
     }
 
 
-#: Classes not run alone on the in-kernel gup_test: they oops it, and an
-#: oops fails the whole VM run (gupctl/vm/runner.py scans the console).
-OOPS = {"partial-page"}
+#: Classes not run alone on the in-kernel gup_test: they oops it or overrun
+#: its heap, and an oops fails the whole VM run (gupctl/vm/runner.py scans
+#: the console).
+OOPS = {"partial-page", "zero-per-call"}
 
 
 def test_upstream_warn_record(node) -> None:
@@ -134,13 +136,13 @@ def test_upstream_warn_record(node) -> None:
         record = {}
         fuzzer = Fuzzer(SEED, device, arena, hold_back=False, nfds=1)
         log = kmsg.KernelLog()
-        for name, (cmd, gup_flags, size, region) in _representatives().items():
+        for name, (cmd, gup_flags, size, per_call, region) in _representatives().items():
             if name in OOPS and not _kmod():
                 record[name] = {"errno": -1, "warn": ["not run alone here: it oopses this kernel"]}
                 continue
             g = abi.ffi.new("struct gup_test *")
             g.addr = getattr(arena, region).addr
-            g.size, g.nr_pages_per_call, g.gup_flags = size, 1, gup_flags
+            g.size, g.nr_pages_per_call, g.gup_flags = size, per_call, gup_flags
             data = bytes(abi.ffi.buffer(g))
             log.read_new()
             err = fuzzer.run_op(Op("ioctl", 0, cmd.number(), cmd.name, "ok", arena.arg, data))
@@ -168,7 +170,7 @@ def test_upstream_warn_record(node) -> None:
     for name, r in record.items():
         said = ("WARN: " + " | ".join(r["warn"]) if r["warn"] else "no WARN") if r[
             "errno"] >= 0 else r["warn"][0]  # fmt: skip
-        print(f"  {name:10} errno {r['errno']:3}  {said}\n    ({WARNS[name]})")
+        print(f"  {name:13} errno {r['errno']:3}  {said}\n    ({WARNS[name]})")
     if _kmod():
         assert not any(r["warn"] for r in record.values()), "the kmod WARNed"
     sys.stdout.flush()
