@@ -7,6 +7,7 @@ never enters the numbers.  Threads share the buffer, as the selftest's -j does.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import statistics
 import threading
@@ -16,7 +17,7 @@ from typing import Any
 
 from gupctl import abi, balance, pagemap, vmstat
 from gupctl.device import Device
-from gupctl.errors import GupctlError, Truncated
+from gupctl.errors import DeviceError, GupctlError, Truncated
 from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec
 
 
@@ -87,12 +88,20 @@ class RunResult:
     write: bool
     get_usec: list[int]
     put_usec: list[int]
-    get: Stats
-    put: Stats
-    get_ns_per_page: float
-    put_ns_per_page: float
+    # The samples are the record; these four are derived from them (__post_init__),
+    # so that the table, --json, compare and plot all read the same numbers.
+    get: Stats = field(init=False)
+    put: Stats = field(init=False)
+    get_ns_per_page: float = field(init=False)
+    put_ns_per_page: float = field(init=False)
     balance: vmstat.Balance
     gup_flags: int = 0  # as passed, FOLL_WRITE included
+
+    def __post_init__(self) -> None:
+        for phase, samples in (("get", self.get_usec), ("put", self.put_usec)):
+            stats = Stats.of(samples)
+            object.__setattr__(self, phase, stats)
+            object.__setattr__(self, f"{phase}_ns_per_page", stats.median * 1000 / self.nr_pages)
 
     @property
     def pages_per_call(self) -> int:
@@ -142,23 +151,17 @@ def run(device: Device, spec: RunSpec, check_balance: bool = False) -> RunResult
         )
     gets = [g for g, _ in samples]
     puts = [p for _, p in samples]
-    nr_pages = spec.size // PAGE_SIZE
-    get, put = Stats.of(gets), Stats.of(puts)
     return RunResult(
         command=spec.command.name.lower(),
         backing=spec.memory.describe(),
         size=spec.size,
-        nr_pages=nr_pages,
+        nr_pages=spec.size // PAGE_SIZE,
         nr_pages_per_call=spec.nr_pages_per_call,
         repeats=spec.repeats,
         threads=spec.threads,
         write=spec.write,
         get_usec=gets,
         put_usec=puts,
-        get=get,
-        put=put,
-        get_ns_per_page=get.median * 1000 / nr_pages,
-        put_ns_per_page=put.median * 1000 / nr_pages,
         balance=pins,
         gup_flags=spec.foll_flags,
     )
@@ -201,9 +204,16 @@ def _repeat(device: Device, spec: RunSpec, mapping: Mapping,
     arg.addr = mapping.addr
     arg.nr_pages_per_call = spec.nr_pages_per_call
     arg.gup_flags = spec.foll_flags
-    samples = device.repeat(spec.command, arg, spec.size, spec.repeats, stop)
+    write = bool(spec.foll_flags & abi.FOLL_WRITE)
+    name = spec.command.name.lower()
+    try:
+        samples = device.repeat(spec.command, arg, spec.size, spec.repeats, stop)
+    except DeviceError as e:
+        # Where GUP's first call faults, mm/gup_test.c answers success with
+        # size 0 and kmod/gupctl.c answers that call's -EFAULT: one diagnosis.
+        if e.errno != errno.EFAULT:
+            raise
+        raise Truncated(name, spec.size, 0, spec.memory.describe(), write) from None
     if arg.size != spec.size:
-        write = bool(spec.foll_flags & abi.FOLL_WRITE)
-        name = spec.command.name.lower()
         raise Truncated(name, spec.size, int(arg.size), spec.memory.describe(), write)
     return samples

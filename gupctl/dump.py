@@ -13,13 +13,14 @@ token of the page:/head: lines instead of matching one layout.
 
 from __future__ import annotations
 
+import errno
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gupctl import abi, flags, kmsg, vmstat
 from gupctl.device import Device
-from gupctl.errors import GupctlError, Truncated
+from gupctl.errors import DeviceError, GupctlError, Truncated
 from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec, hugetlb_page_size, thp_size
 
 KMSG = "/dev/kmsg"
@@ -161,17 +162,21 @@ def dump_pages(
         log = kmsg.KernelLog()
     except OSError as e:
         raise GupctlError(f"cannot read the kernel log ({KMSG})", e.errno) from None
+    call = "pin_user_pages" if pin else "get_user_pages"
+    write = bool(gup_flags & abi.FOLL_WRITE)
     try:
         before = vmstat.snapshot(node)
         device.ioctl(abi.DUMP_USER_PAGES_TEST, arg)
         after = vmstat.snapshot(node)
         lines = log.read_new()
+    except DeviceError as e:
+        if e.errno != errno.EFAULT:  # the kmod's answer to a first call that faults
+            raise
+        raise Truncated(call, mapping.size, 0, mapping.spec.describe(), write) from None
     finally:
         log.close()
-    call = "pin_user_pages" if pin else "get_user_pages"
     if int(arg.size) != mapping.size:
-        raise Truncated(call, mapping.size, int(arg.size), mapping.spec.describe(),
-                        bool(gup_flags & abi.FOLL_WRITE))  # fmt: skip
+        raise Truncated(call, mapping.size, int(arg.size), mapping.spec.describe(), write)
     pages = parse_dump(lines)
     found = {p.index for p in pages}
     return DumpResult(

@@ -461,8 +461,15 @@ static int gupctl_gup_test(unsigned int cmd, struct gup_test *gup)
 	while (i < nr_pages) {
 		nr = min(per_call, nr_pages - i);
 		got = gupctl_gup_call(cmd, gup, addr, nr, pages + i);
-		if (got <= 0)
+		if (got <= 0) {
+			/*
+			 * As GUP itself: the pages done if any, else the
+			 * errno (mm/gup_test.c reports size 0 and loses it).
+			 */
+			if (got < 0 && !i)
+				ret = got;
 			break;
+		}
 		i += got;
 		addr += got * PAGE_SIZE;
 		if (got < nr)

@@ -33,17 +33,25 @@ class Facts:
     wrapped_errno: int | None
     #: errno for START while this file's pins are held.
     busy_errno: int
+    #: errno when GUP's first call faults, or None: success, size 0 back.
+    fault_errno: int | None
 
 
 FACTS = {
-    # kmod/gupctl.c: gupctl_check_range(), struct gupctl_file.
-    "kmod": Facts(per_file=True, wrapped_errno=errno.EINVAL, busy_errno=errno.EBUSY),
+    # kmod/gupctl.c: gupctl_check_range(), struct gupctl_file, and
+    # gupctl_gup_test() returning the first GUP call's errno.
+    "kmod": Facts(
+        per_file=True, wrapped_errno=errno.EINVAL, busy_errno=errno.EBUSY, fault_errno=errno.EFAULT
+    ),
     # 6.12 mm/gup_test.c: static pin_longterm_test_pages; the loop bound
     # addr < gup->addr + gup->size is false at once for a wrapped range.
-    "6.12": Facts(per_file=False, wrapped_errno=None, busy_errno=errno.EINVAL),
+    # __gup_test_ioctl() breaks on nr <= 0 and returns 0 with size 0.
+    "6.12": Facts(per_file=False, wrapped_errno=None, busy_errno=errno.EINVAL, fault_errno=None),
     # 7.3 mm/gup_test.c: struct gup_test_data in file->private_data;
     # e8ae6fd67021 "mm/gup_test: reject wrapped user ranges".
-    "7.3": Facts(per_file=True, wrapped_errno=errno.EINVAL, busy_errno=errno.EINVAL),
+    "7.3": Facts(
+        per_file=True, wrapped_errno=errno.EINVAL, busy_errno=errno.EINVAL, fault_errno=None
+    ),
 }
 
 
@@ -147,3 +155,21 @@ def test_untouched_thp_read_only(counted, node, command: list[str]) -> None:
         # 84209e87c696: no zero page of either size stays under a R/O longterm
         # pin, so all 512 pages are real, bound to this node, and pinned.
         assert acquired == 512
+
+
+def test_first_call_faults(facts, path, node) -> None:
+    """GUP faults on the first page (below mmap_min_addr, never mapped)."""
+    before = oracle_counters(node)
+    arg = abi.ffi.new("struct gup_test *")
+    arg.addr, arg.size, arg.nr_pages_per_call = PAGE_SIZE, 2 * PAGE_SIZE, 1
+    arg.gup_flags = abi.FOLL_WRITE
+    with Device(path) as dev:
+        if facts.fault_errno is None:
+            dev.ioctl(abi.PIN_BASIC_TEST, arg)
+            assert arg.size == 0  # success, and the errno is lost
+        else:
+            with pytest.raises(DeviceError) as e:
+                dev.ioctl(abi.PIN_BASIC_TEST, arg)
+            assert e.value.errno == facts.fault_errno
+            assert arg.size == 2 * PAGE_SIZE  # a failed command writes nothing back
+    assert oracle_counters(node) == before

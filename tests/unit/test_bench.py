@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 
@@ -50,6 +51,22 @@ def test_short_size_is_truncation() -> None:
     assert (info.value.asked, info.value.got) == (8 * PAGE_SIZE, 7 * PAGE_SIZE)
 
 
+class FaultingDevice(FakeDevice):
+    """The kmod's answer when GUP's first call faults: that call's errno."""
+
+    def ioctl(self, command: abi.Command, arg: object = None) -> None:
+        from gupctl.errors import DeviceError
+
+        raise DeviceError(f"{command.name} on fake", errno.EFAULT, "fake", command.name)
+
+
+def test_first_call_fault_is_truncation_as_upstream_says_it() -> None:
+    spec = bench.RunSpec(abi.PIN_BASIC_TEST, size=8 * PAGE_SIZE)
+    with pytest.raises(Truncated) as info:
+        bench.run(FaultingDevice(), spec)
+    assert (info.value.asked, info.value.got) == (8 * PAGE_SIZE, 0)
+
+
 def test_cffi_calls_release_the_gil() -> None:
     """Two threads each sleeping 0.4 s in C finish together if the GIL is dropped."""
     start = time.monotonic()
@@ -64,8 +81,6 @@ def test_cffi_calls_release_the_gil() -> None:
 def test_c_loop_is_built_and_reports_errno() -> None:
     """The repeat loop in C (gupctl._loop, built by `pip install`) is there and
     turns a failed ioctl into the same typed error as the Python loop."""
-    import errno
-
     from gupctl import device
     from gupctl.errors import DeviceError
 
