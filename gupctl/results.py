@@ -98,7 +98,7 @@ _INTS = ("size", "nr_pages", "nr_pages_per_call", "repeats", "threads", "gup_fla
 
 def _run(d: dict[str, Any]) -> RunResult:
     """One RunResult from its JSON; fields a later gupctl adds are ignored."""
-    names = {f.name for f in dataclasses.fields(RunResult)}
+    names = {f.name for f in dataclasses.fields(RunResult) if f.init}
     kw = {k: v for k, v in d.items() if k in names}
     kw["balance"] = Balance(**d["balance"])
     for name in _INTS:
@@ -112,11 +112,8 @@ def _run(d: dict[str, Any]) -> RunResult:
     for name in ("size", "nr_pages", "nr_pages_per_call", "repeats", "threads"):
         if kw[name] < 1:
             raise ValueError(f"{name} is not positive")
-    # The samples are the record; the statistics are derived from them here,
-    # whatever the file says, so that compare and plot read the same numbers.
-    kw["get"], kw["put"] = Stats.of(kw["get_usec"]), Stats.of(kw["put_usec"])
-    kw["get_ns_per_page"] = kw["get"].median * 1000 / kw["nr_pages"]
-    kw["put_ns_per_page"] = kw["put"].median * 1000 / kw["nr_pages"]
+    # The statistics in the file are not read: RunResult derives them from
+    # the samples, so that compare and plot read the same numbers.
     return RunResult(**kw)
 
 

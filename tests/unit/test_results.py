@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from conftest import patch_ioctl
 
 from gupctl import abi, results
-from gupctl.bench import RunResult, Stats
+from gupctl.bench import RunResult
 from gupctl.cli import main
 from gupctl.device import Device
 from gupctl.vmstat import Balance
@@ -21,12 +21,9 @@ def make_run(command: str = "pin_fast_benchmark", size: int = 1 << 20, per_call:
              gets: tuple[int, ...] = (10, 11, 12), puts: tuple[int, ...] = (5, 5, 5),
              repeats: int = 3, threads: int = 1, write: bool = True) -> RunResult:  # fmt: skip
     """A RunResult as bench.run makes it, with the samples given."""
-    nr_pages = size // PAGE
-    get, put = Stats.of(gets), Stats.of(puts)
-    return RunResult(command, "anon-private", size, nr_pages, per_call, repeats, threads, write,
-                     list(gets), list(puts), get, put, get.median * 1000 / nr_pages,
-                     put.median * 1000 / nr_pages,
-                     Balance("node1", 0, 0, 0, 0, 0, True))  # fmt: skip
+    return RunResult(command, "anon-private", size, size // PAGE, per_call, repeats, threads,
+                     write, list(gets), list(puts),
+                     balance=Balance("node1", 0, 0, 0, 0, 0, True))  # fmt: skip
 
 
 def doc(*runs: RunResult) -> results.SavedResults:
