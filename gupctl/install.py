@@ -85,11 +85,11 @@ def _dkms_install(src: Path, ver: str, rel: str) -> Path:
 
     dest = module.SRC_ROOT / f"{NAME}-{ver}"
     _dkms_remove_all()
-    for relpath in sources(src):
-        (dest / relpath).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src / relpath, dest / relpath)
     log = str(module.DKMS_TREE / NAME / ver / "build" / "make.log")
-    try:
+    try:  # BaseException: a signal (cli/signals.py) mid-copy or mid-build undoes it too
+        for relpath in sources(src):
+            (dest / relpath).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / relpath, dest / relpath)
         _run(["dkms", "add", f"{NAME}/{ver}"], "install", "dkms")
         _run(["dkms", "build", f"{NAME}/{ver}", "-k", rel], "install", "build", log)
         _run(["dkms", "install", f"{NAME}/{ver}", "-k", rel], "install", "dkms")
