@@ -74,7 +74,8 @@ class VmError(GupctlError):
 
     def __init__(self, what: str, kind: str, log: str | None = None) -> None:
         super().__init__(what)
-        #: one of "kernel", "tool", "archive", "build", "lost", "timeout", "problem", "usage"
+        #: one of "kernel", "tool", "archive", "build", "boot", "lost", "timeout",
+        #: "problem", "usage"
         self.kind = kind
         self.log = log
 

@@ -58,6 +58,7 @@ VM = {
     "configuration (apt/ in gupctl's cache); check that the archive is reachable, or set "
     "GUPCTL_DEBIAN_MIRROR",
     "build": "{what}",
+    "boot": "{what}, before the command started; console log: {log}",
     "lost": "{what}: the guest died or hung before the command finished; console log: {log}",
     "timeout": "{what}: raise --timeout, or look at the console log: {log}",
     "problem": "{what}: the guest kernel reported it; console log: {log}",

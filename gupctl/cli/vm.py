@@ -61,10 +61,13 @@ def vm(
 ) -> None:
     """Boot KERNEL under QEMU, run COMMAND inside, and exit with its status.
 
-    Fails when the guest kernel reports an oops, BUG, WARN or panic.
+    Fails when the guest kernel reports an oops, BUG, WARN or panic.  Under
+    TCG, a kernel that dies while booting, before the command starts, is
+    booted once more.
     """
     from gupctl import render
     from gupctl import vm as vm_mod
+    from gupctl.errors import VmError
     from gupctl.vm import qemu
 
     if if_needed and _have_device():
@@ -79,7 +82,19 @@ def vm(
         return
     if p.accel == "tcg":
         render.warn("KVM is not usable here: emulating with TCG (slower)")
-    result = vm_mod.execute(p, timeout)  # a signal kills QEMU: see cli/signals.py
+    try:
+        result = vm_mod.execute(p, timeout)  # a signal kills QEMU: see cli/signals.py
+    except VmError as e:
+        # Under TCG a vCPU sometimes runs a stale translation of kernel text
+        # that another vCPU patched at boot (an "Oops: int3" at a static key,
+        # e.g. sched_clock_cpu() as sched_clock is marked stable).  The guest
+        # dies before the job starts, so nothing of the command ran: one more
+        # boot, said on stderr, with the first console log kept.
+        if e.kind != "boot" or p.accel != "tcg":
+            raise
+        render.warn(f"{e.what} under TCG (console log: {e.log}); booting once more")
+        p = vm_mod.plan(list(command), kernel, kmod, machine=machine, lockdown=lockdown)
+        result = vm_mod.execute(p, timeout)
     for line in result.problems:
         render.error(f"guest kernel: {line}")
     if result.problems:

@@ -78,6 +78,8 @@ mount -t 9p -o "$opts" gupctl_run "/host$run" || die "cannot mount the run direc
 if [ -n "$kmod" ]; then
 	insmod "/host$run/gupctl.ko" || die "insmod gupctl.ko failed"
 fi
+# The kernel booted and the job starts: a guest lost after this is the job's.
+: > "/host$run/started" || die "cannot write to the run directory"
 
 # hvc0 and hvc1 are the host's stdout and stderr.  They are terminals here;
 # where the host's are not, pipes keep programs from styling their output.

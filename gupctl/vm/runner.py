@@ -221,6 +221,13 @@ def execute(p: Plan, timeout: float = 1800) -> VmResult:
     dmesg = read_log(p.run_dir / "dmesg")
     status_text = read_log(p.run_dir / "status").strip()
     if not status_text.isdigit():
+        # A kernel that oopsed before the job started (no `started` from
+        # guest-init.sh) died booting: nothing of the command ran.
+        booting = not (p.run_dir / "started").exists()
+        console = read_log(p.run_dir / "console.log").splitlines()
+        if booting and kmsg.problems(console):  # the kernel's, not guest-init's FATAL
+            raise VmError(f"the guest kernel {p.kernel.release} died while booting", "boot",
+                          str(p.run_dir / "console.log"))  # fmt: skip
         raise VmError(
             f"the VM ended (QEMU status {proc.returncode}) without the command's status",
             "lost",
