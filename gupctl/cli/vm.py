@@ -75,7 +75,11 @@ def vm(
     # A kernel built from source reports its progress through logging.
     logging.basicConfig(level=logging.INFO, format="gupctl: %(message)s", stream=sys.stderr)
     machine = qemu.Machine(memory_only_node=not no_memory_only_node)
-    p = vm_mod.plan(list(command), kernel, kmod, machine=machine, lockdown=lockdown)
+
+    def plan() -> vm_mod.Plan:
+        return vm_mod.plan(list(command), kernel, kmod, machine=machine, lockdown=lockdown)
+
+    p = plan()
     if dry_run:
         sys.stdout.write(shlex.join(p.argv) + "\n\n" + p.job)
         p.discard()
@@ -93,8 +97,7 @@ def vm(
         if e.kind != "boot" or p.accel != "tcg":
             raise
         render.warn(f"{e.what} under TCG (console log: {e.log}); booting once more")
-        p = vm_mod.plan(list(command), kernel, kmod, machine=machine, lockdown=lockdown)
-        result = vm_mod.execute(p, timeout)
+        result = vm_mod.execute(plan(), timeout)
     for line in result.problems:
         render.error(f"guest kernel: {line}")
     if result.problems:
