@@ -18,7 +18,7 @@ from typing import Any
 from gupctl import abi, balance, pagemap, vmstat
 from gupctl.device import Device
 from gupctl.errors import DeviceError, GupctlError, Truncated
-from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec
+from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec, size_label
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class RunSpec:
     def label(self) -> str:
         """A short name for progress lines, e.g. 'pin_fast_benchmark 4 MiB n=512'."""
         per_call = abi.per_call_label(self.nr_pages_per_call, self.size // PAGE_SIZE)
-        return f"{self.command.name.lower()} {self.size / (1 << 20):g} MiB n={per_call}"
+        return f"{self.command.name.lower()} {size_label(self.size)} n={per_call}"
 
 
 def matrix(

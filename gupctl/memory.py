@@ -40,12 +40,13 @@ class MemorySpec:
     numa_node: int | None = None
 
     def describe(self) -> str:
-        """A short name of the backing, e.g. 'anon-private', 'file-shared', 'hugetlb-private'."""
+        """A short name of the backing, e.g. 'anon-private', 'file-shared', 'hugetlb-private',
+        'anon-private+nothp' (--no-thp)."""
         kind = "memfd" if self.memfd else ("file" if self.file else "anon")
         if self.hugetlb:
             kind = "hugetlb" if kind == "anon" else f"{kind}-hugetlb"
         sharing = "shared" if self.shared else "private"
-        thp = {None: "", True: "+thp", False: "-thp"}[self.thp]
+        thp = {None: "", True: "+thp", False: "+nothp"}[self.thp]
         return f"{kind}-{sharing}{thp}"
 
 
@@ -56,6 +57,14 @@ def hugetlb_page_size() -> int:
             if line.startswith("Hugepagesize:"):
                 return int(line.split()[1]) * 1024
     raise MappingError("this kernel has no hugetlb support", errno.ENOSYS, "hugetlb")
+
+
+def size_label(size: int) -> str:
+    """`size` bytes as tables and labels show it: '4 KiB', '2 MiB', '1.5 GiB'."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if size >= 1 << shift:
+            return f"{size / (1 << shift):.4g} {unit}"
+    return f"{size} B"
 
 
 def thp_size() -> int:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
 from gupctl import output
+from gupctl.memory import size_label
 from gupctl.results import SavedResults
 
 # Tableau 10: distinguishable, and still apart when printed in grey.
@@ -51,7 +52,7 @@ class Series:
         """The legend text."""
         mode = "write" if self.write else "read"
         threads = f" j={self.threads}" if self.threads > 1 else ""
-        return (f"{self.file}: {self.command} {self.backing} {self.size / (1 << 20):g} MiB "
+        return (f"{self.file}: {self.command} {self.backing} {size_label(self.size)} "
                 f"{mode}{threads}")  # fmt: skip
 
 

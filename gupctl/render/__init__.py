@@ -27,7 +27,7 @@ from gupctl.doctor import Report as DoctorReport
 from gupctl.dump import DumpResult
 from gupctl.install import Installed
 from gupctl.longterm import HoldResult, ReadResult
-from gupctl.memory import PAGE_SIZE
+from gupctl.memory import PAGE_SIZE, size_label
 from gupctl.module import ModuleStatus
 from gupctl.render import kmod
 from gupctl.results import Comparison, PhaseChange, RunKey
@@ -155,14 +155,14 @@ def _abi(r: AbiReport) -> list[Table]:
 
 def _runs(results: list[RunResult]) -> Table:
     t = Table(title="gup_test timings, measured by the kernel")
-    for col in ("command", "backing", "MiB", "pages/call", "rep×thr", "mode"):
-        t.add_column(col, justify="right" if col in ("MiB", "pages/call", "rep×thr") else "left")
+    for col in ("command", "backing", "size", "pages/call", "rep×thr", "mode"):
+        t.add_column(col, justify="right" if col in ("size", "pages/call", "rep×thr") else "left")
     for col in ("get µs min/med/max", "put µs min/med/max", "ns/page get/put"):
         t.add_column(col, justify="right")
     for r in results:
         per_call = abi.per_call_label(r.nr_pages_per_call, r.nr_pages)
         t.add_row(
-            r.command, r.backing, f"{r.size / (1 << 20):g}", per_call,
+            r.command, r.backing, size_label(r.size), per_call,
             f"{r.repeats}×{r.threads}", "write" if r.write else "read",
             f"{r.get.min:g} / {r.get.median:g} / {r.get.max:g}",
             f"{r.put.min:g} / {r.put.median:g} / {r.put.max:g}",
@@ -260,21 +260,21 @@ def _opt(value: int | None) -> str:
 
 def _hold(r: HoldResult) -> Table:
     t = Table(title="longterm pin held, then released")
-    for col in ("backing", "MiB", "mode", "pages", "acquired while held", "held s"):
+    for col in ("backing", "size", "mode", "pages", "acquired while held", "held s"):
         t.add_column(col, justify="left" if col in ("backing", "mode") else "right")
     mode = ("write" if r.write else "read-only") + (", fast" if r.fast else "")
-    t.add_row(r.backing, f"{r.size / (1 << 20):g}", mode, str(r.pinned_pages),
+    t.add_row(r.backing, size_label(r.size), mode, str(r.pinned_pages),
               str(r.acquired_while_held), f"{r.held_seconds:g}")  # fmt: skip
     return t
 
 
 def _read(r: ReadResult) -> Table:
     t = Table(title="PIN_LONGTERM_TEST_READ after a write through the mapping")
-    for col in ("backing", "MiB", "mode", "pages", "matched", "mismatched", "verdict"):
+    for col in ("backing", "size", "mode", "pages", "matched", "mismatched", "verdict"):
         t.add_column(col, justify="left" if col in ("backing", "mode", "verdict") else "right")
     mode = ("write" if r.write else "read-only") + (", fast" if r.fast else "")
     verdict = "reliable" if r.ok else f"STALE: pages {r.mismatched_pages}"
-    t.add_row(r.backing, f"{r.size / (1 << 20):g}", mode, str(r.nr_pages), str(r.matched),
+    t.add_row(r.backing, size_label(r.size), mode, str(r.nr_pages), str(r.matched),
               str(r.mismatched), verdict)  # fmt: skip
     return t
 
@@ -282,10 +282,10 @@ def _read(r: ReadResult) -> Table:
 def _key_cells(k: RunKey) -> list[str]:
     per_call = abi.per_call_label(k.pages_per_call, k.size // PAGE_SIZE)
     mode = "write" if k.write else "read"
-    return [k.command, k.backing, f"{k.size / (1 << 20):g}", per_call, mode, str(k.threads)]
+    return [k.command, k.backing, size_label(k.size), per_call, mode, str(k.threads)]
 
 
-_KEY_COLUMNS = ("command", "backing", "MiB", "pages/call", "mode", "thr")
+_KEY_COLUMNS = ("command", "backing", "size", "pages/call", "mode", "thr")
 _VERDICT_STYLE = {"faster": "green", "slower": "red"}
 
 
@@ -313,7 +313,8 @@ def _comparison(c: Comparison) -> list[Table]:
     if c.only_in_a or c.only_in_b:
         only = Table(title="runs without a match on the other side")
         for col in ("only in", *_KEY_COLUMNS):
-            only.add_column(col, justify="right" if col in ("MiB", "pages/call", "thr") else "left")
+            right = col in ("size", "pages/call", "thr")
+            only.add_column(col, justify="right" if right else "left")
         for side, keys in (("A", c.only_in_a), ("B", c.only_in_b)):
             for k in keys:
                 only.add_row(side, *_key_cells(k))

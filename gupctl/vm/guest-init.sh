@@ -22,6 +22,9 @@ die() { say "FATAL: $*"; poweroff -f; }
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+# Saved results and plots name the host they ran on (gupctl/results.py): the
+# kernel's default, "(none)", would read as no host at all.
+echo gupctl-vm > /proc/sys/kernel/hostname
 
 # shellcheck disable=SC2013 # words, not lines, are wanted here
 for arg in $(cat /proc/cmdline); do

@@ -77,5 +77,5 @@ def test_numa_bind_to_node0() -> None:
 
 def test_describe() -> None:
     assert MemorySpec().describe() == "anon-private"
-    assert MemorySpec(hugetlb=True, shared=True, thp=False).describe() == "hugetlb-shared-thp"
+    assert MemorySpec(hugetlb=True, shared=True, thp=False).describe() == "hugetlb-shared+nothp"
     assert MemorySpec(file="/x", thp=True).describe() == "file-private+thp"
