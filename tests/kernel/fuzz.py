@@ -25,7 +25,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-from gupctl import abi, flags
+from gupctl import abi, flags, pagemap
 
 PAGE = mmap.PAGESIZE
 GUP_STRUCT = abi.ffi.sizeof("struct gup_test")
@@ -52,9 +52,15 @@ WARNS = {
     "get/pin_user_pages_fast() for 0 pages, whose walk (gup_fast_pgd_range()'s "
     "do-while) takes at least one page and stores it past the end of the pages "
     "array: a heap overrun (found by this fuzzer on 7.3.4 and 6.12)",
-    "zero-page": "a read-only pin of memory never written: GUP returns the shared zero "
-    "page unpinned (v6.5, c8070b787519) and mm/gup_test.c verify_dma_pinned() "
-    "WARNs 'pages[%lu] is NOT dma-pinned'",
+    "zero-page": "a read-only pin that reaches the shared zero page: GUP returns it "
+    "unpinned (v6.5, c8070b787519) and mm/gup_test.c verify_dma_pinned() WARNs "
+    "'pages[%lu] is NOT dma-pinned'.  Memory never written; a FOLL_FORCE read past "
+    "a region into its PROT_NONE guard page (mm/gup.c check_vma_flags() lets "
+    "FOLL_FORCE read a VM_MAYREAD mapping, and the read fault maps the zero page); "
+    "and, with THP, a page of the prefaulted region that came to hold only zeros "
+    "(PIN_LONGTERM_TEST_READ copies zero pages there) when its THP was split "
+    '(v6.12, "mm: remap unused subpages to shared zeropage when splitting isolated '
+    'thp": mm/huge_memory.c __split_huge_page() passes RMP_USE_SHARED_ZEROPAGE)',
 }
 
 
@@ -174,6 +180,7 @@ class Fuzzer:
     fds: list[int] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
     held_back: Counter = field(default_factory=Counter)
+    rw_zero_pages: int = 0  # read pins held back: a prefaulted page was the zero page
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -255,8 +262,8 @@ class Fuzzer:
             g.test_flags = r.choice([0, 0, GUP_TEST_FLAG_DUMP_PAGES_USE_PIN, r.getrandbits(32)])
             for i in range(len(g.which_pages)):
                 g.which_pages[i] = r.choice([0, 0, 1, r.randrange(1, 64), r.getrandbits(32)])
-        fields = {"size": int(g.size), "flags": int(g.gup_flags), "region": region,
-                  "test_flags": int(g.test_flags),
+        fields = {"addr": int(g.addr), "size": int(g.size), "flags": int(g.gup_flags),
+                  "region": region, "test_flags": int(g.test_flags),
                   "per_call": int(g.nr_pages_per_call)}  # fmt: skip
         return bytes(abi.ffi.buffer(g)), fields
 
@@ -291,11 +298,30 @@ class Fuzzer:
             if f["size"] and f["flags"] & ~(self.write | self.force):
                 return "foll-flags"
             pins = cmd in PINNING or (cmd is abi.DUMP_USER_PAGES_TEST and f["test_flags"] & 1)
-            if pins and not f["flags"] & self.write and f["region"] != "rw":
+            if pins and not f["flags"] & self.write and self._reaches_zero_page(f):
                 return "zero-page"
         if cmd is abi.PIN_LONGTERM_TEST_START and f["size"] // PAGE * 8 > 0x7FFFFFFF:
             return "huge-size" if f["size"] < 1 << 63 else None
         return None
+
+    def _reaches_zero_page(self, f: dict) -> bool:
+        """Whether a read-only pin of `f`'s range may meet the shared zero page:
+        anywhere but the prefaulted region; past its end into the guard page
+        with FOLL_FORCE; or on a page of it that is the zero page now."""
+        if f["region"] != "rw":
+            return True
+        rw = self.arena.rw
+        start, end = f["addr"] // PAGE * PAGE, f["addr"] + f["size"]
+        if end > rw.addr + rw.size and f["flags"] & self.force:
+            return True
+        if not self.hold_back:
+            return False  # the kmod's stream is not held back: no need to look
+        end = min(end, rw.addr + rw.size)
+        frames = pagemap.frames(start, (end - start + PAGE - 1) // PAGE * PAGE)
+        if any(not fr.present or fr.zero or fr.huge_zero for fr in frames):
+            self.rw_zero_pages += 1
+            return True
+        return False
 
     def next(self) -> Op:
         r = self.rng

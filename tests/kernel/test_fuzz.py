@@ -92,7 +92,8 @@ def test_fuzz(node) -> None:
         fuzzer.close()
         counts = [[name, result, n] for (name, result), n in sorted(fuzzer.counts.items())]
         return {"issued": issued, "seconds": time.monotonic() - start, "counts": counts,
-                "held_back": dict(fuzzer.held_back)}  # fmt: skip
+                "held_back": dict(fuzzer.held_back),
+                "rw_zero_pages": fuzzer.rw_zero_pages}  # fmt: skip
 
     before = oracle_counters(node)
     with panic_on_warn(1):
@@ -101,7 +102,8 @@ def test_fuzz(node) -> None:
     acquired, released = after[0] - before[0], after[1] - before[1]
     held = out["held_back"] or "none"
     print(f"{out['issued']} ioctls in {out['seconds']:.1f} s; pins acquired {acquired}, "
-          f"released {released}; held back (upstream WARNs): {held}")  # fmt: skip
+          f"released {released}; held back (upstream WARNs): {held}, of which read pins "
+          f"of a prefaulted page that was the zero page: {out['rw_zero_pages']}")  # fmt: skip
     for name, result, n in out["counts"]:
         print(f"  {name:28} {result:12} {n}")
     assert out["issued"] == IOCTLS, f"seed {SEED}: {out['issued']} ioctls"
