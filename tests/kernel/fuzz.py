@@ -57,10 +57,11 @@ WARNS = {
     "'pages[%lu] is NOT dma-pinned'.  Memory never written; a FOLL_FORCE read past "
     "a region into its PROT_NONE guard page (mm/gup.c check_vma_flags() lets "
     "FOLL_FORCE read a VM_MAYREAD mapping, and the read fault maps the zero page); "
-    "and, with THP, a page of the prefaulted region that came to hold only zeros "
-    "(PIN_LONGTERM_TEST_READ copies zero pages there) when its THP was split "
-    '(v6.12, "mm: remap unused subpages to shared zeropage when splitting isolated '
-    'thp": mm/huge_memory.c __split_huge_page() passes RMP_USE_SHARED_ZEROPAGE)',
+    "and, with THP, a page that holds only zeros when its THP is split (v6.12, "
+    '"mm: remap unused subpages to shared zeropage when splitting isolated thp": '
+    "mm/huge_memory.c __split_huge_page() passes RMP_USE_SHARED_ZEROPAGE).  The "
+    "fuzzer once made such pages in its prefaulted region by copying zero pages "
+    "there with PIN_LONGTERM_TEST_READ (found on 6.12); Arena now rules that out",
 }
 
 
@@ -106,29 +107,34 @@ class Arena:
 
     base: int
     length: int
-    rw: Region  # prefaulted, read-write
+    rw: Region  # prefaulted, read-write, and never all zeros in any page
     untouched: Region  # read-write, never written from userspace
     ro: Region  # read-only, never written
+    sink: Region  # prefaulted, where PIN_LONGTERM_TEST_READ copies to; never pinned
     arg: int  # a page for arguments, followed by an unmapped page
     hole: int  # an address with nothing mapped, between guard pages
 
     @classmethod
     def make(cls, size: int = 4 << 20) -> Arena:
-        sizes = [size, size, size // 4, PAGE]  # rw, untouched, ro, arg
+        sizes = [size, size, size // 4, size // 4, PAGE]  # rw, untouched, ro, sink, arg
         length = sum(sizes) + (len(sizes) + 2) * PAGE  # a guard before each, hole, last guard
         base = _libc.mmap(None, length, PROT_NONE, ANON | MAP_NORESERVE, -1, 0)
         if base in (None, ctypes.c_void_p(-1).value):
             raise OSError(ctypes.get_errno(), "mmap")
         regions, at = [], base
-        for n, prot in zip(sizes, (RW, RW, mmap.PROT_READ, RW)):
+        for n, prot in zip(sizes, (RW, RW, mmap.PROT_READ, RW, RW)):
             at += PAGE  # the guard page before it
             _check(_libc.mprotect(at, n, prot), "mprotect")
             regions.append(Region(at, n))
             at += n
         _check(_libc.munmap(at, PAGE), "munmap")  # the hole, right after the argument page
-        rw, untouched, ro, arg = regions
+        rw, untouched, ro, sink, arg = regions
+        # No page of rw may ever hold only zeros: since v6.12 a THP split maps
+        # such a page to the shared zero page (WARNS "zero-page"), which GUP
+        # returns unpinned.  So the kernel never copies pages into it either.
         ctypes.memset(rw.addr, 0x5A, rw.size)
-        return cls(base, length, rw, untouched, ro, arg.addr, at)
+        ctypes.memset(sink.addr, 0x5A, sink.size)
+        return cls(base, length, rw, untouched, ro, sink, arg.addr, at)
 
     def close(self) -> None:
         _libc.munmap(self.base, self.length)
@@ -212,9 +218,10 @@ class Fuzzer:
     def _read_target(self) -> int:
         """Where PIN_LONGTERM_TEST_READ copies the pinned pages to: only the
         arena, or addresses where nothing can be written (an address picked
-        at random might be this process's own heap or stack)."""
+        at random might be this process's own heap or stack).  Never rw: the
+        pinned pages may be zero pages, and rw must not come to hold one."""
         a, r = self.arena, self.rng
-        region = r.choice([a.rw, a.rw, a.untouched, a.ro])
+        region = r.choice([a.sink, a.sink, a.untouched, a.ro])
         return r.choice([
             region.addr, region.addr + PAGE * r.randrange(region.size // PAGE),
             region.addr + r.randrange(region.size), a.hole, 0, KERNEL_ADDR, a.base,
@@ -307,7 +314,8 @@ class Fuzzer:
     def _reaches_zero_page(self, f: dict) -> bool:
         """Whether a read-only pin of `f`'s range may meet the shared zero page:
         anywhere but the prefaulted region; past its end into the guard page
-        with FOLL_FORCE; or on a page of it that is the zero page now."""
+        with FOLL_FORCE; or on a page of it that is the zero page now, which
+        Arena.make rules out (test_fuzz.py asserts that it never happened)."""
         if f["region"] != "rw":
             return True
         rw = self.arena.rw
