@@ -43,6 +43,23 @@ struct pin_longterm_test {
     uint64_t size;
     uint32_t flags;
 };
+
+struct gupctl_extract {
+    uint64_t addr;
+    uint64_t size;
+    uint64_t offset;
+    uint64_t checksum;
+    uint32_t iter_type;
+    uint32_t flags;
+    uint32_t nr_segs;
+    uint32_t fill;
+    uint32_t will_pin;
+    uint32_t nr_pages;
+    uint32_t nr_calls;
+    uint32_t nr_pinned;
+    uint32_t nr_matched;
+    uint32_t reserved;
+};
 """
 
 ffi = cffi.FFI()
@@ -79,8 +96,8 @@ class Encoding:
     write: int
     read: int
 
-    def encode(self, direction: Dir, nr: int, size: int) -> int:
-        """The number `_IOC(direction, 'g', nr, size)` on this encoding."""
+    def encode(self, direction: Dir, nr: int, size: int, kind: int = IOCTL_TYPE) -> int:
+        """The number `_IOC(direction, kind, nr, size)` on this encoding."""
         if size >= 1 << self.size_bits:
             raise ValueError(f"ioctl argument of {size} bytes does not fit {self.name}")
         bits = self.none if direction == Dir.NONE else 0
@@ -90,7 +107,7 @@ class Encoding:
             bits |= self.read
         size_shift = 16
         dir_shift = size_shift + self.size_bits
-        return (bits << dir_shift) | (size << size_shift) | (IOCTL_TYPE << 8) | nr
+        return (bits << dir_shift) | (size << size_shift) | (kind << 8) | nr
 
 
 # include/uapi/asm-generic/ioctl.h and the architectures that override it.
@@ -196,6 +213,7 @@ class Command:
     nr: int
     direction: Dir
     arg_type: str | None  # cffi type name of the argument, None for _IO
+    kind: int = IOCTL_TYPE  # the ioctl type: 'g' for every gup_test command
 
     @property
     def arg_size(self) -> int:
@@ -210,17 +228,17 @@ class Command:
 @functools.cache
 def _number(command: Command, encoding: Encoding) -> int:
     if encoding is ASM_GENERIC:
-        return _generic(command.direction, command.nr, command.arg_size)
-    return encoding.encode(command.direction, command.nr, command.arg_size)
+        return _generic(command.direction, command.nr, command.arg_size, command.kind)
+    return encoding.encode(command.direction, command.nr, command.arg_size, command.kind)
 
 
-def _generic(direction: Dir, nr: int, size: int) -> int:
+def _generic(direction: Dir, nr: int, size: int, kind: int) -> int:
     sized = ctypes.c_char * size
     if direction == Dir.NONE:
-        return int(ioctl_opt.IO(IOCTL_TYPE, nr))
+        return int(ioctl_opt.IO(kind, nr))
     if direction == Dir.WRITE:
-        return int(ioctl_opt.IOW(IOCTL_TYPE, nr, sized))
-    return int(ioctl_opt.IOWR(IOCTL_TYPE, nr, sized))
+        return int(ioctl_opt.IOW(kind, nr, sized))
+    return int(ioctl_opt.IOWR(kind, nr, sized))
 
 
 _RW, _W = Dir.READ | Dir.WRITE, Dir.WRITE
@@ -253,6 +271,11 @@ BY_NAME = {c.name.lower(): c for c in COMMANDS}
 PIN_COMMANDS = frozenset({PIN_FAST_BENCHMARK, PIN_LONGTERM_BENCHMARK, PIN_BASIC_TEST})
 
 STRUCTS = ("struct gup_test", "struct pin_longterm_test")
+
+#: gupctl's kmod only (kmod/gupctl_extract.h): iov_iter_extract_pages() from
+#: userspace.  Type 'x', which no gup_test command (all 'g') can ever have.
+EXTRACT_TYPE = ord("x")
+GUPCTL_EXTRACT = Command("GUPCTL_EXTRACT", 1, _RW, "struct gupctl_extract", EXTRACT_TYPE)
 
 
 def per_call_label(nr_pages_per_call: int, nr_pages: int) -> str:

@@ -105,6 +105,7 @@ def lint(totals: Totals) -> None:
     kmod = [
         "kmod/gupctl.c",
         "kmod/gup_test.h",
+        "kmod/gupctl_extract.h",
         *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "kmod/probes").glob("*.c")),
     ]
     checkpatch_argv = ["perl", str(checkpatch()), "--no-tree", "--strict", "-q"]

@@ -88,11 +88,22 @@ def main() -> None:
 
 
 def _register() -> None:
-    from gupctl.cli import compare, doctor, dump, info, kmod, longterm, run, selftest, vm
+    from gupctl.cli import (
+        compare,
+        doctor,
+        dump,
+        extract,
+        info,
+        kmod,
+        longterm,
+        run,
+        selftest,
+        vm,
+    )
 
     for command in (info.abi, info.vmstat, run.bench, run.test, compare.compare, compare.plot,
-                    doctor.doctor, dump.dump, kmod.kmod, longterm.longterm, selftest.selftest,
-                    vm.vm):  # fmt: skip
+                    doctor.doctor, dump.dump, extract.extract, kmod.kmod, longterm.longterm,
+                    selftest.selftest, vm.vm):  # fmt: skip
         main.add_command(command)
 
 

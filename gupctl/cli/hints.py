@@ -120,6 +120,14 @@ DEVICE_COMMAND: dict[tuple[int | None, str | None], str] = {
     (E.EPERM, "PIN_LONGTERM_TEST_READ"): "{path} refused PIN_LONGTERM_TEST_READ: another "
     "process started these pins (the fd was inherited through fork() or passed); read them "
     "in the process that started them",
+    # kmod/gupctl.c: built against a kernel without iov_iter_extract_pages() (v6.3+).
+    (E.EOPNOTSUPP, "GUPCTL_EXTRACT"): "{path} has no iov_iter_extract_pages(): this kernel "
+    "predates v6.3, where it came in; run on 6.3 or newer (`gupctl vm --kernel 6.12 -- ...`)",
+    # mm/gup_test.c answers every command it does not know with EINVAL.
+    (E.EINVAL, "GUPCTL_EXTRACT"): "{path} does not serve GUPCTL_EXTRACT: the in-kernel "
+    "gup_test has no such command; load gupctl's kmod and pass --device /dev/gup_test",
+    (E.ENOTTY, "GUPCTL_EXTRACT"): "{path} does not know GUPCTL_EXTRACT: the loaded kmod is "
+    f"older than this gupctl; reinstall it with `{KMOD_STEP}`",
 }
 
 

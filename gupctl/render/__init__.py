@@ -25,6 +25,7 @@ from gupctl.abi_report import AbiReport
 from gupctl.bench import RunResult
 from gupctl.doctor import Report as DoctorReport
 from gupctl.dump import DumpResult
+from gupctl.extract import ExtractResult
 from gupctl.install import Installed
 from gupctl.longterm import HoldResult, ReadResult
 from gupctl.memory import PAGE_SIZE, size_label
@@ -124,6 +125,10 @@ def _tables(data: Any) -> list[Table]:
         return [_runs(items), _balances(items)]
     if items and isinstance(items[0], PinCounters):
         return [_counters(items)]
+    if items and isinstance(items[0], ExtractResult):
+        from gupctl.render import extract
+
+        return [extract.table(items)]
     if isinstance(data, DumpResult):
         return [_dump(data), _balance_table([(data.call, data.balance)])]
     if isinstance(data, HoldResult):
