@@ -26,6 +26,19 @@ PROBLEM = kmsg.PROBLEM
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "kmod: tests of gupctl's kmod, not of gup_test's ABI")
     config.addinivalue_line("markers", "lockdown: tests of a kernel booted with lockdown=")
+    config.addinivalue_line("markers", "extract: GUPCTL_EXTRACT where it works: the kmod on "
+                            "a kernel with iov_iter_extract_pages()")  # fmt: skip
+    config.addinivalue_line("markers", "no_extract: GUPCTL_EXTRACT where it cannot work")
+
+
+def extract_available() -> bool:
+    """Whether GUPCTL_EXTRACT can work here: gupctl's kmod is loaded, and the
+    kernel has iov_iter_extract_pages() (v6.3+), as /proc/kallsyms lists it:
+    the kernel's word, not the kmod's probe."""
+    if not os.path.exists("/sys/module/gupctl"):
+        return False
+    with open("/proc/kallsyms") as f:
+        return any(line.rstrip().endswith(" iov_iter_extract_pages") for line in f)
 
 
 def locked_down() -> bool:
@@ -52,6 +65,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # in the VMs without it (deselected, not skipped: nothing is missing).
     _deselect(config, items, "lockdown", on=not locked_down())
     if any(os.path.exists(d) for d in DEVICES):
+        # Deselected, not skipped: where the kernel lacks the feature the
+        # no_extract tests check the refusal instead.
+        _deselect(config, items, "no_extract" if extract_available() else "extract", on=True)
         if not os.path.exists("/sys/module/gupctl"):
             # The kernel's own gup_test: tests of the kmod do not apply (deselected,
             # not skipped: nothing is missing).

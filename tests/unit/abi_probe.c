@@ -1,10 +1,12 @@
 /*
- * Prints the ABI as the C compiler sees kmod/gup_test.h: compiled and run by
+ * Prints the ABI as the C compiler sees kmod/gup_test.h (and the kmod's own
+ * gupctl_extract.h): compiled and run by
  * test_abi.py at test time, and compared with gupctl/abi.py.
  */
 #include <stddef.h>
 #include <stdio.h>
 #include "gup_test.h"
+#include "gupctl_extract.h"
 
 #define CMD(c) printf("cmd %s %lu\n", #c, (unsigned long)(c))
 #define SIZE(s) printf("size struct %s %zu\n", #s, sizeof(struct s))
@@ -38,5 +40,28 @@ int main(void)
 	printf("const GUP_TEST_FLAG_DUMP_PAGES_USE_PIN %d\n", GUP_TEST_FLAG_DUMP_PAGES_USE_PIN);
 	printf("const PIN_LONGTERM_TEST_FLAG_USE_WRITE %d\n", PIN_LONGTERM_TEST_FLAG_USE_WRITE);
 	printf("const PIN_LONGTERM_TEST_FLAG_USE_FAST %d\n", PIN_LONGTERM_TEST_FLAG_USE_FAST);
+	CMD(GUPCTL_EXTRACT);
+	SIZE(gupctl_extract);
+	OFF(gupctl_extract, addr);
+	OFF(gupctl_extract, size);
+	OFF(gupctl_extract, offset);
+	OFF(gupctl_extract, checksum);
+	OFF(gupctl_extract, iter_type);
+	OFF(gupctl_extract, flags);
+	OFF(gupctl_extract, nr_segs);
+	OFF(gupctl_extract, fill);
+	OFF(gupctl_extract, will_pin);
+	OFF(gupctl_extract, nr_pages);
+	OFF(gupctl_extract, nr_calls);
+	OFF(gupctl_extract, nr_pinned);
+	OFF(gupctl_extract, nr_matched);
+	OFF(gupctl_extract, reserved);
+	printf("const GUPCTL_EXTRACT_UBUF %d\n", GUPCTL_EXTRACT_UBUF);
+	printf("const GUPCTL_EXTRACT_IOVEC %d\n", GUPCTL_EXTRACT_IOVEC);
+	printf("const GUPCTL_EXTRACT_BVEC %d\n", GUPCTL_EXTRACT_BVEC);
+	printf("const GUPCTL_EXTRACT_KVEC %d\n", GUPCTL_EXTRACT_KVEC);
+	printf("const GUPCTL_EXTRACT_XARRAY %d\n", GUPCTL_EXTRACT_XARRAY);
+	printf("const GUPCTL_EXTRACT_FLAG_DEST %d\n", GUPCTL_EXTRACT_FLAG_DEST);
+	printf("const GUPCTL_EXTRACT_MAX_SEGS %d\n", GUPCTL_EXTRACT_MAX_SEGS);
 	return 0;
 }

@@ -59,6 +59,29 @@ def test_constants_match_c(c_abi: dict[str, int]) -> None:
         assert getattr(abi, name) == c_abi[f"const {name}"], name  # fmt: skip
 
 
+def test_extract_matches_c(c_abi: dict[str, int]) -> None:
+    """GUPCTL_EXTRACT (kmod/gupctl_extract.h), the kmod's own command."""
+    from gupctl import extract
+    from gupctl.cli import extract as cli_extract
+
+    assert abi.GUPCTL_EXTRACT.number() == c_abi["cmd GUPCTL_EXTRACT"]
+    layout = abi_report.struct_layout("struct gupctl_extract")
+    assert layout.size == c_abi["size struct gupctl_extract"]
+    for field in layout.fields:
+        assert field.offset == c_abi[f"offset struct gupctl_extract {field.name}"], field.name
+    for name, value in extract.ITER_TYPES.items():
+        assert value == c_abi[f"const GUPCTL_EXTRACT_{name.upper()}"], name
+    assert c_abi["const GUPCTL_EXTRACT_FLAG_DEST"] == extract.FLAG_DEST
+    assert c_abi["const GUPCTL_EXTRACT_MAX_SEGS"] == extract.MAX_SEGS
+    assert tuple(extract.ITER_TYPES) == cli_extract._TYPES  # the CLI's copy, kept unimported
+
+
+def test_extract_never_collides_with_gup_test() -> None:
+    """Every gup_test command is of type 'g'; GUPCTL_EXTRACT's is not."""
+    assert {(c.number() >> 8) & 0xFF for c in abi.COMMANDS} == {ord("g")}
+    assert (abi.GUPCTL_EXTRACT.number() >> 8) & 0xFF == ord("x")
+
+
 def test_x86_64_layout_is_the_kernels() -> None:
     # mm/gup_test.h on x86_64: 76 bytes of fields plus 4 of tail padding.
     assert abi.ffi.sizeof("struct gup_test") == 80
