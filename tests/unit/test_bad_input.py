@@ -78,7 +78,7 @@ def _cases() -> list[Case]:
 
     # Sizes, for every command that takes one.
     for command in (("bench",), ("test",), ("dump", "0"), ("longterm", "start"),
-                    ("longterm", "read"), ("selftest",)):  # fmt: skip
+                    ("longterm", "read"), ("selftest",), ("extract",)):  # fmt: skip
         for bad, words in (("0", "is not a size"), ("-1", "is not a size"),
                            ("abc", "is not a size"), ("1X", "is not a size"),
                            ("99999999999999999999999", "more than a process can map"),
@@ -108,7 +108,7 @@ def _cases() -> list[Case]:
                         ("/dev/zero", "the character device 1:5"),
                         ("regular", "a regular file outside debugfs"), ("fifo", "a fifo"),
                         ("dir", "a directory")):  # fmt: skip
-        for command in ("bench", "test"):
+        for command in ("bench", "test", "extract"):
             add(1, (words, "not a gup_test file", "--device"), command, "--device", path)
     add(1, ("does not exist", "--device"), "bench", "--device", "nonexistent")
     # Backing files.
@@ -154,6 +154,12 @@ def _cases() -> list[Case]:
     add(2, ("No such option '--nosuch'", "--help"), "doctor", "--nosuch")
     add(2, ("No such command", "--help"), "nosuch")
     add(2, ("--hold",), "longterm", "start", "--hold", "-1")
+    add(2, ("--type", "'pipe' is not one of"), "extract", "--type", "pipe")
+    add(2, ("--direction",), "extract", "--direction", "up")
+    for bad in ("4096", "-1", "x"):
+        add(2, ("--offset",), "extract", "--offset", bad)
+    for bad in ("0", "17"):
+        add(2, ("--segs",), "extract", "--segs", bad)
     add(2, ("at most 8 pages",), "dump", *map(str, range(9)))
     add(1, ("cannot write the output", "No space left on device"), "abi", stdout="/dev/full")
     add(1, ("cannot write the output",), "abi", "--json", stdout="/dev/full")
