@@ -62,6 +62,11 @@ def labels(paths: Sequence[str]) -> list[str]:
     return stems if len(set(stems)) == len(stems) else list(paths)
 
 
+def notes(docs: Sequence[tuple[str, SavedResults]]) -> list[str]:
+    """The plot's lines naming where each labelled document ran."""
+    return [f"{label}: {d.kernel} on {d.hostname}, {d.date}" for label, d in docs]
+
+
 def series(docs: Sequence[tuple[str, SavedResults]]) -> list[Series]:
     """Group every run of the labelled documents into series, points sorted by pages per call."""
     groups: dict[tuple[str, str, str, int, bool, int], list[Point]] = {}

@@ -182,6 +182,9 @@ def lockdown_tests(totals: Totals) -> None:
 WHOLE = {
     # The sdist, installed into a venv outside the checkout: unit tests and a VM.
     "sdist": ("sdist install", [PY, "tests/packaging.py", "sdist-install"]),
+    # One benchmark on 6.12 and 7.3 through `gupctl vm --kernel A --kernel B`.
+    "kernels": ("one benchmark on two kernels", [PY, "-m", "pytest", "tests/host", "-v",
+                                                 "-p", "no:cacheprovider"]),
     # A booted Debian trixie with 7.3: pip install, doctor, kmod install, non-root use.
     "system": ("whole-system test", [PY, "-m", "pytest", "tests/system", "-v", "-rP",
                                      "-p", "no:cacheprovider"]),

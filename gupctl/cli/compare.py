@@ -53,7 +53,6 @@ def plot(files: tuple[str, ...], output: str | None, title: str, use_json: bool)
     if use_json:
         render.emit(series, True)
         return
-    notes = [f"{label}: {d.kernel} on {d.hostname}, {d.date}" for label, d in labelled]
-    plotting.write(plotting.svg(series, title, notes), output or "-")
+    plotting.write(plotting.svg(series, title, plotting.notes(labelled)), output or "-")
     if output != "-":
         render.warn(f"wrote {output}: {len(series)} series")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 import sys
 
 import click
@@ -15,12 +14,23 @@ from gupctl.cli.options import Seconds
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.option(
     "--kernel",
+    "kernels",
     metavar="SPEC",
+    multiple=True,
     help="A series (6.1, 6.12, 7.3: installed here, else fetched from Debian's archive into "
     "the cache), an exact release, or a /boot/vmlinuz-* path (default: 6.12); or "
     "source[:SERIES|PATH] for CONFIG_GUP_TEST built from Debian's linux-source-SERIES "
     "(default 6.12) or a tarball or tree (minutes once, then cached; the kmod is signed "
-    "with its build's key).",
+    "with its build's key).  Twice or more, with `gupctl bench ...`: the benchmark on "
+    "each kernel, then the comparison and the plot.",
+)
+@click.option(
+    "--out",
+    metavar="DIR",
+    default="kernels",
+    show_default=True,
+    help="With several --kernel: where each kernel's results (RELEASE.json) and the plot "
+    "(plot.svg) go.",
 )
 @click.option(
     "--kmod/--no-kmod",
@@ -50,7 +60,8 @@ from gupctl.cli.options import Seconds
 @click.option("--dry-run", is_flag=True, help="Print the QEMU argv and the job; boot nothing.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def vm(
-    kernel: str | None,
+    kernels: tuple[str, ...],
+    out: str,
     kmod: bool,
     lockdown: str | None,
     no_memory_only_node: bool,
@@ -65,45 +76,26 @@ def vm(
     TCG, a kernel that dies while booting, before the command starts, is
     booted once more.
     """
-    from gupctl import render
-    from gupctl import vm as vm_mod
-    from gupctl.errors import VmError
+    from gupctl.cli import vm_run
     from gupctl.vm import qemu
 
-    if if_needed and _have_device():
+    if len(kernels) > 1:
+        if if_needed:
+            raise click.UsageError("--if-needed runs one command here: use one --kernel")
+        vm_run.check(command, out)
+    elif if_needed and _have_device():
         os.execvp(command[0], list(command))
     # A kernel built from source reports its progress through logging.
     logging.basicConfig(level=logging.INFO, format="gupctl: %(message)s", stream=sys.stderr)
     machine = qemu.Machine(memory_only_node=not no_memory_only_node)
 
-    def plan() -> vm_mod.Plan:
-        return vm_mod.plan(list(command), kernel, kmod, machine=machine, lockdown=lockdown)
+    def run(kernel: str | None, argv: list[str]) -> vm_run.VmResult | None:
+        return vm_run.boot(argv, kernel, kmod, machine, lockdown, timeout, dry_run)
 
-    p = plan()
-    if dry_run:
-        sys.stdout.write(shlex.join(p.argv) + "\n\n" + p.job)
-        p.discard()
-        return
-    if p.accel == "tcg":
-        render.warn("KVM is not usable here: emulating with TCG (slower)")
-    try:
-        result = vm_mod.execute(p, timeout)  # a signal kills QEMU: see cli/signals.py
-    except VmError as e:
-        # Under TCG a vCPU sometimes runs a stale translation of kernel text
-        # that another vCPU patched at boot (an "Oops: int3" at a static key,
-        # e.g. sched_clock_cpu() as sched_clock is marked stable).  The guest
-        # dies before the job starts, so nothing of the command ran: one more
-        # boot, said on stderr, with the first console log kept.
-        if e.kind != "boot" or p.accel != "tcg":
-            raise
-        render.warn(f"{e.what} under TCG (console log: {e.log}); booting once more")
-        result = vm_mod.execute(plan(), timeout)
-    for line in result.problems:
-        render.error(f"guest kernel: {line}")
-    if result.problems:
-        render.error(f"the guest kernel reported problems; logs kept in {result.log_dir}")
-        sys.exit(result.status or 1)
-    sys.exit(result.status)
+    if len(kernels) > 1:
+        sys.exit(vm_run.across(kernels, list(command), out, run))
+    result = run(kernels[0] if kernels else None, list(command))
+    sys.exit(0 if result is None else vm_run.finish(result))
 
 
 def _have_device() -> bool:

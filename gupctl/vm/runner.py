@@ -31,6 +31,8 @@ from gupctl.vm.resolve import find
 
 #: What fails a run: any kernel problem, or the guest init giving up.
 PROBLEM = re.compile(f"{kmsg.PROBLEM.pattern}|gupctl-(init|job): FATAL")
+#: The run directory's subdirectory for the job's outputs ($GUPCTL_VM_OUT).
+OUT = "out"
 #: Host variables the guest command sees too.
 PASSTHROUGH = ("CI", "NO_COLOR", "TERM", "COLUMNS", "PYTHONPATH")
 
@@ -46,6 +48,7 @@ class VmResult:
     problems: list[str] = field(default_factory=list)
     dmesg: str = ""
     log_dir: str | None = None  # kept only when the run failed
+    outputs: dict[str, bytes] = field(default_factory=dict)  # what the job left in $GUPCTL_VM_OUT
 
     @property
     def ok(self) -> bool:
@@ -97,7 +100,11 @@ def _foreign_modules(kernel: Kernel) -> Path | None:
 
 
 def job_script(
-    command: list[str], cwd: str, env: dict[str, str], machine: qemu.Machine | None = None
+    command: list[str],
+    cwd: str,
+    env: dict[str, str],
+    machine: qemu.Machine | None = None,
+    out: Path | None = None,
 ) -> str:
     """The shell script the guest runs: the caller's cwd, PATH and environment."""
     path = [
@@ -116,6 +123,10 @@ def job_script(
     # The host's cache, read through the overlay: what the host built (the
     # kmod, test clients) is there; what the guest adds stays in the guest.
     variables["GUPCTL_CACHE"] = str(cache.cache_dir())
+    if out is not None:
+        # Files the job writes here come back in VmResult.outputs (the rest
+        # of the guest's writes stay in guest memory).
+        variables["GUPCTL_VM_OUT"] = str(out)
     variables.setdefault("COLUMNS", str(shutil.get_terminal_size((160, 24)).columns))
     # Node 1 is the memory-only node of qemu.Machine: exact pin balance.
     if (machine or qemu.Machine()).memory_only_node:
@@ -151,7 +162,8 @@ def plan(
     try:
         if use_kmod:
             shutil.copy2(kmod.build(k), run_dir / "gupctl.ko")
-        job = job_script(command, cwd or os.getcwd(), env or {}, machine)
+        (run_dir / OUT).mkdir()
+        job = job_script(command, cwd or os.getcwd(), env or {}, machine, run_dir / OUT)
         (run_dir / "job.sh").write_text(job)
         kvm = qemu.kvm_usable()
         argv = qemu.argv(
@@ -235,6 +247,8 @@ def execute(p: Plan, timeout: float = 1800) -> VmResult:
         )
     found = problems(read_log(p.run_dir / "console.log") + dmesg)
     result = VmResult(int(status_text), p.kernel.release, p.accel, seconds, found, dmesg)
+    result.outputs = {f.name: f.read_bytes() for f in sorted((p.run_dir / OUT).glob("*"))
+                      if f.is_file()}  # fmt: skip
     if result.ok:
         shutil.rmtree(p.run_dir, ignore_errors=True)
     else:

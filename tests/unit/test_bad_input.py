@@ -135,6 +135,12 @@ def _cases() -> list[Case]:
     add(1, ("'nosuch'", "kernel series"), "vm", "--kernel", "nosuch", "--", "true")
     add(2, ("--lockdown", "nosuch"), "vm", "--lockdown", "nosuch", "--", "true")
     add(2, ("Missing argument",), "vm")
+    two = ("vm", "--kernel", "6.12", "--kernel", "7.3")
+    add(2, ("must be `gupctl bench ...`",), *two, "--", "true")
+    add(2, ("drop --save and --json",), *two, "--", "gupctl", "bench", "--save", "x.json")
+    add(2, ("--out", "does not exist"), *two, "--out", "no/such/dir", "--", "gupctl", "bench")
+    add(2, ("--out", "not a directory"), *two, "--out", "regular", "--", "gupctl", "bench")
+    add(2, ("--if-needed", "one --kernel"), *two, "--if-needed", "--", "gupctl", "bench")
     # Saved results.
     for name, words in (("list.json", "not a gupctl-bench/1 document"),
                         ("deep.json", "nests too deeply"), ("latin1.json", "not UTF-8"),
