@@ -930,6 +930,7 @@ static int gupctl_kbuf_alloc(struct gupctl_kbuf *kb, u32 iter_type,
 	for (; kb->nr_pages < n; kb->nr_pages++) {
 		if (fatal_signal_pending(current))
 			return -EINTR;
+		cond_resched();
 		/* Fail rather than OOM-kill for a request that cannot fit. */
 		kb->pages[kb->nr_pages] = alloc_page(GFP_KERNEL_ACCOUNT |
 						     __GFP_NORETRY |
@@ -1024,6 +1025,7 @@ static u64 gupctl_extract_touch(struct page **pages, size_t off, size_t len,
 			memset(p + off, fill, n);
 		kunmap_local(p);
 		len -= n;
+		cond_resched();	/* up to max_pages of them */
 	}
 	return sum;
 }
@@ -1061,6 +1063,8 @@ static ssize_t gupctl_extract_all(struct iov_iter *iter, struct page **pages,
 		ex->nr_calls++;
 		nr += n;
 		done += got;
+		if (fatal_signal_pending(current))
+			break;	/* the caller releases what was extracted */
 	}
 	ex->nr_pages = nr;
 	return done;
