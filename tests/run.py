@@ -142,7 +142,9 @@ def kernel_tests(totals: Totals, series: str) -> None:
     skip = ["test_selftest_subset" if series in FULL_SELFTEST else "test_full_selftest"]
     if series not in SIGNAL_KERNELS:
         skip.append("test_signal_leaves_nothing_behind")
+    # --durations: where a step's minutes go, in every CI log.
     pytest = [PY, "-m", "pytest", "tests/kernel", "-v", "-rP", "-p", "no:cacheprovider",
+              "--durations=15",
               "-k", " and ".join(f"not {name}" for name in skip),
               f"--ignore={WINDOWS_TESTS}"]  # fmt: skip
     kmod = "--no-kmod" if series.startswith("source") else "--kmod"

@@ -13,26 +13,22 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from gupctl import abi
-from gupctl.abi_report import AbiReport
-from gupctl.bench import RunResult
-from gupctl.doctor import Report as DoctorReport
-from gupctl.dump import DumpResult
-from gupctl.extract import ExtractResult
-from gupctl.install import Installed
-from gupctl.longterm import HoldResult, ReadResult
 from gupctl.memory import PAGE_SIZE, size_label
-from gupctl.module import ModuleStatus
-from gupctl.render import kmod
-from gupctl.results import Comparison, PhaseChange, RunKey
-from gupctl.vmstat import Balance, PinCounters
+
+if TYPE_CHECKING:
+    from gupctl.abi_report import AbiReport
+    from gupctl.bench import RunResult
+    from gupctl.dump import DumpResult
+    from gupctl.longterm import HoldResult, ReadResult
+    from gupctl.results import Comparison, PhaseChange, RunKey
+    from gupctl.vmstat import Balance, PinCounters
 
 # Tables are wide: when stdout is not a terminal (and $COLUMNS does not say),
 # lay them out for 160 columns instead of rich's 80.
@@ -93,6 +89,10 @@ def progress(labels: list[str]) -> Iterator[Callable[[], None]]:
 
         yield line
         return
+    # Here, not at the top: rich.progress is a tenth of rich's modules, and only a
+    # sweep on a terminal needs it.
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())  # fmt: skip
     with Progress(*columns, console=err, transient=True) as bar:
@@ -107,33 +107,46 @@ def progress(labels: list[str]) -> Iterator[Callable[[], None]]:
         yield advance
 
 
+def _is(data: Any, module: str, name: str) -> bool:
+    """isinstance(data, module.name) without importing `module` to ask: an
+    instance can exist only once its module is imported.  Importing every
+    result's module here (the doctor's pulls in the whole VM package) would
+    cost every command's start-up, which in a TCG guest over 9p is seconds."""
+    mod = sys.modules.get(module)
+    return mod is not None and isinstance(data, getattr(mod, name))
+
+
 def _tables(data: Any) -> list[Table]:
-    if isinstance(data, AbiReport):
+    if _is(data, "gupctl.abi_report", "AbiReport"):
         return _abi(data)
-    if isinstance(data, Comparison):
+    if _is(data, "gupctl.results", "Comparison"):
         return _comparison(data)
-    if isinstance(data, DoctorReport):
+    if _is(data, "gupctl.doctor", "Report"):
         from gupctl.render import doctor
 
         return [doctor.table(data)]
-    if isinstance(data, ModuleStatus):
+    if _is(data, "gupctl.module", "ModuleStatus"):
+        from gupctl.render import kmod
+
         return [kmod.status(data)]
-    if isinstance(data, Installed):
+    if _is(data, "gupctl.install", "Installed"):
+        from gupctl.render import kmod
+
         return [kmod.installed(data)]
     items = data if isinstance(data, list) else [data]
-    if items and isinstance(items[0], RunResult):
+    if items and _is(items[0], "gupctl.bench", "RunResult"):
         return [_runs(items), _balances(items)]
-    if items and isinstance(items[0], PinCounters):
+    if items and _is(items[0], "gupctl.vmstat", "PinCounters"):
         return [_counters(items)]
-    if items and isinstance(items[0], ExtractResult):
+    if items and _is(items[0], "gupctl.extract", "ExtractResult"):
         from gupctl.render import extract
 
         return [extract.table(items)]
-    if isinstance(data, DumpResult):
+    if _is(data, "gupctl.dump", "DumpResult"):
         return [_dump(data), _balance_table([(data.call, data.balance)])]
-    if isinstance(data, HoldResult):
+    if _is(data, "gupctl.longterm", "HoldResult"):
         return [_hold(data), _balance_table([("longterm pin", data.balance)])]
-    if isinstance(data, ReadResult):
+    if _is(data, "gupctl.longterm", "ReadResult"):
         return [_read(data), _balance_table([("longterm pin", data.balance)])]
     raise TypeError(f"nothing renders {type(data).__name__}")
 
