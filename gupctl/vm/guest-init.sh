@@ -46,7 +46,12 @@ done < /modules.list
 # whatever the guest writes stays in the guest.
 opts=trans=virtio,version=9p2000.L,msize=262144
 mkdir -p /lower /rw
-mount -t 9p -o "$opts,ro" hostroot /lower || die "cannot mount the host root"
+# cache=loose: the guest keeps what it has looked up and read.  Nothing on the
+# host side changes while the VM runs (gupctl waits for it), and Python's
+# imports are thousands of lookups: measured, the kernel tests' CLI-heavy
+# files ran in 79 % of the time (60 tests, 6.12, TCG).  The run directory
+# below, which both sides write, stays uncached.
+mount -t 9p -o "$opts,ro,cache=loose" hostroot /lower || die "cannot mount the host root"
 mount -t tmpfs -o mode=0755 tmpfs /rw
 mkdir -p /rw/upper /rw/work
 mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work overlay /host ||
