@@ -85,11 +85,18 @@ class ExtractResult:
     contents_ok: bool | None  # ITER_DEST on this process's buffer: the fill read back
     balance: vmstat.Balance
 
+    def disagreements(self) -> list[str]:
+        """The oracles that disagree with the kernel's answer: the pin deltas,
+        the checksum, the contents read back, the kmod's own pages."""
+        checks = (("pins", self.balance.exact), ("checksum", self.checksum_ok),
+                  ("contents", self.contents_ok is not False),
+                  ("pages", self.nr_matched in (None, self.nr_pages)))  # fmt: skip
+        return [name for name, ok in checks if not ok]
+
     @property
     def ok(self) -> bool:
-        """Every oracle agrees: the pin deltas, the checksum and the contents."""
-        return (self.balance.exact and self.checksum_ok and self.contents_ok is not False
-                and self.nr_matched in (None, self.nr_pages))  # fmt: skip
+        """Every oracle agrees."""
+        return not self.disagreements()
 
 
 def issue(device: Device, arg) -> None:
@@ -108,7 +115,8 @@ def _request(spec: ExtractSpec, addr: int):
 
 
 def _pattern(mapping: Mapping) -> None:
-    """Bytes that vary within a page, so that a wrong page or offset changes the sum."""
+    """A byte per page that differs from the next page's, and 17 other bytes at
+    the start: a wrong page or offset changes the sum."""
     for i in range(mapping.size // PAGE_SIZE):
         lib.memset(ffi.cast("void *", mapping.addr + i * PAGE_SIZE), 1 + i % 251, PAGE_SIZE)
     lib.memset(ffi.cast("void *", mapping.addr), 0x3C, 17)

@@ -10,12 +10,8 @@ from gupctl.memory import size_label
 
 def _check(r: ExtractResult) -> str:
     """Each oracle that disagrees, or 'ok'."""
-    bad = [name for name, ok in (
-        ("pins", r.balance.exact), ("checksum", r.checksum_ok),
-        ("contents", r.contents_ok is not False),
-        ("pages", r.nr_matched in (None, r.nr_pages)),
-    ) if not ok]  # fmt: skip
-    return "ok" if not bad else "BAD " + ",".join(bad)
+    bad = r.disagreements()
+    return "BAD " + ",".join(bad) if bad else "ok"
 
 
 def table(results: list[ExtractResult]) -> Table:
