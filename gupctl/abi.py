@@ -60,6 +60,23 @@ struct gupctl_extract {
     uint32_t nr_matched;
     uint32_t reserved;
 };
+
+struct gupctl_page {
+    uint64_t pfn;
+    uint32_t flags;
+    uint32_t order;
+    int32_t refcount;
+    int32_t pincount;
+    uint32_t node;
+    uint32_t reserved;
+    char zone[8];
+};
+
+struct gupctl_pages {
+    uint64_t pages;
+    uint32_t nr;
+    uint32_t reserved;
+};
 """
 
 ffi = cffi.FFI()
@@ -276,6 +293,9 @@ STRUCTS = ("struct gup_test", "struct pin_longterm_test")
 #: userspace.  Type 'x', which no gup_test command (all 'g') can ever have.
 EXTRACT_TYPE = ord("x")
 GUPCTL_EXTRACT = Command("GUPCTL_EXTRACT", 1, _RW, "struct gupctl_extract", EXTRACT_TYPE)
+#: gupctl's kmod only (kmod/gupctl_pages.h): what the kernel keeps about page
+#: frames (refcount, pincount, zone), looked at without a reference.
+GUPCTL_PAGES = Command("GUPCTL_PAGES", 2, _RW, "struct gupctl_pages", EXTRACT_TYPE)
 
 
 def per_call_label(nr_pages_per_call: int, nr_pages: int) -> str:

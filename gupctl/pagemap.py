@@ -14,7 +14,6 @@ them as 0, and frames() says so.
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import struct
@@ -24,8 +23,8 @@ from pathlib import Path
 from gupctl.errors import GupctlError
 from gupctl.memory import PAGE_SIZE
 
-PAGEMAP = Path("/proc/self/pagemap")
 KPAGEFLAGS = Path("/proc/kpageflags")
+KPAGECOUNT = Path("/proc/kpagecount")
 ZONEINFO = Path("/proc/zoneinfo")
 _PRESENT = 1 << 63
 _PFN_MASK = (1 << 55) - 1
@@ -49,23 +48,14 @@ def frames(addr: int, size: int) -> list[Frame]:
 
     Raises GupctlError when page frame numbers are hidden (not root).
     """
-    n = size // PAGE_SIZE
+    entries = pagemap(addr, size // PAGE_SIZE)
     try:
-        raw = _pread(PAGEMAP, 8 * n, addr // PAGE_SIZE * 8)
-    except OSError as e:
-        raise GupctlError(f"cannot read {PAGEMAP}", e.errno) from None
-    entries = struct.unpack(f"={n}Q", raw)  # native-endian, as pagemap.rst says
-    present = [bool(e & _PRESENT) for e in entries]
-    pfns = [e & _PFN_MASK for e in entries]
-    if any(present) and not any(pfns):
-        raise GupctlError("page frame numbers are hidden: reading them needs CAP_SYS_ADMIN")
-    try:
-        flags = kpageflags(sorted({p for p, on in zip(pfns, present) if on}))
+        flags = kpageflags(sorted({pfn for on, pfn in entries if on}))
     except OSError as e:
         raise GupctlError(f"cannot read {KPAGEFLAGS}", e.errno) from None
     spans = node_spans()
     out = []
-    for on, pfn in zip(present, pfns):
+    for on, pfn in entries:
         f = flags.get(pfn, 0) if on else 0
         compound = f & (1 << KPF_COMPOUND_HEAD | 1 << KPF_COMPOUND_TAIL)
         zero = bool(f >> KPF_ZERO_PAGE & 1)
@@ -74,21 +64,46 @@ def frames(addr: int, size: int) -> list[Frame]:
     return out
 
 
-def _pread(path: Path, size: int, offset: int) -> bytes:
-    fd = os.open(path, os.O_RDONLY)
+def pagemap(addr: int, n: int, pid: int | str = "self") -> list[tuple[bool, int]]:
+    """(present, pfn) of the `n` pages from `addr` of process `pid`.  Reading
+    pagemap faults nothing in.  Pages past what pagemap covers (the vsyscall
+    page, beyond TASK_SIZE) read as absent.
+
+    Raises GupctlError when the file cannot be read, or page frame numbers
+    are hidden (they need CAP_SYS_ADMIN).
+    """
+    path = Path(f"/proc/{pid}/pagemap")
     try:
-        raw = os.pread(fd, size, offset)
-    finally:
-        os.close(fd)
-    if len(raw) != size:
-        raise OSError(errno.EIO, f"short read of {path}")
-    return raw
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            raw = os.pread(fd, 8 * n, addr // PAGE_SIZE * 8)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise GupctlError(f"cannot read {path}", e.errno) from None
+    words = struct.unpack(f"={len(raw) // 8}Q", raw)  # native-endian, as pagemap.rst says
+    out = [(bool(w & _PRESENT), w & _PFN_MASK) for w in words]
+    if any(on for on, _ in out) and not any(pfn for _, pfn in out):
+        raise GupctlError("page frame numbers are hidden: reading them needs CAP_SYS_ADMIN; "
+                          "run gupctl as root")  # fmt: skip
+    return out + [(False, 0)] * (n - len(out))
 
 
 def kpageflags(pfns: list[int]) -> dict[int, int]:
     """The kpageflags word of each of `pfns` (sorted), reading runs at once."""
+    return _kpage(KPAGEFLAGS, pfns)
+
+
+def kpagecount(pfns: list[int]) -> dict[int, int]:
+    """How many times each of `pfns` (sorted) is mapped (/proc/kpagecount)."""
+    return _kpage(KPAGECOUNT, pfns)
+
+
+def _kpage(path: Path, pfns: list[int]) -> dict[int, int]:
+    """A /proc/kpage* file's 64-bit word for each of `pfns` (sorted), reading
+    each run of consecutive frames at once."""
     out: dict[int, int] = {}
-    fd = os.open(KPAGEFLAGS, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY)
     try:
         i = 0
         while i < len(pfns):

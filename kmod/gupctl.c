@@ -58,6 +58,7 @@
 #include <linux/stddef.h>
 #include "gup_test.h"
 #include "gupctl_extract.h"
+#include "gupctl_pages.h"
 #include "gupctl_config.h"
 
 static bool gupctl_debugfs = true;
@@ -1120,6 +1121,78 @@ free_kbuf:
 }
 #endif /* GUPCTL_HAVE_IOV_ITER_EXTRACT_PAGES */
 
+/*
+ * GUPCTL_PAGES (gupctl_pages.h): a snapshot of each frame, taken without a
+ * reference, as /proc/kpageflags and /proc/kpagecount take theirs (see
+ * fs/proc/page.c): the folio may be split or freed meanwhile, so each field
+ * is read once and only struct pages of the frame's own folio are read.
+ */
+static int gupctl_folio_pincount(struct folio *folio)
+{
+	/*
+	 * Large folios keep _pincount (on 32-bit only from order 2 since
+	 * v6.10: folio_has_pincount()); small ones count each pin as
+	 * GUP_PIN_COUNTING_BIAS references.
+	 */
+	if (!folio_test_large(folio))
+		return -1;
+	if (!IS_ENABLED(CONFIG_64BIT) && folio_order(folio) < 2)
+		return -1;
+	return atomic_read(&folio->_pincount);
+}
+
+static void gupctl_page_info(struct gupctl_page *rec)
+{
+	struct folio *folio;
+	struct page *page;
+
+	if (rec->pfn != (unsigned long)rec->pfn)	/* beyond a 32-bit pfn */
+		return;
+	page = pfn_to_online_page(rec->pfn);
+	if (!page)
+		return;
+	folio = page_folio(page);
+	rec->flags = GUPCTL_PAGE_ONLINE;
+	if (folio_maybe_dma_pinned(folio))
+		rec->flags |= GUPCTL_PAGE_PINNED;
+	rec->order = folio_order(folio);
+	rec->refcount = folio_ref_count(folio);
+	rec->pincount = gupctl_folio_pincount(folio);
+	rec->node = page_to_nid(page);
+	strscpy(rec->zone, page_zone(page)->name, sizeof(rec->zone));
+}
+
+static long gupctl_pages_ioctl(void __user *argp)
+{
+	struct gupctl_page __user *up;
+	struct gupctl_pages req;
+	struct gupctl_page rec;
+	u32 i;
+
+	/* What a frame holds is /proc/kpagecount's business: root's only. */
+	if (!capable(CAP_SYS_ADMIN))
+		return -EPERM;
+	if (copy_from_user(&req, argp, sizeof(req)))
+		return -EFAULT;
+	if (req.reserved || !req.nr || req.nr > GUPCTL_PAGES_MAX)
+		return -EINVAL;
+	up = u64_to_user_ptr(req.pages);
+	if (!access_ok(up, array_size(req.nr, sizeof(*up))))
+		return -EFAULT;
+	for (i = 0; i < req.nr; i++) {
+		memset(&rec, 0, sizeof(rec));
+		if (get_user(rec.pfn, &up[i].pfn))
+			return -EFAULT;
+		gupctl_page_info(&rec);
+		if (copy_to_user(&up[i], &rec, sizeof(rec)))
+			return -EFAULT;
+		if (fatal_signal_pending(current))
+			return -EINTR;
+		cond_resched();
+	}
+	return 0;
+}
+
 /* @cmd is a native command number; @abi gives the caller's struct sizes. */
 static long gupctl_dispatch(struct file *file, unsigned int cmd,
 			    void __user *argp, const struct gupctl_abi *abi)
@@ -1143,6 +1216,8 @@ static long gupctl_dispatch(struct file *file, unsigned int cmd,
 #else
 		return -EOPNOTSUPP;	/* iov_iter_extract_pages() is v6.3+ */
 #endif
+	case GUPCTL_PAGES:
+		return gupctl_pages_ioctl(argp);
 	}
 
 	/* Documentation/driver-api/ioctl.rst; mm/gup_test.c says -EINVAL. */

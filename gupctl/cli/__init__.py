@@ -96,6 +96,7 @@ def _register() -> None:
         info,
         kmod,
         longterm,
+        pins,
         run,
         selftest,
         vm,
@@ -103,7 +104,7 @@ def _register() -> None:
 
     for command in (info.abi, info.vmstat, run.bench, run.test, compare.compare, compare.plot,
                     doctor.doctor, dump.dump, extract.extract, kmod.kmod, longterm.longterm,
-                    selftest.selftest, vm.vm):  # fmt: skip
+                    pins.pins, selftest.selftest, vm.vm):  # fmt: skip
         main.add_command(command)
 
 

@@ -128,6 +128,13 @@ DEVICE_COMMAND: dict[tuple[int | None, str | None], str] = {
     "gup_test has no such command; load gupctl's kmod and pass --device /dev/gup_test",
     (E.ENOTTY, "GUPCTL_EXTRACT"): "{path} does not know GUPCTL_EXTRACT: the loaded kmod is "
     f"older than this gupctl; reinstall it with `{KMOD_STEP}`",
+    # kmod/gupctl.c gupctl_pages_ioctl(): what a frame holds is root's, as /proc/kpagecount.
+    (E.EPERM, "GUPCTL_PAGES"): "{path} refused GUPCTL_PAGES: reading page frames needs "
+    "CAP_SYS_ADMIN, as /proc/kpagecount does; run gupctl pins as root",
+    (E.EINVAL, "GUPCTL_PAGES"): "{path} does not serve GUPCTL_PAGES: the in-kernel gup_test "
+    "has no such command; load gupctl's kmod and pass --device /dev/gup_test",
+    (E.ENOTTY, "GUPCTL_PAGES"): "{path} does not know GUPCTL_PAGES: the loaded kmod is "
+    f"older than this gupctl; reinstall it with `{KMOD_STEP}`",
 }
 
 

@@ -142,6 +142,10 @@ def _tables(data: Any) -> list[Table]:
         from gupctl.render import extract
 
         return [extract.table(items)]
+    if _is(data, "gupctl.pins", "PinsReport"):
+        from gupctl.render import pins
+
+        return pins.tables(data)
     if _is(data, "gupctl.dump", "DumpResult"):
         return [_dump(data), _balance_table([(data.call, data.balance)])]
     if _is(data, "gupctl.longterm", "HoldResult"):

@@ -1,12 +1,13 @@
 /*
  * Prints the ABI as the C compiler sees kmod/gup_test.h (and the kmod's own
- * gupctl_extract.h): compiled and run by
+ * gupctl_extract.h and gupctl_pages.h): compiled and run by
  * test_abi.py at test time, and compared with gupctl/abi.py.
  */
 #include <stddef.h>
 #include <stdio.h>
 #include "gup_test.h"
 #include "gupctl_extract.h"
+#include "gupctl_pages.h"
 
 #define CMD(c) printf("cmd %s %lu\n", #c, (unsigned long)(c))
 #define SIZE(s) printf("size struct %s %zu\n", #s, sizeof(struct s))
@@ -63,5 +64,22 @@ int main(void)
 	printf("const GUPCTL_EXTRACT_XARRAY %d\n", GUPCTL_EXTRACT_XARRAY);
 	printf("const GUPCTL_EXTRACT_FLAG_DEST %d\n", GUPCTL_EXTRACT_FLAG_DEST);
 	printf("const GUPCTL_EXTRACT_MAX_SEGS %d\n", GUPCTL_EXTRACT_MAX_SEGS);
+	CMD(GUPCTL_PAGES);
+	SIZE(gupctl_page);
+	SIZE(gupctl_pages);
+	OFF(gupctl_page, pfn);
+	OFF(gupctl_page, flags);
+	OFF(gupctl_page, order);
+	OFF(gupctl_page, refcount);
+	OFF(gupctl_page, pincount);
+	OFF(gupctl_page, node);
+	OFF(gupctl_page, reserved);
+	OFF(gupctl_page, zone);
+	OFF(gupctl_pages, pages);
+	OFF(gupctl_pages, nr);
+	OFF(gupctl_pages, reserved);
+	printf("const GUPCTL_PAGE_ONLINE %d\n", GUPCTL_PAGE_ONLINE);
+	printf("const GUPCTL_PAGE_PINNED %d\n", GUPCTL_PAGE_PINNED);
+	printf("const GUPCTL_PAGES_MAX %d\n", GUPCTL_PAGES_MAX);
 	return 0;
 }

@@ -76,10 +76,27 @@ def test_extract_matches_c(c_abi: dict[str, int]) -> None:
     assert tuple(extract.ITER_TYPES) == cli_extract._TYPES  # the CLI's copy, kept unimported
 
 
+def test_pages_matches_c(c_abi: dict[str, int]) -> None:
+    """GUPCTL_PAGES (kmod/gupctl_pages.h), the kmod's own command."""
+    from gupctl import pins
+
+    assert abi.GUPCTL_PAGES.number() == c_abi["cmd GUPCTL_PAGES"]
+    for struct in ("gupctl_page", "gupctl_pages"):
+        layout = abi_report.struct_layout(f"struct {struct}")
+        assert layout.size == c_abi[f"size struct {struct}"]
+        for field in layout.fields:
+            assert field.offset == c_abi[f"offset struct {struct} {field.name}"], field.name
+    assert c_abi["const GUPCTL_PAGE_ONLINE"] == pins.FLAG_ONLINE
+    assert c_abi["const GUPCTL_PAGE_PINNED"] == pins.FLAG_PINNED
+    assert c_abi["const GUPCTL_PAGES_MAX"] == pins.PAGES_MAX
+
+
 def test_extract_never_collides_with_gup_test() -> None:
     """Every gup_test command is of type 'g'; GUPCTL_EXTRACT's is not."""
     assert {(c.number() >> 8) & 0xFF for c in abi.COMMANDS} == {ord("g")}
     assert (abi.GUPCTL_EXTRACT.number() >> 8) & 0xFF == ord("x")
+    assert (abi.GUPCTL_PAGES.number() >> 8) & 0xFF == ord("x")
+    assert abi.GUPCTL_PAGES.number() != abi.GUPCTL_EXTRACT.number()
 
 
 def test_x86_64_layout_is_the_kernels() -> None:

@@ -110,6 +110,7 @@ def _cases() -> list[Case]:
                         ("dir", "a directory")):  # fmt: skip
         for command in ("bench", "test", "extract"):
             add(1, (words, "not a gup_test file", "--device"), command, "--device", path)
+        add(1, (words, "not a gup_test file", "--device"), "pins", "--pid", "1", "--device", path)
     add(1, ("does not exist", "--device"), "bench", "--device", "nonexistent")
     # Backing files.
     add(2, ("does not exist", "add --create"), "bench", "--file", "absent")
@@ -167,6 +168,14 @@ def _cases() -> list[Case]:
     for bad in ("0", "17"):
         add(2, ("--segs",), "extract", "--segs", bad)
     add(2, ("at most 8 pages",), "dump", *map(str, range(9)))
+    add(2, ("Missing option", "--pid"), "pins")
+    for bad in ("0", "x"):
+        add(2, ("--pid",), "pins", "--pid", bad)
+    add(2, ("--pid", "no process 4194305", "see ps"), "pins", "--pid", "4194305")
+    for bad, words in (("zz", "not START-END in hex"), ("1000", "not START-END in hex"),
+                       ("2000-1000", "START must be below END"),
+                       ("1001-2000", "page-aligned")):  # fmt: skip
+        add(2, ("--range", words), "pins", "--pid", "1", "--range", bad)
     add(1, ("cannot write the output", "No space left on device"), "abi", stdout="/dev/full")
     add(1, ("cannot write the output",), "abi", "--json", stdout="/dev/full")
     return cases
