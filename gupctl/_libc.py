@@ -20,6 +20,8 @@ ffi.cdef(
     long syscall(long number, ...);
     void *memset(void *s, int c, size_t n);
     int usleep(unsigned int usec);
+    struct iovec { void *iov_base; size_t iov_len; };
+    ssize_t vmsplice(int fd, const struct iovec *iov, unsigned long nr_segs, unsigned int flags);
     """
 )
 lib = ffi.dlopen(None)

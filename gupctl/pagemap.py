@@ -53,7 +53,7 @@ def frames(addr: int, size: int) -> list[Frame]:
         flags = kpageflags(sorted({pfn for on, pfn in entries if on}))
     except OSError as e:
         raise GupctlError(f"cannot read {KPAGEFLAGS}", e.errno) from None
-    spans = node_spans()
+    spans = zone_spans()
     out = []
     for on, pfn in entries:
         f = flags.get(pfn, 0) if on else 0
@@ -119,26 +119,40 @@ def _kpage(path: Path, pfns: list[int]) -> dict[int, int]:
     return out
 
 
-def node_spans(text: str | None = None) -> list[tuple[int, int, int]]:
-    """(node, first pfn, end pfn) of every populated zone in /proc/zoneinfo."""
+@dataclass(frozen=True)
+class ZoneSpan:
+    """One populated zone of /proc/zoneinfo: node, name and [start, end) pfns."""
+
+    node: int
+    zone: str
+    start: int
+    end: int
+
+
+def zone_spans(text: str | None = None) -> list[ZoneSpan]:
+    """Every populated zone in /proc/zoneinfo, with the pfns it spans."""
     text = ZONEINFO.read_text() if text is None else text
     spans = []
     for block in re.split(r"^(?=Node \d+, zone)", text, flags=re.MULTILINE):
-        node = re.match(r"Node (\d+), zone", block)
+        head = re.match(r"Node (\d+), zone\s+(\S+)", block)
         spanned = re.search(r"^\s+spanned\s+(\d+)", block, re.MULTILINE)
         start = re.search(r"^\s+start_pfn:\s+(\d+)", block, re.MULTILINE)
-        if node and spanned and start and int(spanned.group(1)):
+        if head and spanned and start and int(spanned.group(1)):
             first = int(start.group(1))
-            spans.append((int(node.group(1)), first, first + int(spanned.group(1))))
+            spans.append(ZoneSpan(int(head.group(1)), head.group(2), first,
+                                  first + int(spanned.group(1))))  # fmt: skip
     return spans
 
 
-def node_of(pfn: int, spans: list[tuple[int, int, int]]) -> int | None:
+def zone_of(pfn: int, spans: list[ZoneSpan]) -> ZoneSpan | None:
+    """The zone that spans `pfn`."""
+    return next((z for z in spans if z.start <= pfn < z.end), None)
+
+
+def node_of(pfn: int, spans: list[ZoneSpan]) -> int | None:
     """The node whose zone spans `pfn`."""
-    for node, start, end in spans:
-        if start <= pfn < end:
-            return node
-    return None
+    zone = zone_of(pfn, spans)
+    return None if zone is None else zone.node
 
 
 def pinnable(frames_: list[Frame], node: int | None) -> int:

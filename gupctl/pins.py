@@ -25,7 +25,7 @@ from pathlib import Path
 
 from gupctl import abi, pagemap
 from gupctl.device import Device
-from gupctl.errors import GupctlError
+from gupctl.errors import DeviceError, GupctlError
 from gupctl.memory import PAGE_SIZE
 
 #: include/linux/mm.h: the references one pin of a small folio takes.
@@ -153,6 +153,18 @@ def pinned_only(report: PinsReport) -> PinsReport:
     """`report` with only the VMAs and pages that hold pins."""
     return dataclasses.replace(report, vmas=[v for v in report.vmas if v.pins or v.pinned],
                                pages=[p for p in report.pages if p.pinned])  # fmt: skip
+
+
+def served(device: Device) -> bool:
+    """Whether `device` serves GUPCTL_PAGES (gupctl's kmod), a probe: frame 0
+    is never an online page.  Raises on any other error (EPERM: not root)."""
+    try:
+        inspect(device, [0])
+    except DeviceError as e:
+        if e.errno in (errno.EINVAL, errno.ENOTTY):
+            return False
+        raise
+    return True
 
 
 def _comm(pid: int) -> str:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
 
 import click
 
-from gupctl.cli.options import Seconds
+from gupctl.cli.options import Seconds, Size
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -51,6 +52,12 @@ from gupctl.cli.options import Seconds
     help="Give both NUMA nodes CPUs, as on most real machines: no memory-only node, no "
     "GUPCTL_NUMA_NODE, pins counted system-wide between control windows.",
 )
+@click.option(
+    "--movablecore",
+    type=Size(),
+    help="Boot with movablecore=SIZE: that much memory in ZONE_MOVABLE, which FOLL_LONGTERM "
+    "pins must leave (the selftest's placement.* cases run where it exists).",
+)
 @click.option("--timeout", type=Seconds(), default=1800, show_default=True, help="Seconds.")
 @click.option(
     "--if-needed",
@@ -65,6 +72,7 @@ def vm(
     kmod: bool,
     lockdown: str | None,
     no_memory_only_node: bool,
+    movablecore: int | None,
     timeout: float,
     if_needed: bool,
     dry_run: bool,
@@ -88,6 +96,12 @@ def vm(
     # A kernel built from source reports its progress through logging.
     logging.basicConfig(level=logging.INFO, format="gupctl: %(message)s", stream=sys.stderr)
     machine = qemu.Machine(memory_only_node=not no_memory_only_node)
+    if movablecore is not None:
+        total = machine.node0_mib + machine.node1_mib
+        if movablecore % (1 << 20) or not 0 < movablecore >> 20 < total // 2:
+            raise click.BadParameter(f"a whole number of MiB below half the guest's {total} "
+                                     "MiB", param_hint="--movablecore")  # fmt: skip
+        machine = dataclasses.replace(machine, movablecore_mib=movablecore >> 20)
 
     def run(kernel: str | None, argv: list[str]) -> vm_run.VmResult | None:
         return vm_run.boot(argv, kernel, kmod, machine, lockdown, timeout, dry_run)

@@ -15,7 +15,8 @@ from gupctl import balance, vmstat
 from gupctl.device import locate
 from gupctl.memory import hugetlb_sizes
 from gupctl.selftest import cases as cases_mod
-from gupctl.selftest.execute import Env
+from gupctl.selftest import placement
+from gupctl.selftest.outcome import Env
 from gupctl.selftest.resources import scratch_ext4
 from gupctl.selftest.runner import CaseResult, Report, run
 
@@ -24,7 +25,8 @@ __all__ = ["CaseResult", "Report", "list_cases", "selftest"]
 
 def list_cases(patterns: tuple[str, ...] = ()) -> list[cases_mod.Case]:
     """The cases this machine would run, filtered by shell-style name patterns."""
-    return cases_mod.select(cases_mod.all_cases(hugetlb_sizes()), patterns)
+    movable = placement.has_movable()
+    return cases_mod.select(cases_mod.all_cases(hugetlb_sizes(), movable), patterns)
 
 
 def selftest(patterns: tuple[str, ...] = (), device: str | None = None,

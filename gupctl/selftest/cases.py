@@ -7,7 +7,9 @@
 - gup_longterm.c's pinnability matrix: memfd, tmpfs file, ext4 file, hugetlb
   memfd per huge page size, x {R/O, R/W} x {slow, fast} x {shared, private};
 - cow.c's R/O longterm pin checks: pin R/O, write through the mapping, read
-  through the pin, compare; with and without a fork() sharing the pages.
+  through the pin, compare; with and without a fork() sharing the pages;
+- gupctl's own: where a ZONE_MOVABLE exists, longterm pins move pages out of
+  it and short-term pins move nothing (placement.py).
 
 Names are KTAP test names: lower case, dot-separated, unique and stable.
 """
@@ -113,9 +115,38 @@ def cow_cases() -> list[Case]:
     return cases
 
 
-def all_cases(hugetlb_sizes: list[int]) -> list[Case]:
-    """Every case, in running order."""
-    return gup_matrix() + dump_cases() + longterm_matrix(hugetlb_sizes) + cow_cases()
+#: Short-term pins of the placement cases: FOLL_PIN without FOLL_LONGTERM.
+SHORT_TERM = ("pin", "pin_fast")
+
+
+def placement_cases() -> list[Case]:
+    """Longterm pins leave ZONE_MOVABLE; short-term pins leave pages where they
+    are (selftest/placement.py)."""
+    out = []
+    for mem in ("anon", "thp"):
+        for fast in ("slow", "fast"):
+            out.append(Case(f"placement.longterm.{mem}.{fast}", "placement",
+                            {"memory": mem, "longterm": True, "fast": fast == "fast"}))  # fmt: skip
+        for cmd in SHORT_TERM:
+            out.append(Case(f"placement.shortterm.{mem}.{cmd}", "placement",
+                            {"memory": mem, "longterm": False, "command": cmd}))  # fmt: skip
+    return out
+
+
+def regress_cases(movable: bool) -> list[Case]:
+    """Known pin bugs, each named after the commit that fixed it
+    (selftest/regress.py); the first needs a ZONE_MOVABLE (`movable`)."""
+    names = ["c8070b787519.zero_page_not_pinned", "e8ae6fd67021.wrapped_range_refused"]
+    if movable:
+        names.insert(0, "aa6f8b2593b5.no_leak_when_migration_fails")
+    return [Case(f"regress.{name}", "regress") for name in names]
+
+
+def all_cases(hugetlb_sizes: list[int], movable: bool = False) -> list[Case]:
+    """Every case, in running order; those that need a ZONE_MOVABLE where
+    there is one (`movable`)."""
+    cases = gup_matrix() + dump_cases() + longterm_matrix(hugetlb_sizes) + cow_cases()
+    return cases + (placement_cases() if movable else []) + regress_cases(movable)
 
 
 def select(cases: list[Case], patterns: tuple[str, ...]) -> list[Case]:

@@ -10,46 +10,22 @@ from __future__ import annotations
 import errno
 import os
 import signal
-from dataclasses import dataclass, field
 
 from gupctl import bench, longterm, process, vmstat
 from gupctl.device import Device
 from gupctl.errors import GupctlError, MappingError, Truncated
 from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec, hugetlb_page_size, thp_size
+from gupctl.selftest import placement, regress
 from gupctl.selftest.cases import GUP_COMMANDS, Case, longterm_should_work
-
-
-@dataclass(frozen=True)
-class Env:
-    """What every case may use: set up once by the runner."""
-
-    device: str
-    size: int
-    node: int | None
-    release: str
-    ext4_dir: str | None
-    tmpfs_dir: str = "/dev/shm"
-    #: Each case's pin counts are exact: a memory-only node, and stat_refresh
-    #: (root).  Elsewhere they are not judged per case; selftest() checks the
-    #: whole run's balance between quiet control windows instead.
-    exact_counts: bool = True
-    #: Why ext4_dir is None: the step of making one that failed.
-    no_ext4: str = ""
-
-
-@dataclass
-class Outcome:
-    status: str  # "pass", "fail", "skip"
-    reason: str = ""
-    details: dict[str, object] = field(default_factory=dict)
+from gupctl.selftest.outcome import Env, Outcome
 
 
 def run_case(case: Case, env: Env) -> Outcome:
     """Dispatch on the case's kind."""
     with Device(env.device) as dev:
-        return {"gup": _gup, "dump": _dump, "longterm": _longterm, "cow": _cow}[case.kind](
-            dev, case, env
-        )
+        kinds = {"gup": _gup, "dump": _dump, "longterm": _longterm, "cow": _cow,
+                 "placement": placement.run, "regress": regress.run}  # fmt: skip
+        return kinds[case.kind](dev, case, env)
 
 
 def _skip_if_no_hugepages(e: MappingError, spec: MemorySpec, length: int) -> Outcome:

@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass, field
 from gupctl import kmsg, process
 from gupctl.numa import bind_task
 from gupctl.selftest.cases import Case
-from gupctl.selftest.execute import Env, Outcome, run_case
+from gupctl.selftest.execute import run_case
+from gupctl.selftest.outcome import Env, Outcome
 from gupctl.vmstat import Balance
 
 

@@ -31,6 +31,9 @@ class Machine:
     # 128 MiB on node 1, and one 1 GiB page there for gup_longterm's sizes.
     hugepages_2m: int = 128
     hugepages_1g: int = 2
+    # movablecore= (Documentation/admin-guide/kernel-parameters.txt): this
+    # much memory in ZONE_MOVABLE, spread over the nodes; 0: none.
+    movablecore_mib: int = 0
 
 
 def _smp(machine: Machine) -> str:
@@ -166,4 +169,6 @@ def cmdline(
         parts.append(f"gupctl_modules={modules}")
     if lockdown is not None:
         parts.append(f"lockdown={lockdown}")
+    if machine.movablecore_mib:
+        parts.append(f"movablecore={machine.movablecore_mib}M")
     return " ".join(parts)

@@ -136,6 +136,8 @@ def _cases() -> list[Case]:
     add(1, ("'nosuch'", "kernel series"), "vm", "--kernel", "nosuch", "--", "true")
     add(2, ("--lockdown", "nosuch"), "vm", "--lockdown", "nosuch", "--", "true")
     add(2, ("Missing argument",), "vm")
+    for bad in ("3G", "1000K", "0"):
+        add(2, ("--movablecore",), "vm", "--movablecore", bad, "--", "true")
     two = ("vm", "--kernel", "6.12", "--kernel", "7.3")
     add(2, ("must be `gupctl bench ...`",), *two, "--", "true")
     add(2, ("drop --save and --json",), *two, "--", "gupctl", "bench", "--save", "x.json")

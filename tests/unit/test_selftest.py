@@ -10,7 +10,7 @@ import junitparser
 import pytest
 
 from gupctl.selftest import cases, runner
-from gupctl.selftest.execute import Env, Outcome
+from gupctl.selftest.outcome import Env, Outcome
 
 ENV = Env("/nonexistent", 1 << 20, None, "6.12.0", None)
 
@@ -26,9 +26,21 @@ def test_matrix_covers_run_vmtests_and_more() -> None:
 
 
 def test_names_unique_and_ktap_safe() -> None:
-    names = [c.name for c in cases.all_cases([2 << 20])]
+    names = [c.name for c in cases.all_cases([2 << 20], movable=True)]
     assert len(names) == len(set(names))
     assert all(re.fullmatch(r"[a-z0-9_.]+", n) for n in names)
+
+
+def test_movable_cases_only_where_there_is_a_zone_movable() -> None:
+    without = {c.name for c in cases.all_cases([2 << 20])}
+    with_ = {c.name for c in cases.all_cases([2 << 20], movable=True)}
+    extra = with_ - without
+    assert without < with_ and len(extra) == 8 + 1
+    assert all(n.startswith("placement.") or n.startswith("regress.aa6f8b2593b5.") for n in extra)
+    # Each regression case is named after a commit: 12 hex digits.
+    regress = [n for n in with_ if n.startswith("regress.")]
+    assert len(regress) == 3 and all(re.fullmatch(r"regress\.[0-9a-f]{12}\.[a-z_]+", n)
+                                     for n in regress)  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -77,6 +77,9 @@ def test_cmdline() -> None:
     assert "gupctl_tty" not in line and "gupctl_modules" not in line
     line = qemu.cmdline(Path("/r"), kmod=True, modules=Path("/c/lib/modules/7.3.4+deb13-amd64"))
     assert "gupctl_modules=/c/lib/modules/7.3.4+deb13-amd64" in line.split()
+    assert "movablecore" not in line
+    line = qemu.cmdline(Path("/r"), kmod=False, machine=qemu.Machine(movablecore_mib=512))
+    assert "movablecore=512M" in line.split()
 
 
 def test_job_script_quotes_and_sets_environment(monkeypatch: pytest.MonkeyPatch) -> None:
