@@ -89,6 +89,7 @@ def main() -> None:
 
 def _register() -> None:
     from gupctl.cli import (
+        check,
         compare,
         doctor,
         dump,
@@ -102,7 +103,8 @@ def _register() -> None:
         vm,
     )
 
-    for command in (info.abi, info.vmstat, run.bench, run.test, compare.compare, compare.plot,
+    for command in (info.abi, info.vmstat, run.bench, run.test, check.check, compare.compare,
+                    compare.plot,
                     doctor.doctor, dump.dump, extract.extract, kmod.kmod, longterm.longterm,
                     pins.pins, selftest.selftest, vm.vm):  # fmt: skip
         main.add_command(command)

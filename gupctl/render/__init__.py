@@ -25,6 +25,7 @@ from gupctl.memory import PAGE_SIZE, size_label
 if TYPE_CHECKING:
     from gupctl.abi_report import AbiReport
     from gupctl.bench import RunResult
+    from gupctl.check import CheckResult
     from gupctl.dump import DumpResult
     from gupctl.longterm import HoldResult, ReadResult
     from gupctl.results import Comparison, PhaseChange, RunKey
@@ -142,6 +143,8 @@ def _tables(data: Any) -> list[Table]:
         from gupctl.render import extract
 
         return [extract.table(items)]
+    if _is(data, "gupctl.check", "CheckResult"):
+        return [_check(data)]
     if _is(data, "gupctl.pins", "PinsReport"):
         from gupctl.render import pins
 
@@ -153,6 +156,20 @@ def _tables(data: Any) -> list[Table]:
     if _is(data, "gupctl.longterm", "ReadResult"):
         return [_read(data), _balance_table([("longterm pin", data.balance)])]
     raise TypeError(f"nothing renders {type(data).__name__}")
+
+
+def _check(r: CheckResult) -> Table:
+    t = Table(title=f"pins of `{' '.join(r.command)}`'s memory ({r.scope}: nr_foll_pin_* "
+              "deltas)")  # fmt: skip
+    cols = ("exit", "seconds", "acquired", "released", "outstanding at exit",
+            "outstanding after settling", "verdict")  # fmt: skip
+    for col in cols:
+        t.add_column(col, justify="left" if col == "verdict" else "right")
+    verdict = "LEAK" if r.leaked else "balanced"
+    t.add_row(str(r.returncode), f"{r.seconds:.3f}", str(r.acquired), str(r.released),
+              str(r.outstanding_at_exit), f"{r.outstanding} ({r.settle_seconds:.1f} s)",
+              verdict)  # fmt: skip
+    return t
 
 
 def _abi(r: AbiReport) -> list[Table]:

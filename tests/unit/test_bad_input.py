@@ -171,6 +171,9 @@ def _cases() -> list[Case]:
         add(2, ("--segs",), "extract", "--segs", bad)
     add(2, ("at most 8 pages",), "dump", *map(str, range(9)))
     add(2, ("Missing option", "--pid"), "pins")
+    add(2, ("Missing argument",), "check")
+    add(2, ("no memory-only NUMA node", "gupctl vm -- gupctl check"), "check", "--", "true")
+    add(2, ("--numa-node", "is not a NUMA node"), "check", "--numa-node", "99", "--", "true")
     for bad in ("0", "x"):
         add(2, ("--pid",), "pins", "--pid", bad)
     add(2, ("--pid", "no process 4194305", "see ps"), "pins", "--pid", "4194305")
