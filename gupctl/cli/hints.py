@@ -123,19 +123,23 @@ DEVICE_COMMAND: dict[tuple[int | None, str | None], str] = {
     # kmod/gupctl.c: built against a kernel without iov_iter_extract_pages() (v6.3+).
     (E.EOPNOTSUPP, "GUPCTL_EXTRACT"): "{path} has no iov_iter_extract_pages(): this kernel "
     "predates v6.3, where it came in; run on 6.3 or newer (`gupctl vm --kernel 6.12 -- ...`)",
-    # mm/gup_test.c answers every command it does not know with EINVAL.
-    (E.EINVAL, "GUPCTL_EXTRACT"): "{path} does not serve GUPCTL_EXTRACT: the in-kernel "
-    "gup_test has no such command; load gupctl's kmod and pass --device /dev/gup_test",
-    (E.ENOTTY, "GUPCTL_EXTRACT"): "{path} does not know GUPCTL_EXTRACT: the loaded kmod is "
-    f"older than this gupctl; reinstall it with `{KMOD_STEP}`",
     # kmod/gupctl.c gupctl_pages_ioctl(): what a frame holds is root's, as /proc/kpagecount.
     (E.EPERM, "GUPCTL_PAGES"): "{path} refused GUPCTL_PAGES: reading page frames needs "
     "CAP_SYS_ADMIN, as /proc/kpagecount does; run gupctl pins as root",
-    (E.EINVAL, "GUPCTL_PAGES"): "{path} does not serve GUPCTL_PAGES: the in-kernel gup_test "
-    "has no such command; load gupctl's kmod and pass --device /dev/gup_test",
-    (E.ENOTTY, "GUPCTL_PAGES"): "{path} does not know GUPCTL_PAGES: the loaded kmod is "
-    f"older than this gupctl; reinstall it with `{KMOD_STEP}`",
 }
+
+
+# Commands only gupctl's kmod serves (type 'x'): mm/gup_test.c answers every
+# command it does not know with EINVAL, a kmod older than the command ENOTTY.
+for _name in ("GUPCTL_EXTRACT", "GUPCTL_PAGES"):
+    DEVICE_COMMAND[(E.EINVAL, _name)] = (
+        f"{{path}} does not serve {_name}: the in-kernel gup_test has no such command; load "
+        "gupctl's kmod and pass --device /dev/gup_test"
+    )
+    DEVICE_COMMAND[(E.ENOTTY, _name)] = (
+        f"{{path}} does not know {_name}: the loaded kmod is older than this gupctl; "
+        f"reinstall it with `{KMOD_STEP}`"
+    )
 
 
 def hint(err: errors.GupctlError) -> str:

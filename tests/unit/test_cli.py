@@ -154,3 +154,13 @@ def test_not_found_says_which(cli: CliRunner, monkeypatch: pytest.MonkeyPatch, m
     result = cli.invoke(main, ["test"])
     assert result.exit_code == 1
     assert diagnosis in result.stderr and "sudo gupctl kmod install" in result.stderr
+
+
+@pytest.mark.parametrize("command", [abi.GUPCTL_EXTRACT, abi.GUPCTL_PAGES])
+def test_kmod_only_commands_have_their_hints(command: abi.Command) -> None:
+    """The in-kernel gup_test (EINVAL) and an older kmod (ENOTTY) each get a next step."""
+    from gupctl.cli import hints
+
+    path = "/sys/kernel/debug/gup_test"
+    assert "load gupctl's kmod" in hints.hint(DeviceError("x", errno.EINVAL, path, command.name))
+    assert "gupctl kmod install" in hints.hint(DeviceError("x", errno.ENOTTY, path, command.name))
