@@ -1,6 +1,8 @@
-"""The cffi extension (gupctl._loop) and the kmod's sources in the wheel; the
-rest is in pyproject.toml."""
+"""The cffi extension (gupctl._loop), the parsed cffi declarations
+(gupctl._ffi) and the kmod's sources in the wheel; the rest is in
+pyproject.toml."""
 
+import importlib.util
 import shutil
 from pathlib import Path
 
@@ -16,10 +18,18 @@ KMOD_DEST = "gupctl/kmod-src"
 
 class BuildPy(build_py):
     """build_py that also copies kmod/ into the package: the wheel then lets
-    `gupctl kmod` and `gupctl vm` build the module outside any checkout."""
+    `gupctl kmod` and `gupctl vm` build the module outside any checkout; and
+    writes gupctl/_ffi.py, the cffi declarations parsed once (gupctl/_cdefs.py),
+    into the source tree for an editable install, else into the wheel."""
 
     def run(self) -> None:
         super().run()
+        spec = importlib.util.spec_from_file_location("_cdefs", HERE / "gupctl/_cdefs.py")
+        assert spec is not None and spec.loader is not None
+        cdefs = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(cdefs)
+        where = HERE if getattr(self, "editable_mode", False) else Path(self.build_lib)
+        cdefs.emit(str(where / "gupctl" / "_ffi.py"))
         dest = Path(self.build_lib) / KMOD_DEST
         for pattern in KMOD_FILES:
             for src in sorted((HERE / "kmod").glob(pattern)):

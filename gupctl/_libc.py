@@ -7,23 +7,8 @@ as the C selftest's -j threads do.
 
 from __future__ import annotations
 
-import cffi
+from gupctl._cdefs import ffi
 
-ffi = cffi.FFI()
-ffi.cdef(
-    """
-    int ioctl(int fd, unsigned long request, ...);
-    void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset);
-    int munmap(void *addr, size_t length);
-    int madvise(void *addr, size_t length, int advice);
-    int mprotect(void *addr, size_t length, int prot);
-    long syscall(long number, ...);
-    void *memset(void *s, int c, size_t n);
-    int usleep(unsigned int usec);
-    struct iovec { void *iov_base; size_t iov_len; };
-    ssize_t vmsplice(int fd, const struct iovec *iov, unsigned long nr_segs, unsigned int flags);
-    """
-)
 lib = ffi.dlopen(None)
 
 MAP_FAILED = ffi.cast("void *", -1)

@@ -5,7 +5,7 @@ PIN_LONGTERM_TEST_* since v6.2) and kmod/gup_test.h on the C side.  Unit
 tests compile the C header, for this machine and for every ABI in `ABIS` with
 that ABI's compiler and uapi headers, and hold the two together.
 
-The structs are declared once, with cffi, without explicit padding: the
+The structs are declared once, with cffi (gupctl/_cdefs.py), without explicit padding: the
 kernel's header has none, and the command number encodes sizeof(), so the
 layout must be the C compiler's natural one (80 bytes for struct gup_test on
 x86_64, 76 on i386).  This process's ioctls use cffi's layout; another ABI's
@@ -21,66 +21,13 @@ import functools
 import platform
 from dataclasses import dataclass
 
-import cffi
 import ioctl_opt
 
+from gupctl import _cdefs
 from gupctl.errors import UnknownMachine
 
-CDEF = """
-struct gup_test {
-    uint64_t get_delta_usec;
-    uint64_t put_delta_usec;
-    uint64_t addr;
-    uint64_t size;
-    uint32_t nr_pages_per_call;
-    uint32_t gup_flags;
-    uint32_t test_flags;
-    uint32_t which_pages[8];
-};
-
-struct pin_longterm_test {
-    uint64_t addr;
-    uint64_t size;
-    uint32_t flags;
-};
-
-struct gupctl_extract {
-    uint64_t addr;
-    uint64_t size;
-    uint64_t offset;
-    uint64_t checksum;
-    uint32_t iter_type;
-    uint32_t flags;
-    uint32_t nr_segs;
-    uint32_t fill;
-    uint32_t will_pin;
-    uint32_t nr_pages;
-    uint32_t nr_calls;
-    uint32_t nr_pinned;
-    uint32_t nr_matched;
-    uint32_t reserved;
-};
-
-struct gupctl_page {
-    uint64_t pfn;
-    uint32_t flags;
-    uint32_t order;
-    int32_t refcount;
-    int32_t pincount;
-    uint32_t node;
-    uint32_t reserved;
-    char zone[8];
-};
-
-struct gupctl_pages {
-    uint64_t pages;
-    uint32_t nr;
-    uint32_t reserved;
-};
-"""
-
-ffi = cffi.FFI()
-ffi.cdef(CDEF)
+ffi = _cdefs.ffi  # the structs below, parsed once at build time where it could be
+CDEF = _cdefs.ABI
 
 GUP_TEST_MAX_PAGES_TO_DUMP = 8
 GUP_TEST_FLAG_DUMP_PAGES_USE_PIN = 0x1

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import logging
 import os
 import sys
 
@@ -84,6 +82,9 @@ def vm(
     TCG, a kernel that dies while booting, before the command starts, is
     booted once more.
     """
+    import dataclasses
+    import logging
+
     from gupctl.cli import vm_run
     from gupctl.vm import qemu
 

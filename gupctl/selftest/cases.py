@@ -136,7 +136,12 @@ def placement_cases() -> list[Case]:
 def regress_cases(movable: bool) -> list[Case]:
     """Known pin bugs, each named after the commit that fixed it
     (selftest/regress.py); the first needs a ZONE_MOVABLE (`movable`)."""
-    names = ["c8070b787519.zero_page_not_pinned", "e8ae6fd67021.wrapped_range_refused"]
+    names = [
+        "c8070b787519.zero_page_not_pinned",
+        "c77369b437f9.longterm_state_per_file",
+        "c77369b437f9.stop_racing_close",
+        "e8ae6fd67021.wrapped_range_refused",
+    ]
     if movable:
         names.insert(0, "aa6f8b2593b5.no_leak_when_migration_fails")
     return [Case(f"regress.{name}", "regress") for name in names]

@@ -15,6 +15,16 @@ upstream commit that fixed each: a kernel without the fix fails the case.
   pinned, or a few million pins would overflow its refcount.  Checked by the
   system's nr_foll_pin_acquired over 3,200 pins of it.  With gupctl's kmod
   only: the in-kernel gup_test WARNs on a page it finds unpinned.
+- c77369b437f9 ("mm/gup_test: start/stop/read functionality for PIN LONGTERM
+  test") kept the longterm pins in one global state for every open file.
+  Its fix, "mm/gup_test: keep longterm pin state per file" (2026, Fixes:
+  c77369b437f9; its own upstream id could not be read here), moves it into
+  each file: two files can each hold pins, and one file's STOP can no longer
+  race another's release() on the same pages (a double free).  Two cases:
+  the isolation (a second file's START must not be refused), and STOP on one
+  file racing the close of another that holds pins, run only where the
+  state is per file (on the others the race is the bug, and may corrupt the
+  kernel's heap).
 - e8ae6fd67021 (gup_test: PIN_LONGTERM_TEST_START refuses an `addr + size`
   that wraps): refused, nothing pinned.  Before it, GUP refused such a
   range anyway (EFAULT); either is a pass, a pin is not.
@@ -24,6 +34,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 
 from gupctl import abi, longterm, pagemap, pins, vmstat
 from gupctl._libc import ffi, lib
@@ -36,12 +47,15 @@ from gupctl.selftest.placement import MOVABLE, movable_node, short_term_pin
 
 _SIZE = 64 * PAGE_SIZE
 _REPEATS = 50  # of the zero page case: 3,200 pins of it
+_RACES = 50  # closes racing STOP
 
 
 def run(dev: Device, case: Case, env: Env) -> Outcome:
     """One regression case, by the commit it guards."""
     commit = case.name.split(".")[1]
+    what = case.name.split(".")[2]
     return {"aa6f8b2593b5": _migration_fails, "c8070b787519": _zero_page,
+            "c77369b437f9": _per_file if what == "longterm_state_per_file" else _stop_vs_close,
             "e8ae6fd67021": _wrapped}[commit](dev, env)  # fmt: skip
 
 
@@ -114,6 +128,51 @@ def _zero_page(dev: Device, env: Env) -> Outcome:
     if acquired >= asked // 2:
         return Outcome("fail", f"the zero page was pinned: nr_foll_pin_acquired moved by "
                        f"{acquired} over {asked} pins of it", details)  # fmt: skip
+    return Outcome("pass", details=details)
+
+
+def _per_file(dev: Device, env: Env) -> Outcome:
+    before = vmstat.snapshot(env.node)
+    isolated = longterm.per_file(env.device)
+    balance = _pins_of(before, env)
+    details: dict[str, object] = {"per_file": isolated, "balance": vars(balance)}
+    if env.exact_counts and balance.acquired != balance.released:
+        return Outcome("fail", f"pin balance: {vars(balance)}", details)
+    if not isolated:
+        return Outcome("fail", "longterm pins are one global state: a second file's START was "
+                       "refused (EINVAL); \"mm/gup_test: keep longterm pin state per file\" "
+                       "(Fixes: c77369b437f9) is missing", details)  # fmt: skip
+    return Outcome("pass", details=details)
+
+
+def _stop_vs_close(dev: Device, env: Env) -> Outcome:
+    if not longterm.per_file(env.device):
+        return Outcome("skip", "longterm pins are one global state here: STOP racing another "
+                       "file's close is the bug itself (a double free), not run")  # fmt: skip
+    before = vmstat.snapshot(env.node)
+    stop = threading.Event()
+    with Mapping(MemorySpec(numa_node=env.node), _SIZE) as m, Device(env.device) as other:
+
+        def stopper() -> None:
+            while not stop.is_set():
+                longterm.stop(other)
+
+        thread = threading.Thread(target=stopper)
+        thread.start()
+        try:
+            for _ in range(_RACES):
+                with Device(env.device) as victim:  # its release() races other's STOP
+                    longterm.start(victim, m.addr, _SIZE, write=True, fast=False)
+        finally:
+            stop.set()
+            thread.join()
+    balance = _pins_of(before, env)
+    pinned = _RACES * (_SIZE // PAGE_SIZE)
+    details: dict[str, object] = {"rounds": _RACES, "balance": vars(balance)}
+    # >=: a first pin of pages in ZONE_MOVABLE is taken again after their migration.
+    if env.exact_counts and not (balance.acquired == balance.released >= pinned):
+        return Outcome("fail", f"{_RACES} rounds of {_SIZE // PAGE_SIZE} pages: acquired "
+                       f"{balance.acquired}, released {balance.released}", details)  # fmt: skip
     return Outcome("pass", details=details)
 
 

@@ -193,3 +193,25 @@ def test_abi_unknown_machine_is_one_line() -> None:
     assert len(lines) == 1, proc.stderr
     assert "unknown machine 'bogus'" in lines[0]
     assert "x86_64 (amd64), i686 (i386, i486, i586, x86)" in lines[0] and "m68k" in lines[0]
+
+
+def test_the_prebuilt_ffi_is_these_declarations() -> None:
+    """gupctl/_ffi.py (setup.py, from gupctl/_cdefs.py) lays out what parsing the
+    text does, and start-up loads it: no C parser is imported."""
+    import subprocess
+    import sys
+
+    import cffi
+
+    from gupctl import _cdefs
+
+    parsed = cffi.FFI()
+    parsed.cdef(_cdefs.CDEF)
+    for name in ("struct gup_test", "struct pin_longterm_test", "struct gupctl_extract",
+                 "struct gupctl_page", "struct gupctl_pages", "struct iovec"):  # fmt: skip
+        assert parsed.sizeof(name) == abi.ffi.sizeof(name), name
+        assert [(f, t.offset) for f, t in parsed.typeof(name).fields] == [
+            (f, t.offset) for f, t in abi.ffi.typeof(name).fields]  # fmt: skip
+    probe = "import sys, gupctl.abi, gupctl._libc; print('pycparser' in sys.modules)"
+    ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert ran.stdout.strip() == "False", "gupctl/_ffi.py is missing or stale: pip install -e ."

@@ -39,7 +39,7 @@ def test_movable_cases_only_where_there_is_a_zone_movable() -> None:
     assert all(n.startswith("placement.") or n.startswith("regress.aa6f8b2593b5.") for n in extra)
     # Each regression case is named after a commit: 12 hex digits.
     regress = [n for n in with_ if n.startswith("regress.")]
-    assert len(regress) == 3 and all(re.fullmatch(r"regress\.[0-9a-f]{12}\.[a-z_]+", n)
+    assert len(regress) == 5 and all(re.fullmatch(r"regress\.[0-9a-f]{12}\.[a-z_]+", n)
                                      for n in regress)  # fmt: skip
 
 
