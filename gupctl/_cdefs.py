@@ -94,7 +94,7 @@ def _load() -> Any:
 
         if getattr(_ffi, "CDEF_ID", None) == CDEF_ID:
             return _ffi.ffi
-    except ImportError:
+    except Exception:  # missing, or from a cffi this backend refuses: parse instead
         pass
     import cffi
 
