@@ -156,8 +156,9 @@ def pinned_only(report: PinsReport) -> PinsReport:
 
 
 def served(device: Device) -> bool:
-    """Whether `device` serves GUPCTL_PAGES (gupctl's kmod), a probe: frame 0
-    is never an online page.  Raises on any other error (EPERM: not root)."""
+    """Whether `device` serves GUPCTL_PAGES (gupctl's kmod), a probe that asks
+    about frame 0: a read, harmless whatever is there.  Raises on any other
+    error (EPERM: not root)."""
     try:
         inspect(device, [0])
     except DeviceError as e:
