@@ -5,7 +5,11 @@ MPOL_BIND) in the child between fork() and exec(), which exec keeps and
 CMD's own children inherit.  Every pin of its memory, by whatever path the
 kernel takes it (O_DIRECT through iov_iter_extract_pages(), io_uring's
 registered buffers, RDMA, VFIO, gup_test), then moves that node's
-nr_foll_pin_acquired and nr_foll_pin_released, and nothing else does.
+nr_foll_pin_acquired and nr_foll_pin_released, as long as the page sits on
+that node: a FOLL_LONGTERM pin of a page in ZONE_MOVABLE moves it elsewhere
+first, and page cache already resident on another node is counted there.
+On gupctl's VM the node has no ZONE_MOVABLE and nothing else allocates on
+it; on other machines, other tasks' memory may fall back onto it.
 
 What is outstanding when CMD exits can still be released by kernel work that
 outlives it: io_uring tears its rings down in a workqueue, and the last
@@ -38,7 +42,7 @@ class CheckResult:
     acquired: int  # over CMD's life and the settling after it
     released: int
     outstanding_at_exit: int
-    outstanding: int  # after settling
+    outstanding: int  # after settling; below 0: pins taken before CMD released during it
     settle_seconds: float  # how long settling took
     leaked: bool  # pins outstanding once CMD is gone and the kernel's work settled
 
@@ -53,6 +57,8 @@ def check(command: list[str], node: int, settle: float = SETTLE_SECONDS,
         proc = subprocess.Popen(command, stdout=stdout, preexec_fn=lambda: numa.bind_task(node))
     except OSError as e:
         raise GupctlError(f"cannot run {command[0]}", e.errno or errno.ENOEXEC) from None
+    except subprocess.SubprocessError as e:  # preexec_fn: the node binding failed
+        raise GupctlError(f"cannot bind {command[0]} to node {node}: {e}") from None
     try:
         returncode = proc.wait()
     finally:
@@ -62,7 +68,7 @@ def check(command: list[str], node: int, settle: float = SETTLE_SECONDS,
     ended = time.monotonic()
     at_exit = vmstat.snapshot(node)
     after = at_exit
-    while _outstanding(before, after) and time.monotonic() - ended < settle:
+    while _outstanding(before, after) > 0 and time.monotonic() - ended < settle:
         time.sleep(0.05)
         after = vmstat.snapshot(node)
     outstanding = _outstanding(before, after)
@@ -71,7 +77,7 @@ def check(command: list[str], node: int, settle: float = SETTLE_SECONDS,
         acquired=after.nr_foll_pin_acquired - before.nr_foll_pin_acquired,
         released=after.nr_foll_pin_released - before.nr_foll_pin_released,
         outstanding_at_exit=_outstanding(before, at_exit), outstanding=outstanding,
-        settle_seconds=time.monotonic() - ended, leaked=outstanding != 0,
+        settle_seconds=time.monotonic() - ended, leaked=outstanding > 0,
     )  # fmt: skip
 
 

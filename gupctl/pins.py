@@ -31,7 +31,7 @@ from gupctl.memory import PAGE_SIZE
 #: include/linux/mm.h: the references one pin of a small folio takes.
 GUP_PIN_COUNTING_BIAS = 1024
 #: kmod/gupctl_pages.h
-FLAG_ONLINE, FLAG_PINNED = 0x1, 0x2
+FLAG_ONLINE, FLAG_PINNED, FLAG_UNSTABLE = 0x1, 0x2, 0x4
 PAGES_MAX = 65536
 #: pagemap entries read at a time (a VMA may be huge and sparse).
 _CHUNK = 1 << 16
@@ -134,8 +134,8 @@ def query(device: Device, pid: int, start: int | None = None, end: int | None = 
         raise GupctlError(f"cannot read {pagemap.KPAGECOUNT}", e.errno) from None
     seen: set[int] = set()
     for (vma, addr, pfn), rec in zip(present, records):
-        if not rec.flags & FLAG_ONLINE:
-            continue  # device memory, or freed meanwhile: nothing GUP could pin
+        if rec.flags & FLAG_UNSTABLE or not rec.flags & FLAG_ONLINE or not rec.refcount:
+            continue  # device memory, or split or freed meanwhile: no page of the process now
         page = _page(addr, pfn, rec, mapcounts.get(pfn, 0))
         if with_pages:
             report.pages.append(page)

@@ -1124,15 +1124,19 @@ free_kbuf:
 /*
  * GUPCTL_PAGES (gupctl_pages.h): a snapshot of each frame, taken without a
  * reference, as /proc/kpageflags and /proc/kpagecount take theirs (see
- * fs/proc/page.c): the folio may be split or freed meanwhile, so each field
- * is read once and only struct pages of the frame's own folio are read.
+ * fs/proc/page.c; 7.3's snapshot_page(), which retries, is not exported):
+ * the folio may be split or freed meanwhile, so a snapshot is kept only if
+ * the folio and its order are the same after it.  Under
+ * CONFIG_DEBUG_VM_PGFLAGS a head that turns tail mid-read could still trip
+ * const_folio_flags()'s VM_BUG_ON; Debian's kernels do not set it.
  */
 static int gupctl_folio_pincount(struct folio *folio)
 {
 	/*
-	 * Large folios keep _pincount (on 32-bit only from order 2 since
-	 * v6.10: folio_has_pincount()); small ones count each pin as
-	 * GUP_PIN_COUNTING_BIAS references.
+	 * Large folios keep _pincount (on 32-bit kernels with
+	 * folio_has_pincount(), 7.3's, only from order 2; older ones keep it
+	 * for order 1 too, which this reports as none); small ones count each
+	 * pin as GUP_PIN_COUNTING_BIAS references.
 	 */
 	if (!folio_test_large(folio))
 		return -1;
@@ -1145,21 +1149,38 @@ static void gupctl_page_info(struct gupctl_page *rec)
 {
 	struct folio *folio;
 	struct page *page;
+	unsigned int order;
+	int tries;
 
 	if (rec->pfn != (unsigned long)rec->pfn)	/* beyond a 32-bit pfn */
 		return;
 	page = pfn_to_online_page(rec->pfn);
 	if (!page)
 		return;
-	folio = page_folio(page);
 	rec->flags = GUPCTL_PAGE_ONLINE;
-	if (folio_maybe_dma_pinned(folio))
-		rec->flags |= GUPCTL_PAGE_PINNED;
-	rec->order = folio_order(folio);
-	rec->refcount = folio_ref_count(folio);
-	rec->pincount = gupctl_folio_pincount(folio);
 	rec->node = page_to_nid(page);
 	strscpy(rec->zone, page_zone(page)->name, sizeof(rec->zone));
+	/*
+	 * A split or a free may change the folio between two reads: keep a
+	 * snapshot only if the folio and its order are the same after it.
+	 */
+	for (tries = 0; tries < 3; tries++) {
+		folio = page_folio(page);
+		order = folio_order(folio);
+		rec->refcount = folio_ref_count(folio);
+		rec->pincount = gupctl_folio_pincount(folio);
+		if (folio_maybe_dma_pinned(folio))
+			rec->flags |= GUPCTL_PAGE_PINNED;
+		else
+			rec->flags &= ~GUPCTL_PAGE_PINNED;
+		if (page_folio(page) == folio && folio_order(folio) == order) {
+			rec->order = order;
+			return;
+		}
+	}
+	rec->flags = GUPCTL_PAGE_ONLINE | GUPCTL_PAGE_UNSTABLE;
+	rec->refcount = 0;
+	rec->pincount = 0;
 }
 
 static long gupctl_pages_ioctl(void __user *argp)
@@ -1176,6 +1197,8 @@ static long gupctl_pages_ioctl(void __user *argp)
 		return -EFAULT;
 	if (req.reserved || !req.nr || req.nr > GUPCTL_PAGES_MAX)
 		return -EINVAL;
+	if (req.pages != (unsigned long)req.pages)	/* beyond a 32-bit kernel's */
+		return -EFAULT;
 	up = u64_to_user_ptr(req.pages);
 	if (!access_ok(up, array_size(req.nr, sizeof(*up))))
 		return -EFAULT;

@@ -4,13 +4,13 @@ A FOLL_LONGTERM pin must not hold a page in ZONE_MOVABLE (or CMA): memory
 hot-unplug and CMA allocations need those pages to move, and a longterm pin
 never ends in time.  So pin_user_pages(FOLL_LONGTERM) first migrates such
 pages out (check_and_migrate_movable_folios(), mm/gup.c), then pins.  Upstream
-once let CMA pages be pinned longterm (1aaf8c122918, "mm: gup: allow
-FOLL_PIN to succeed on CMA pages") and reverted it (517f496e1e61).  A
-short-term pin must not move anything.
+once let CMA pages be pinned longterm (1aaf8c122918) and reverted that
+(517f496e1e61).  A short-term pin must not move anything.
 
 The oracle is independent of gup_test: each page's frame from
 /proc/self/pagemap, placed in a zone by the spans /proc/zoneinfo gives,
-before and after the pin, and the data read back through the pin.  The cases
+before and after the pin, and the data read back (through a longterm pin,
+else through the mapping).  The cases
 exist only where a zone Movable is populated (boot with movablecore=;
 `gupctl vm --movablecore 1G`).
 """

@@ -80,6 +80,7 @@ int main(void)
 	OFF(gupctl_pages, reserved);
 	printf("const GUPCTL_PAGE_ONLINE %d\n", GUPCTL_PAGE_ONLINE);
 	printf("const GUPCTL_PAGE_PINNED %d\n", GUPCTL_PAGE_PINNED);
+	printf("const GUPCTL_PAGE_UNSTABLE %d\n", GUPCTL_PAGE_UNSTABLE);
 	printf("const GUPCTL_PAGES_MAX %d\n", GUPCTL_PAGES_MAX);
 	return 0;
 }

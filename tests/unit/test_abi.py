@@ -88,6 +88,7 @@ def test_pages_matches_c(c_abi: dict[str, int]) -> None:
             assert field.offset == c_abi[f"offset struct {struct} {field.name}"], field.name
     assert c_abi["const GUPCTL_PAGE_ONLINE"] == pins.FLAG_ONLINE
     assert c_abi["const GUPCTL_PAGE_PINNED"] == pins.FLAG_PINNED
+    assert c_abi["const GUPCTL_PAGE_UNSTABLE"] == pins.FLAG_UNSTABLE
     assert c_abi["const GUPCTL_PAGES_MAX"] == pins.PAGES_MAX
 
 
