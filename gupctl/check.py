@@ -68,19 +68,14 @@ def check(command: list[str], node: int, settle: float = SETTLE_SECONDS,
     ended = time.monotonic()
     at_exit = vmstat.snapshot(node)
     after = at_exit
-    while _outstanding(before, after) > 0 and time.monotonic() - ended < settle:
+    while after.outstanding - before.outstanding > 0 and time.monotonic() - ended < settle:
         time.sleep(0.05)
         after = vmstat.snapshot(node)
-    outstanding = _outstanding(before, after)
+    outstanding = after.outstanding - before.outstanding
     return CheckResult(
         command=command, returncode=returncode, scope=after.scope, seconds=ended - start,
         acquired=after.nr_foll_pin_acquired - before.nr_foll_pin_acquired,
         released=after.nr_foll_pin_released - before.nr_foll_pin_released,
-        outstanding_at_exit=_outstanding(before, at_exit), outstanding=outstanding,
+        outstanding_at_exit=at_exit.outstanding - before.outstanding, outstanding=outstanding,
         settle_seconds=time.monotonic() - ended, leaked=outstanding > 0,
     )  # fmt: skip
-
-
-def _outstanding(before: vmstat.PinCounters, after: vmstat.PinCounters) -> int:
-    acquired = after.nr_foll_pin_acquired - before.nr_foll_pin_acquired
-    return acquired - (after.nr_foll_pin_released - before.nr_foll_pin_released)

@@ -49,10 +49,7 @@ def frames(addr: int, size: int) -> list[Frame]:
     Raises GupctlError when page frame numbers are hidden (not root).
     """
     entries = pagemap(addr, size // PAGE_SIZE)
-    try:
-        flags = kpageflags(sorted({pfn for on, pfn in entries if on}))
-    except OSError as e:
-        raise GupctlError(f"cannot read {KPAGEFLAGS}", e.errno) from None
+    flags = kpageflags(sorted({pfn for on, pfn in entries if on}))
     spans = zone_spans()
     out = []
     for on, pfn in entries:
@@ -101,7 +98,14 @@ def kpagecount(pfns: list[int]) -> dict[int, int]:
 
 def _kpage(path: Path, pfns: list[int]) -> dict[int, int]:
     """A /proc/kpage* file's 64-bit word for each of `pfns` (sorted), reading
-    each run of consecutive frames at once."""
+    each run of consecutive frames at once.  Raises GupctlError."""
+    try:
+        return _kpage_read(path, pfns)
+    except OSError as e:
+        raise GupctlError(f"cannot read {path}", e.errno) from None
+
+
+def _kpage_read(path: Path, pfns: list[int]) -> dict[int, int]:
     out: dict[int, int] = {}
     fd = os.open(path, os.O_RDONLY)
     try:

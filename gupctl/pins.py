@@ -128,10 +128,7 @@ def query(device: Device, pid: int, start: int | None = None, end: int | None = 
                 if on:
                     present.append((vma, first + i * PAGE_SIZE, pfn))
     records = inspect(device, [pfn for _, _, pfn in present])
-    try:
-        mapcounts = pagemap.kpagecount(sorted({pfn for _, _, pfn in present}))
-    except OSError as e:
-        raise GupctlError(f"cannot read {pagemap.KPAGECOUNT}", e.errno) from None
+    mapcounts = pagemap.kpagecount(sorted({pfn for _, _, pfn in present}))
     seen: set[int] = set()
     for (vma, addr, pfn), rec in zip(present, records):
         if rec.flags & FLAG_UNSTABLE or not rec.flags & FLAG_ONLINE or not rec.refcount:

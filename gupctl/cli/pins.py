@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 from typing import Any
@@ -23,7 +24,7 @@ class AddressRange(click.ParamType):
         if not m:
             self.fail(f"{value!r} is not START-END in hex (as /proc/PID/maps prints it)")
         start, end = int(m[1], 16), int(m[2], 16)
-        if start >= end or start % 4096 or end % 4096:
+        if start >= end or start % mmap.PAGESIZE or end % mmap.PAGESIZE:
             self.fail(f"{value!r}: START must be below END, both page-aligned")
         return start, end
 

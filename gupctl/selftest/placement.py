@@ -40,7 +40,8 @@ def movable_node(env: Env, spans: list[pagemap.ZoneSpan]) -> int | None:
     return next((z.node for z in spans if z.zone == MOVABLE), None)
 
 
-def _zones(mapping: Mapping, spans: list[pagemap.ZoneSpan]) -> tuple[list[int], list[str]]:
+def frame_zones(mapping: Mapping, spans: list[pagemap.ZoneSpan]) -> tuple[list[int], list[str]]:
+    """Each page's frame and the name of the zone that spans it ("?": none)."""
     frames = pagemap.frames(mapping.addr, mapping.size)
     zones = [getattr(pagemap.zone_of(f.pfn, spans), "zone", "?") for f in frames]
     return [f.pfn for f in frames], zones
@@ -53,7 +54,7 @@ def run(dev: Device, case: Case, env: Env) -> Outcome:
     spec = MemorySpec(thp=p["memory"] == "thp", numa_node=movable_node(env, spans))
     with Mapping(spec, thp_size()) as mapping:
         mapping.fill(_FILL)
-        pfns, zones = _zones(mapping, spans)
+        pfns, zones = frame_zones(mapping, spans)
         outside = [z for z in zones if z != MOVABLE]
         if outside:
             where = ", ".join(sorted(set(outside)))
@@ -63,13 +64,13 @@ def run(dev: Device, case: Case, env: Env) -> Outcome:
         if p["longterm"]:
             longterm.start(dev, mapping.addr, mapping.size, write=True, fast=bool(p["fast"]))
             try:
-                moved_pfns, moved = _zones(mapping, spans)
+                moved_pfns, moved = frame_zones(mapping, spans)
                 seen = longterm.read(dev, mapping.size)
             finally:
                 longterm.stop(dev)
         else:
             short_term_pin(dev, GUP_COMMANDS[str(p["command"])], mapping)
-            moved_pfns, moved = _zones(mapping, spans)
+            moved_pfns, moved = frame_zones(mapping, spans)
             seen = mapping.read(0, mapping.size)
         after = vmstat.snapshot(env.node)
     balance = vmstat.Balance.between(before, after, len(pfns))

@@ -46,7 +46,7 @@ from gupctl.errors import DeviceError
 from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec
 from gupctl.selftest.cases import Case
 from gupctl.selftest.outcome import Env, Outcome
-from gupctl.selftest.placement import MOVABLE, movable_node, short_term_pin
+from gupctl.selftest.placement import MOVABLE, frame_zones, movable_node, short_term_pin
 
 _SIZE = 64 * PAGE_SIZE
 _REPEATS = 50  # of the zero page case: 3,200 pins of it
@@ -71,8 +71,7 @@ def _migration_fails(dev: Device, env: Env) -> Outcome:
     spec = MemorySpec(thp=False, numa_node=movable_node(env, spans))
     with Mapping(spec, _SIZE) as m:
         m.fill(0x5A)
-        zones = [pagemap.zone_of(f.pfn, spans) for f in pagemap.frames(m.addr, _SIZE)]
-        if any(z is None or z.zone != MOVABLE for z in zones):
+        if any(z != MOVABLE for z in frame_zones(m, spans)[1]):
             return Outcome("skip", f"the test memory is not all in {MOVABLE}")
         read_end, write_end = os.pipe()
         try:
@@ -88,10 +87,9 @@ def _migration_fails(dev: Device, env: Env) -> Outcome:
             else:
                 worked, why = True, ""
                 try:
-                    frames = pagemap.frames(m.addr, _SIZE)
+                    after = frame_zones(m, spans)[1]
                 finally:
                     longterm.stop(dev)
-                after = [pagemap.zone_of(f.pfn, spans) for f in frames]
             # The exact per-page oracle where the counters are not (no test node).
             served = pins.served(dev)
             left = pins.query(dev, os.getpid(), m.addr, m.addr + _SIZE).pins if served else None
@@ -104,7 +102,7 @@ def _migration_fails(dev: Device, env: Env) -> Outcome:
     if left or (env.exact_counts and balance.acquired != balance.released):
         return Outcome("fail", f"pins leaked: {left} left on the pages, acquired "
                        f"{balance.acquired}, released {balance.released}", details)  # fmt: skip
-    if worked and any(z is not None and z.zone == MOVABLE for z in after):
+    if worked and MOVABLE in after:
         return Outcome("fail", f"a longterm pin left a page in {MOVABLE}", details)
     return Outcome("pass", details=details)
 
