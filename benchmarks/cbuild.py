@@ -55,3 +55,20 @@ def build(cache: Path, tarball: Path = TARBALL) -> tuple[Path, Path]:
             subprocess.run(["cc", "-O2", "-Wall", "-I", str(tree), "-o", str(binary), str(src),
                             str(tree / "shim.c"), "-pthread"], check=True)  # fmt: skip
     return binaries
+
+
+BARE_LOOP = Path(__file__).resolve().parent / "bare_loop.c"
+UAPI = Path(__file__).resolve().parents[1] / "kmod"
+
+
+def build_bare_loop(cache: Path) -> Path:
+    """benchmarks/bare_loop.c, built once per content of it and its header."""
+    digest = hashlib.sha256(BARE_LOOP.read_bytes() + (UAPI / "gup_test.h").read_bytes())
+    binary = cache / f"bare_loop-{digest.hexdigest()[:16]}"
+    if not binary.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = binary.with_name(binary.name + ".tmp")
+        subprocess.run(["cc", "-O2", "-Wall", "-Werror", "-I", str(UAPI), "-o", str(tmp),
+                        str(BARE_LOOP), "-pthread"], check=True)  # fmt: skip
+        tmp.rename(binary)
+    return binary

@@ -1,131 +1,191 @@
-"""The measurements, run inside gupctl's VM by benchmarks/run.py; JSON on stdout.
+"""The measurements, run inside gupctl's VM by benchmarks/run.py: raw samples
+as JSON on stdout; run.py does the statistics on the host.
 
-C and gupctl alternate, round after round, on the same configuration, so that
-drift in the guest (page cache, THP availability, TCG's code cache) hits both
-alike.  Neither is bound to a NUMA node: C's gup_test has no such option.
+Every process measured (upstream's C gup_test, the bare C loop, gupctl) runs
+bound to the same memory-only node by set_mempolicy(), as `gupctl check`
+binds its command, so that buffer, page tables and all else a run allocates
+come from the same node whoever runs it; gupctl also mbinds its buffer there
+(--numa-node), which makes its pin balance exact.  Each round runs C, gupctl
+and C again (A, G, A'), and every other round the other way round (A', G, A):
+G's place relative to A alternates, and A against A' is the noise floor.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import loop_profile  # noqa: E402
+from gupctl import device, numa  # noqa: E402
 
 COMMANDS = {"gup_fast_benchmark": "-u", "pin_fast_benchmark": "-a", "pin_longterm_benchmark": "-L"}
 PER_CALL = {"1": "1", "512": "512", "all": "-1"}  # gupctl's spelling -> C's -n
 C_TIME = re.compile(r"Time: get:(\d+) put:(\d+) us")
-ENV = {k: v for k, v in os.environ.items() if k != "GUPCTL_NUMA_NODE"}
 # Memory set up as gup_test.c does: a private mapping of /dev/zero.  (gupctl's
 # default, MAP_ANONYMOUS, is THP-aligned by the kernel since v6.7; a /dev/zero
 # mapping is not on 6.12, so with THP on the two would pin different folios.)
 LIKE_C = ["--file", "/dev/zero"]
 GUPCTL = [sys.executable, "-m", "gupctl"]
+Samples = list[list[int]]  # [get µs...], [put µs...]
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_c(binary: str, args: list[str]) -> list[tuple[int, int]]:
-    out = subprocess.run([binary, *args], capture_output=True, text=True, env=ENV)
-    samples = [(int(g), int(p)) for g, p in C_TIME.findall(out.stdout)]
-    if out.returncode != 0 or not samples or "truncated" in out.stdout:
-        raise SystemExit(f"C gup_test {' '.join(args)} failed: {out.stdout}{out.stderr}")
-    return samples
+class Runner:
+    """Runs a command bound to `node`; returns its stdout, or exits on failure."""
+
+    def __init__(self, node: int) -> None:
+        self.node = node
+
+    def __call__(self, argv: list[str]) -> str:
+        out = subprocess.run(argv, capture_output=True, text=True,
+                             preexec_fn=lambda: numa.bind_task(self.node))  # fmt: skip
+        if out.returncode != 0:
+            raise SystemExit(f"{' '.join(argv)} failed ({out.returncode}): {out.stderr[-2000:]}")
+        return out.stdout
+
+    def wall(self, argv: list[str]) -> float:
+        start = time.perf_counter()
+        self(argv)
+        return time.perf_counter() - start
 
 
-def run_gupctl(args: list[str]) -> list[tuple[int, int]]:
-    out = subprocess.run([*GUPCTL, "bench", "--json", *args], capture_output=True, text=True,
-                         env=ENV)  # fmt: skip
-    if out.returncode != 0:
-        raise SystemExit(f"gupctl bench {' '.join(args)} failed: {out.stderr}")
-    (run,) = json.loads(out.stdout)
-    return list(zip(run["get_usec"], run["put_usec"]))
+def c_samples(out: str) -> Samples:
+    pairs = C_TIME.findall(out)
+    if not pairs or "truncated" in out:
+        raise SystemExit(f"C gup_test printed no timings: {out[-2000:]}")
+    return [[int(g) for g, _ in pairs], [int(p) for _, p in pairs]]
 
 
-def timings(binary: str, rounds: int, repeats: int) -> list[dict[str, object]]:
-    """Median get and put µs of C and gupctl on every configuration."""
-    rows = []
-    for command, c_flag in COMMANDS.items():
+def ordered(round_no: int, a: Callable[[], object], g: Callable[[], object],
+            b: Callable[[], object]) -> None:  # fmt: skip
+    """A, G, A' in even rounds, A', G, A in odd ones."""
+    for step in (a, g, b) if round_no % 2 == 0 else (b, g, a):
+        step()
+
+
+def timings(run: Runner, c_bin: str, rounds: int, repeats: int) -> list[dict[str, object]]:
+    """Kernel-timed get and put µs of every configuration: per round, C's
+    samples (A and A') and gupctl's.  One gupctl process runs a THP setting's
+    nine configurations (its start-up is not what is measured here)."""
+    rows = {}
+    for command in COMMANDS:
         for thp in (True, False):
-            for per_call, c_n in PER_CALL.items():
-                c, py = [], []
-                c_args = [c_flag, "-t" if thp else "-T", "-n", c_n, "-r", str(repeats)]
-                py_args = [command, "--thp" if thp else "--no-thp", "-n", per_call,
-                           "-r", str(repeats), *LIKE_C]  # fmt: skip
-                for _ in range(rounds):
-                    c += run_c(binary, c_args)
-                    py += run_gupctl(py_args)
-                row = {"command": command, "thp": thp, "per_call": per_call,
-                       "c_get": statistics.median(g for g, _ in c),
-                       "gupctl_get": statistics.median(g for g, _ in py),
-                       "c_put": statistics.median(p for _, p in c),
-                       "gupctl_put": statistics.median(p for _, p in py),
-                       "samples": len(c)}  # fmt: skip
-                log(
-                    f"timings: {command} thp={thp} n={per_call}: C get {row['c_get']} µs, "
-                    f"gupctl get {row['gupctl_get']} µs"
-                )
-                rows.append(row)
-    return rows
+            for per_call in PER_CALL:
+                rows[command, thp, per_call] = {"command": command, "thp": thp,
+                                                "per_call": per_call, "a": [], "g": [],
+                                                "b": []}  # fmt: skip
+    for r in range(rounds):
+        for thp in (True, False):
+
+            def c(which: str, thp: bool = thp) -> None:
+                for command, flag in COMMANDS.items():
+                    for per_call, c_n in PER_CALL.items():
+                        argv = [c_bin, flag, "-t" if thp else "-T", "-n", c_n, "-r", str(repeats)]
+                        rows[command, thp, per_call][which].append(c_samples(run(argv)))
+
+            def g(thp: bool = thp) -> None:
+                argv = [*GUPCTL, "bench", *COMMANDS, "--thp" if thp else "--no-thp",
+                        "-n", ",".join(PER_CALL), "-r", str(repeats), "--json",
+                        "--numa-node", str(run.node), "--check-balance", *LIKE_C]  # fmt: skip
+                results = json.loads(run(argv))
+                # bench runs commands x pages-per-call, in the order given
+                configs = list(itertools.product(COMMANDS, PER_CALL))
+                assert len(results) == len(configs), len(results)
+                for (command, per_call), result in zip(configs, results):
+                    assert result["command"] == command, (result["command"], command)
+                    rows[command, thp, per_call]["g"].append(
+                        [result["get_usec"], result["put_usec"]]
+                    )
+
+            ordered(r, lambda: c("a"), g, lambda: c("b"))
+        log(f"timings: round {r + 1} of {rounds} done")
+    return list(rows.values())
 
 
-def _wall(argv: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(argv, capture_output=True, check=True, env=ENV)
-    return time.perf_counter() - start
+def loop_cost(run: Runner, bare: str, c_pages: str, rounds: int, repeats: int,
+              threads: int) -> dict[str, object]:  # fmt: skip
+    """ns per one-page PIN_FAST_BENCHMARK ioctl and thread, per round: the bare
+    C loop (A and A'), gupctl's in-process loop time (RunResult.ioctl_ns), and
+    upstream's C selftest by wall(N+1 repeats) - wall(1 repeat)."""
+    path = device.locate()
+    result: dict[str, object] = {"threads": threads, "repeats": repeats,
+                                 "a": [], "g": [], "b": [], "selftest": []}  # fmt: skip
 
+    def bare_run(which: str) -> None:
+        data = json.loads(run([bare, path, "1", str(repeats), str(threads)]))
+        result[which].append(sum(data["loop_ns"]) / threads / repeats)  # type: ignore[attr-defined]
 
-def overhead(pages_binary: str, threads: int, rounds: int, n: int = 1000) -> dict[str, float]:
-    """Seconds that n more one-page PIN_FAST_BENCHMARK ioctls cost, per tool.
+    def gupctl_run() -> None:
+        argv = [*GUPCTL, "bench", "pin_fast_benchmark", "-s", "4K", "-n", "1", "-r", str(repeats),
+                "-j", str(threads), "--numa-node", str(run.node), "--json"]  # fmt: skip
+        (data,) = json.loads(run(argv))
+        result["g"].append(data["ioctl_ns"])  # type: ignore[attr-defined]
 
-    Measured as wall(n + 1 repeats) - wall(1 repeat), so process start-up
-    (an interpreter for gupctl, almost nothing for C) cancels out; each wall
-    time is the fastest of `rounds` runs, as start-up jitter under emulation
-    is larger than the difference being measured.
-    """
+    small = max(repeats // 10, 1)  # the selftest prints three lines a repeat
 
-    def c(r: int) -> list[str]:
-        return [pages_binary, "-a", "-m", "1", "-n", "1", "-j", str(threads), "-r", str(r)]
+    def selftest(r: int) -> list[str]:
+        return [c_pages, "-a", "-m", "1", "-n", "1", "-j", str(threads), "-r", str(r)]
 
-    def py(r: int) -> list[str]:
-        return [*GUPCTL, "bench", "pin_fast_benchmark", "-s", "4K", "-n", "1",
-                "-j", str(threads), "-r", str(r), "--json", *LIKE_C]  # fmt: skip
-
-    walls: dict[str, list[float]] = {"c1": [], "cn": [], "py1": [], "pyn": []}
-    for _ in range(rounds):
-        walls["c1"].append(_wall(c(1)))
-        walls["cn"].append(_wall(c(n + 1)))
-        walls["py1"].append(_wall(py(1)))
-        walls["pyn"].append(_wall(py(n + 1)))
-    best = {k: min(v) for k, v in walls.items()}
-    result = {"threads": threads, "ioctls": n, "c_seconds": best["cn"] - best["c1"],
-              "gupctl_seconds": best["pyn"] - best["py1"]}  # fmt: skip
-    log(
-        f"overhead: {threads} thread(s): C {result['c_seconds']:.3f} s, "
-        f"gupctl {result['gupctl_seconds']:.3f} s per {n} ioctls"
-    )
+    for r in range(rounds):
+        ordered(r, lambda: bare_run("a"), gupctl_run, lambda: bare_run("b"))
+        diff = run.wall(selftest(small + 1)) - run.wall(selftest(1))
+        result["selftest"].append(diff * 1e9 / small)  # type: ignore[attr-defined]
+    log(f"loop: {threads} thread(s): bare C {result['a']}, gupctl {result['g']}")
     return result
+
+
+def startup(run: Runner, rounds: int) -> dict[str, list[float]]:
+    """Wall ms of python's own start-up, and of gupctl commands that reach one
+    ioctl and stop: in the same guest, interleaved."""
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "gupctl --version": [*GUPCTL, "--version"],
+        "gupctl bench -s 4K -r 1 --json": [*GUPCTL, "bench", "-s", "4K", "-r", "1", "--json"],
+        "gupctl selftest -s 4K pin_fast.thp.private.write.n1": [
+            *GUPCTL, "selftest", "-s", "4K", "pin_fast.thp.private.write.n1"],
+    }  # fmt: skip
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(rounds):
+        for name, argv in commands.items():
+            times[name].append(run.wall(argv) * 1000)
+    return times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--c", required=True, help="upstream gup_test binary")
     parser.add_argument("--c-pages", required=True, help="the same, -m counting pages")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--bare", required=True, help="benchmarks/bare_loop.c, built")
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--loop-repeats", type=int, default=300_000)
+    parser.add_argument("--only", choices=("timings", "loop", "startup"), action="append")
     args = parser.parse_args()
-    result = {
-        "kernel": os.uname().release,
-        "timings": timings(args.c, args.rounds, args.repeats),
-        "overhead": [overhead(args.c_pages, t, max(args.rounds, 5)) for t in (1, 2)],
-    }
-    json.dump(result, sys.stdout, indent=1)
+    node = int(os.environ["GUPCTL_NUMA_NODE"])  # set by gupctl vm: the memory-only node
+    run, parts = Runner(node), set(args.only or ("timings", "loop", "startup"))
+    result: dict[str, object] = {"kernel": os.uname().release, "node": node, "rounds": args.rounds}
+    if "startup" in parts:
+        result["startup_ms"] = startup(run, args.rounds)
+    if "loop" in parts:
+        result["loop"] = [loop_cost(run, args.bare, args.c_pages, args.rounds, args.loop_repeats, t)
+                          for t in (1, 2)]  # fmt: skip
+        result["profile"] = loop_profile.profile(node, args.loop_repeats)
+    if "timings" in parts:
+        result["timings"] = timings(run, args.c, args.rounds, args.repeats)
+    json.dump(result, sys.stdout)
     print()
 
 

@@ -1,13 +1,17 @@
-"""gupctl against the upstream C gup_test, side by side, in one run.
+"""gupctl against C, across kernels, and its VM against virtme-ng, in one run.
 
-    python benchmarks/run.py [--rounds 3] [--repeats 5] [--output FILE]
+    python benchmarks/run.py [--kernel 6.12 --kernel 7.3] [--rounds 7] [--output FILE]
 
-Builds tools/testing/selftests/mm/gup_test.c from Debian's linux-source-6.12
-(the source of the VM's default kernel), boots gupctl's VM once, and there
-alternates C and gupctl on every configuration (benchmarks/guest.py).  Then it
-times `gupctl --help` and `gupctl --version` here, and prints the ratios as a
-Markdown table (the README's).  A benchmark, not a test: it reports, it never
-fails on a number.
+For each kernel, one boot of gupctl's VM runs benchmarks/guest.py: python's
+and gupctl's start-up, the cost of one ioctl to gupctl and to a bare C loop
+(and to upstream's C selftest), a profile of gupctl's loop, and the kernel's
+own timings of every configuration under gupctl and under upstream's C
+gup_test, in interleaved rounds with a C-against-C (A/A) control.  Then one
+`gupctl vm --kernel A --kernel B` sweep puts the kernels' per-page GUP cost
+side by side (table and plot), boot-to-exit of `gupctl vm -- true` is timed
+against virtme-ng's on the same kernel, and .ci/run's own recorded wall
+times are read.  Prints the README's tables (Markdown); a benchmark, not a
+test: it reports, it never fails on a number.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import argparse
 import json
 import os
 import platform
-import statistics
+import shutil
 import subprocess
 import sys
 import time
@@ -25,20 +29,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from benchmarks import cbuild  # noqa: E402
+from benchmarks import cbuild, report, vmboot  # noqa: E402
 from gupctl.cache import cache_dir  # noqa: E402
 
-GOALS = {"timing": (0.95, 1.05), "overhead": 1.2, "startup_ms": 150}
-
-
-def startup_ms(args: list[str], runs: int = 10) -> float:
-    """Median wall time of `gupctl ARGS` on this machine, in milliseconds."""
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "gupctl", *args], capture_output=True, check=True)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+#: The per-page sweep both kernels run (gupctl vm --kernel A --kernel B).
+SWEEP = ["bench", "gup_fast_benchmark", "pin_fast_benchmark", "pin_longterm_benchmark",
+         "-s", "4M,128M", "-n", "1,512,all", "-r", "5", "--thp"]  # fmt: skip
 
 
 def machine() -> str:
@@ -48,61 +44,68 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores; guest: QEMU TCG, 2 vCPUs, 4 GiB"
 
 
-def verdict(ratio: float, low: float, high: float) -> str:
-    return "met" if low <= ratio <= high else "missed"
+def in_guest(kernel: str, binaries: dict[str, Path], args: argparse.Namespace) -> dict:
+    """guest.py's raw measurements on `kernel`."""
+    argv = [sys.executable, "-m", "gupctl", "vm", "--kernel", kernel, "--",
+            sys.executable, str(HERE / "guest.py"), "--c", str(binaries["c"]),
+            "--c-pages", str(binaries["c_pages"]), "--bare", str(binaries["bare"]),
+            "--rounds", str(args.rounds), "--repeats", str(args.repeats),
+            "--loop-repeats", str(args.loop_repeats)]  # fmt: skip
+    argv += [f"--only={part}" for part in args.only or ()]
+    print(f"benchmark: {kernel}: guest measurements", file=sys.stderr, flush=True)
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True, cwd=HERE.parent)
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark run in the VM on {kernel} failed (status {proc.returncode})")
+    return json.loads(proc.stdout)
 
 
-def markdown(data: dict) -> str:
-    lo, hi = GOALS["timing"]
-    lines = [f"Kernel {data['kernel']} in the VM; host: {data['machine']}.", "",
-             "| command | THP | pages/call | C get µs | gupctl get µs | get ratio "
-             "| C put µs | gupctl put µs | put ratio |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
-    for r in data["timings"]:
-        get, put = r["gupctl_get"] / r["c_get"], r["gupctl_put"] / r["c_put"]
-        lines.append(
-            f"| {r['command']} | {'on' if r['thp'] else 'off'} | {r['per_call']} "
-            f"| {r['c_get']:g} | {r['gupctl_get']:g} | {get:.2f} ({verdict(get, lo, hi)})"
-            f" | {r['c_put']:g} | {r['gupctl_put']:g} | {put:.2f} "
-            f"({verdict(put, lo, hi)}) |"
-        )
-    lines += ["", "| 1,000 one-page PIN_FAST_BENCHMARK ioctls | C s | gupctl s "
-              "| ratio (goal ≤ 1.2) |", "|---|---:|---:|---:|"]  # fmt: skip
-    for o in data["overhead"]:
-        ratio = o["gupctl_seconds"] / o["c_seconds"]
-        lines.append(
-            f"| {o['threads']} thread(s) | {o['c_seconds']:.3f} | "
-            f"{o['gupctl_seconds']:.3f} | {ratio:.2f} ({verdict(ratio, 0, 1.2)}) |"
-        )
-    lines += ["", "| start-up (host) | ms (goal ≤ 150) |", "|---|---:|"]
-    for name, ms in data["startup_ms"].items():
-        lines.append(f"| `gupctl {name}` | {ms:.0f} ({verdict(ms, 0, 150)}) |")
-    return "\n".join(lines)
+def across_kernels(kernels: list[str], out: Path) -> str:
+    """The per-page sweep on every kernel: gupctl's comparison table (stdout)."""
+    shutil.rmtree(out, ignore_errors=True)
+    argv = [sys.executable, "-m", "gupctl", "vm", "--out", str(out)]
+    for kernel in kernels:
+        argv += ["--kernel", kernel]
+    print(f"benchmark: per-page sweep on {', '.join(kernels)}", file=sys.stderr, flush=True)
+    env = {**os.environ, "COLUMNS": "200"}
+    gupctl = str(Path(sys.executable).with_name("gupctl"))  # the command must be `gupctl bench`
+    proc = subprocess.run([*argv, "--", gupctl, *SWEEP],
+                          stdout=subprocess.PIPE, text=True, cwd=HERE.parent, env=env)  # fmt: skip
+    if proc.returncode != 0:
+        raise SystemExit(f"the sweep across kernels failed (status {proc.returncode})")
+    return proc.stdout
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3, help="C/gupctl alternations")
-    parser.add_argument("--repeats", type=int, default=5, help="ioctls per invocation")
-    parser.add_argument("--kernel", help="gupctl vm --kernel (default: Debian 6.12)")
+    parser.add_argument("--kernel", action="append", help="default: 6.12 and 7.3 (Debian)")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (>= 5)")
+    parser.add_argument("--repeats", type=int, default=5, help="ioctls per timed invocation")
+    parser.add_argument("--loop-repeats", type=int, default=300_000,
+                        help="one-page ioctls per per-ioctl measurement")  # fmt: skip
+    parser.add_argument("--boots", type=int, default=5, help="boots of each VM tool")
+    parser.add_argument("--only", choices=("timings", "loop", "startup"), action="append",
+                        help="guest measurements to take (default: all)")  # fmt: skip
+    parser.add_argument("--skip", choices=("sweep", "boot"), action="append", default=[])
     parser.add_argument("--output", type=Path, default=cache_dir() / "benchmarks" / "latest.json")
     args = parser.parse_args()
-    c_bin, c_pages = cbuild.build(cache_dir() / "benchmarks")
-    vm = [sys.executable, "-m", "gupctl", "vm", *(["--kernel", args.kernel] if args.kernel else []),
-          "--", sys.executable, str(HERE / "guest.py"), "--c", str(c_bin), "--c-pages",
-          str(c_pages), "--rounds", str(args.rounds), "--repeats", str(args.repeats)]  # fmt: skip
-    proc = subprocess.run(vm, stdout=subprocess.PIPE, text=True, cwd=HERE.parent)
-    if proc.returncode != 0:
-        print(f"benchmark run in the VM failed (status {proc.returncode})", file=sys.stderr)
-        return proc.returncode
-    data = json.loads(proc.stdout)
-    data["machine"] = machine()
-    data["startup_ms"] = {"--help": startup_ms(["--help"]), "--version": startup_ms(["--version"])}
-    data["date"] = time.strftime("%Y-%m-%d", time.gmtime())
+    kernels = args.kernel or ["6.12", "7.3"]
+    cache = cache_dir() / "benchmarks"
+    c_bin, c_pages = cbuild.build(cache)
+    binaries = {"c": c_bin, "c_pages": c_pages, "bare": cbuild.build_bare_loop(cache)}
+    started = time.time()
+    data: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d", time.gmtime()),
+                  "kernels": {k: in_guest(k, binaries, args) for k in kernels}}  # fmt: skip
+    if "sweep" not in args.skip and len(kernels) > 1:
+        out = args.output.parent / "kernels"
+        data["sweep"] = {"table": across_kernels(kernels, out), "dir": str(out)}
+    if "boot" not in args.skip:
+        data["boot"] = vmboot.measure(kernels[0], args.boots)
+    data["ci"] = report.ci_times()
+    data["seconds"] = time.time() - started
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(data, indent=1) + "\n")
-    print(markdown(data))
-    print(f"\n(results saved to {args.output})", file=sys.stderr)
+    args.output.write_text(json.dumps(data) + "\n")
+    print(report.markdown(data))
+    print(f"\n(raw data saved to {args.output})", file=sys.stderr)
     return 0
 
 

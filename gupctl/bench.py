@@ -11,14 +11,15 @@ import errno
 import itertools
 import statistics
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gupctl import abi, balance, pagemap, vmstat
-from gupctl.device import Device
+from gupctl import abi, balance, pagemap, samples, vmstat
+from gupctl.device import Device, Repeats
 from gupctl.errors import DeviceError, GupctlError, Truncated
 from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec, size_label
+from gupctl.samples import Samples
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,9 @@ class Stats:
     max: float
 
     @classmethod
-    def of(cls, values: Sequence[float]) -> Stats:
-        return cls(min(values), statistics.median(values), max(values))
+    def of(cls, values: Samples) -> Stats:
+        low, median, high, _ = samples.summary(values)
+        return cls(low, median, high)
 
 
 @dataclass(frozen=True)
@@ -86,22 +88,33 @@ class RunResult:
     repeats: int
     threads: int
     write: bool
-    get_usec: list[int]
-    put_usec: list[int]
-    # The samples are the record; these four are derived from them (__post_init__),
+    get_usec: Samples
+    put_usec: Samples
+    # The samples are the record; these are derived from them (__post_init__),
     # so that the table, --json, compare and plot all read the same numbers.
     get: Stats = field(init=False)
     put: Stats = field(init=False)
     get_ns_per_page: float = field(init=False)
     put_ns_per_page: float = field(init=False)
+    ioctl_ns: float | None = field(init=False)
     balance: vmstat.Balance
     gup_flags: int = 0  # as passed, FOLL_WRITE included
+    # Each thread's wall time for its repeats, in ns, measured in-process around
+    # the loop: what an ioctl costs gupctl, its own work included.  Empty in
+    # files saved before gupctl measured it.
+    loop_ns: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        for phase, samples in (("get", self.get_usec), ("put", self.put_usec)):
-            stats = Stats.of(samples)
+        for phase in ("get", "put"):
+            values = getattr(self, f"{phase}_usec")
+            if not isinstance(values, samples.Samples):  # a list, as tests write them
+                values = samples.of(values)
+                object.__setattr__(self, f"{phase}_usec", values)
+            stats = Stats.of(values)
             object.__setattr__(self, phase, stats)
             object.__setattr__(self, f"{phase}_ns_per_page", stats.median * 1000 / self.nr_pages)
+        per_thread = [ns / self.repeats for ns in self.loop_ns]
+        object.__setattr__(self, "ioctl_ns", statistics.fmean(per_thread) if per_thread else None)
 
     @property
     def pages_per_call(self) -> int:
@@ -140,17 +153,19 @@ def run(device: Device, spec: RunSpec, check_balance: bool = False) -> RunResult
     """
     with Mapping(spec.memory, spec.size) as mapping:
 
-        def issue() -> list[tuple[int, int]]:
-            samples, error = _issue_all(device, spec, mapping)
+        def issue() -> list[Repeats]:
+            measured, error = _issue_all(device, spec, mapping)
             if error is not None:
                 raise error
-            return samples
+            return measured
 
-        samples, pins = balance.measure(
+        measured, pins = balance.measure(
             issue, lambda: expected_pins(spec, mapping), spec.memory.numa_node, check_balance
         )
-    gets = [g for g, _ in samples]
-    puts = [p for _, p in samples]
+    gets, puts = samples.new(), samples.new()
+    for r in measured:  # a memcpy per thread
+        gets.extend(r.get_usec)
+        puts.extend(r.put_usec)
     return RunResult(
         command=spec.command.name.lower(),
         backing=spec.memory.describe(),
@@ -164,21 +179,22 @@ def run(device: Device, spec: RunSpec, check_balance: bool = False) -> RunResult
         put_usec=puts,
         balance=pins,
         gup_flags=spec.foll_flags,
+        loop_ns=[r.loop_ns for r in measured],
     )
 
 
 def _issue_all(
     device: Device, spec: RunSpec, mapping: Mapping
-) -> tuple[list[tuple[int, int]], GupctlError | None]:
+) -> tuple[list[Repeats], GupctlError | None]:
     """Run every thread's repeats; a failing thread stops, and the first error
     is returned once all threads have ended."""
-    samples: list[tuple[int, int]] = []  # list.extend is atomic under the GIL
+    measured: list[Repeats] = []  # list.append is atomic under the GIL
     errors: list[GupctlError] = []
     stop = threading.Event()
 
     def worker() -> None:
         try:
-            samples.extend(_repeat(device, spec, mapping, stop.is_set))
+            measured.append(_repeat(device, spec, mapping, stop.is_set))
         except GupctlError as e:
             errors.append(e)
 
@@ -193,11 +209,11 @@ def _issue_all(
     finally:
         for t in threads:
             t.join()
-    return samples, (errors[0] if errors else None)
+    return measured, (errors[0] if errors else None)
 
 
 def _repeat(device: Device, spec: RunSpec, mapping: Mapping,
-            stop: Callable[[], bool]) -> list[tuple[int, int]]:  # fmt: skip
+            stop: Callable[[], bool]) -> Repeats:  # fmt: skip
     """One thread's ioctls, through Device.repeat: its loop runs in C, because
     under emulation each Python statement costs about what a one-page ioctl does."""
     arg: Any = abi.ffi.new("struct gup_test *")
@@ -207,7 +223,7 @@ def _repeat(device: Device, spec: RunSpec, mapping: Mapping,
     write = bool(spec.foll_flags & abi.FOLL_WRITE)
     name = spec.command.name.lower()
     try:
-        samples = device.repeat(spec.command, arg, spec.size, spec.repeats, stop)
+        measured = device.repeat(spec.command, arg, spec.size, spec.repeats, stop)
     except DeviceError as e:
         # Where GUP's first call faults, mm/gup_test.c answers success with
         # size 0 and kmod/gupctl.c answers that call's -EFAULT: one diagnosis.
@@ -216,4 +232,4 @@ def _repeat(device: Device, spec: RunSpec, mapping: Mapping,
         raise Truncated(name, spec.size, 0, spec.memory.describe(), write) from None
     if arg.size != spec.size:
         raise Truncated(name, spec.size, int(arg.size), spec.memory.describe(), write)
-    return samples
+    return measured

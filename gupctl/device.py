@@ -15,10 +15,11 @@ import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gupctl import abi
+from gupctl import abi, samples
 from gupctl._libc import ffi as cffi_libc
 from gupctl._libc import lib
 from gupctl.errors import (
@@ -28,11 +29,7 @@ from gupctl.errors import (
     DeviceError,
     DeviceNotFound,
 )
-
-try:  # the repeat loop in C, built by setup.py; optional
-    from gupctl import _loop  # type: ignore[attr-defined]
-except ImportError:
-    _loop = None
+from gupctl.samples import Samples, native
 
 DEBUGFS_MOUNT = "/sys/kernel/debug"
 DEBUGFS_PATH = DEBUGFS_MOUNT + "/gup_test"
@@ -46,6 +43,17 @@ MOUNTS = Path("/proc/self/mounts")
 #: and never takes more repeats per call than MAX_CHUNK.
 CHUNK_SECONDS = 0.05
 MAX_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class Repeats:
+    """What Device.repeat measured: each repeat's get and put µs, as the kernel
+    timed them, and the loop's own wall time (every ioctl, and all that gupctl
+    did between them), in ns."""
+
+    get_usec: Samples
+    put_usec: Samples
+    loop_ns: int
 
 
 def candidates(explicit: str | None = None) -> list[str]:
@@ -172,53 +180,63 @@ class Device:
         return issue
 
     def repeat(self, command: abi.Command, arg: Any, size: int, repeats: int,
-               stop: Callable[[], bool] = lambda: False) -> list[tuple[int, int]]:  # fmt: skip
+               stop: Callable[[], bool] = lambda: False) -> Repeats:  # fmt: skip
         """Issue `command` `repeats` times on `arg` (a struct gup_test), resetting its
-        size to `size` before each; return each repeat's (get, put) µs.
+        size to `size` before each; return each repeat's get and put µs, and the
+        wall time of the whole loop.
 
         Stops early when the kernel writes back a smaller size (arg.size shows it),
         or when `stop()` turns true.  The loop runs in C (gupctl._loop) where it
-        was built, so that a repeat costs what it costs the C selftest; else in
-        Python.  The C loop runs in chunks of at most about CHUNK_SECONDS: Python
-        runs signal handlers only between C calls, so a chunk bounds how long
-        SIGINT or SIGTERM waits (gupctl/cli/signals.py).
+        was built, writing straight into the sample buffers, so that a repeat
+        costs what it costs in C; else in Python.  The C loop runs in chunks of
+        at most about CHUNK_SECONDS: Python runs signal handlers only between C
+        calls, so a chunk bounds how long SIGINT or SIGTERM waits
+        (gupctl/cli/signals.py).
         """
-        if _loop is None:
+        if native is None:
             return self._repeat_in_python(command, arg, size, repeats, stop)
-        ffi, lib = _loop.ffi, _loop.lib
-        buf = ffi.new("unsigned long long[]", 2 * MAX_CHUNK)
-        ptr = ffi.cast("void *", arg)
-        samples: list[tuple[int, int]] = []
-        chunk = 1
-        while len(samples) < repeats and not stop():
-            n = min(chunk, repeats - len(samples))
-            start = time.monotonic()
-            done = lib.gupctl_repeat(self.fd, command.number(), ptr, n, size, buf)
-            flat = ffi.unpack(buf, 2 * done)
-            samples.extend(zip(flat[0::2], flat[1::2]))
-            if done < n:
+        number, ptr = command.number(), native.ffi.cast("void *", arg)
+        gets, puts = samples.new(min(repeats, MAX_CHUNK)), samples.new(min(repeats, MAX_CHUNK))
+        done, chunk = 0, 1
+        start = time.perf_counter_ns()
+        while done < repeats and not stop():
+            n = min(chunk, repeats - done)
+            while done + n > len(gets):  # grow by doubling: a memcpy, not per-sample work
+                more = min(len(gets), repeats - len(gets))
+                gets.frombytes(bytes(8 * more))
+                puts.frombytes(bytes(8 * more))
+            began = time.perf_counter_ns()
+            got = native.lib.gupctl_repeat(self.fd, number, ptr, n, size,
+                                          samples.pointer(gets, done),
+                                          samples.pointer(puts, done))  # fmt: skip
+            done += got
+            if got < n:
                 if arg.size == size:
-                    err = ffi.errno
+                    err = native.ffi.errno
                     raise DeviceError(f"{command.name} on {self.path}", err, self.path,
                                       command.name)  # fmt: skip
                 break
-            if time.monotonic() - start < CHUNK_SECONDS / 2:
+            if time.perf_counter_ns() - began < CHUNK_SECONDS * 1e9 / 2:
                 chunk = min(2 * chunk, MAX_CHUNK)
-        return samples
+        elapsed = time.perf_counter_ns() - start
+        del gets[done:], puts[done:]
+        return Repeats(gets, puts, elapsed)
 
     def _repeat_in_python(self, command: abi.Command, arg: Any, size: int, repeats: int,
-                          stop: Callable[[], bool]) -> list[tuple[int, int]]:  # fmt: skip
+                          stop: Callable[[], bool]) -> Repeats:  # fmt: skip
         issue = self.prepare(command, arg)
-        samples = []
+        gets, puts = samples.new(), samples.new()
+        start = time.perf_counter_ns()
         for _ in range(repeats):
             if stop():
                 break
             arg.size = size  # the kernel writes back what it covered
             issue()
-            samples.append((arg.get_delta_usec, arg.put_delta_usec))
+            gets.append(arg.get_delta_usec)
+            puts.append(arg.put_delta_usec)
             if arg.size != size:
                 break
-        return samples
+        return Repeats(gets, puts, time.perf_counter_ns() - start)
 
     def close(self) -> None:
         """Close the file; the kernel drops any longterm test pins it holds."""

@@ -15,13 +15,13 @@ import datetime
 import json
 import platform
 import socket
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gupctl import __version__, output
+from gupctl import __version__, output, samples
 from gupctl.bench import RunResult, Stats
 from gupctl.errors import ResultsError
+from gupctl.samples import Samples
 from gupctl.vmstat import Balance
 
 FORMAT = "gupctl-bench/1"
@@ -52,7 +52,7 @@ def document(results: list[RunResult], device: str) -> SavedResults:
 
 def save(doc: SavedResults, path: str) -> None:
     """Write `doc` to `path` as JSON; a reader never sees a half-written file."""
-    output.write_file(path, json.dumps(dataclasses.asdict(doc), indent=2) + "\n")
+    output.write_file(path, output.dumps(doc) + "\n")
 
 
 def load(path: str) -> SavedResults:
@@ -105,10 +105,18 @@ def _run(d: dict[str, Any]) -> RunResult:
         if not isinstance(kw.get(name, 0), int) or isinstance(kw.get(name), bool):
             raise ValueError(f"{name} is not an integer")
     for name in ("get_usec", "put_usec"):
-        if not kw[name] or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in kw[name]
-        ):
+        values = kw[name]
+        if not isinstance(values, list) or not values or any(isinstance(v, bool) for v in values):
             raise ValueError(f"{name} is not a list of timings")
+        try:  # the kernel's µs are unsigned integers
+            kw[name] = samples.of(values)
+        except (OverflowError, TypeError) as e:
+            raise ValueError(f"{name} is not a list of timings") from e
+    loop_ns = kw.get("loop_ns", [])
+    if not isinstance(loop_ns, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in loop_ns
+    ):
+        raise ValueError("loop_ns is not a list of times")
     for name in ("size", "nr_pages", "nr_pages_per_call", "repeats", "threads"):
         if kw[name] < 1:
             raise ValueError(f"{name} is not positive")
@@ -168,7 +176,7 @@ class Comparison:
     only_in_b: list[RunKey]
 
 
-def beyond_noise(a: Sequence[float], b: Sequence[float]) -> bool | None:
+def beyond_noise(a: Samples, b: Samples) -> bool | None:
     """Whether samples `b` differ from samples `a` by more than run-to-run noise.
 
     The rule: a difference counts only when each run's median lies outside the
@@ -179,11 +187,11 @@ def beyond_noise(a: Sequence[float], b: Sequence[float]) -> bool | None:
     """
     if len(a) < 2 or len(b) < 2:
         return None
-    med_a, med_b = Stats.of(a).median, Stats.of(b).median
-    return not (min(a) <= med_b <= max(a)) and not (min(b) <= med_a <= max(b))
+    sa, sb = Stats.of(a), Stats.of(b)
+    return not (sa.min <= sb.median <= sa.max) and not (sb.min <= sa.median <= sb.max)
 
 
-def _phase(a: Sequence[float], b: Sequence[float]) -> PhaseChange:
+def _phase(a: Samples, b: Samples) -> PhaseChange:
     med_a, med_b = Stats.of(a).median, Stats.of(b).median
     beyond = beyond_noise(a, b)
     if beyond is None:

@@ -8,8 +8,6 @@ rich honours NO_COLOR and drops styling when stdout is not a terminal.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -19,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gupctl import abi
+from gupctl import abi, output
 from gupctl.memory import PAGE_SIZE, size_label
 
 if TYPE_CHECKING:
@@ -40,15 +38,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 def as_json(data: Any) -> str:
     """JSON of a dataclass or a list of them."""
-
-    def plain(obj: Any) -> Any:
-        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-            return dataclasses.asdict(obj)
-        return obj
-
-    if isinstance(data, list):
-        return json.dumps([plain(d) for d in data], indent=2)
-    return json.dumps(plain(data), indent=2)
+    return output.dumps(data)
 
 
 def emit(data: Any, use_json: bool) -> None:
@@ -196,7 +186,7 @@ def _runs(results: list[RunResult]) -> Table:
     t = Table(title="gup_test timings, measured by the kernel")
     for col in ("command", "backing", "size", "pages/call", "rep×thr", "mode"):
         t.add_column(col, justify="right" if col in ("size", "pages/call", "rep×thr") else "left")
-    for col in ("get µs min/med/max", "put µs min/med/max", "ns/page get/put"):
+    for col in ("get µs min/med/max", "put µs min/med/max", "ns/page get/put", "µs/ioctl"):
         t.add_column(col, justify="right")
     for r in results:
         per_call = abi.per_call_label(r.nr_pages_per_call, r.nr_pages)
@@ -207,7 +197,9 @@ def _runs(results: list[RunResult]) -> Table:
             f"{r.put.min:g} / {r.put.median:g} / {r.put.max:g}",
             f"{_per_page(r.get_ns_per_page, r.nr_pages)} / "
             f"{_per_page(r.put_ns_per_page, r.nr_pages)}",
+            "-" if r.ioctl_ns is None else f"{r.ioctl_ns / 1000:.2f}",
         )  # fmt: skip
+    t.caption = "µs/ioctl: gupctl's own wall time per repeat and thread, its loop included"
     return t
 
 

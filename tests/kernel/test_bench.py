@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -47,6 +48,27 @@ def test_threads_and_repeats_multiply(counted, gupctl, node) -> None:
                                       "3", "-j", "2", "-n", "all")  # fmt: skip
     assert acquired == released == 16 * MIB // 4096 * 6
     assert len(runs[0]["get_usec"]) == 6
+
+
+def test_loop_time_holds_the_kernels_time(counted, gupctl, node) -> None:
+    """Each thread's in-process loop time (loop_ns) covers its repeats' get and
+    put phases as the kernel timed them (whole µs, truncated), and no more
+    than the whole process took; ioctl_ns is their mean per repeat."""
+    repeats, threads = 2000, 2
+    start = time.monotonic_ns()
+    runs, acquired, released = counted("bench", "pin_fast_benchmark", "-s", "4K", "-r",
+                                      str(repeats), "-j", str(threads))  # fmt: skip
+    wall = time.monotonic_ns() - start
+    assert acquired == released == repeats * threads
+    (run,) = runs
+    loops, gets, puts = run["loop_ns"], run["get_usec"], run["put_usec"]
+    assert len(loops) == threads and len(gets) == len(puts) == repeats * threads
+    for i, loop_ns in enumerate(loops):  # samples are in the threads' order
+        kernel_us = sum(gets[i * repeats : (i + 1) * repeats]) + sum(
+            puts[i * repeats : (i + 1) * repeats]
+        )
+        assert kernel_us * 1000 <= loop_ns < wall
+    assert run["ioctl_ns"] == pytest.approx(sum(loops) / threads / repeats)
 
 
 @pytest.mark.parametrize(

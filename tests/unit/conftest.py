@@ -25,4 +25,4 @@ def patch_ioctl(monkeypatch: pytest.MonkeyPatch, fake) -> None:
     monkeypatch.setattr("gupctl.device.identify", lambda path: None)  # any file will do
     monkeypatch.setattr(Device, "ioctl", fake)
     monkeypatch.setattr(Device, "prepare", prepare)
-    monkeypatch.setattr("gupctl.device._loop", None)  # the C loop would bypass `fake`
+    monkeypatch.setattr("gupctl.device.native", None)  # the C loop would bypass `fake`

@@ -17,7 +17,6 @@ for one, and a wrong --device diagnosed as such.  The cases run in parallel.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -28,12 +27,14 @@ from pathlib import Path
 
 import pytest
 
+from gupctl import output
+
 
 def _doc(**run: object) -> str:
     """A saved document (test_plot's sweep, a real RunResult) with one run changed."""
     from test_plot import sweep
 
-    data = dataclasses.asdict(sweep())
+    data = json.loads(output.dumps(sweep()))
     data["results"] = [{**data["results"][0], **run}]
     return json.dumps(data)
 

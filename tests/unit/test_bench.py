@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import os
+import termios
 import threading
 import time
 
@@ -84,7 +86,7 @@ def test_c_loop_is_built_and_reports_errno() -> None:
     from gupctl import device
     from gupctl.errors import DeviceError
 
-    assert device._loop is not None, "gupctl._loop is not built: pip install -e ."
+    assert device.native is not None, "gupctl._loop is not built: pip install -e ."
     dev = Device("/dev/null")
     try:
         arg = abi.ffi.new("struct gup_test *")
@@ -93,3 +95,57 @@ def test_c_loop_is_built_and_reports_errno() -> None:
         assert info.value.errno == errno.ENOTTY
     finally:
         dev.close()
+
+
+class _Fionread(abi.Command):
+    """FIONREAD, which a pipe answers with success by writing the bytes it
+    holds into the first int of its argument (get_delta_usec's low half): a
+    stand-in ioctl the C loop can repeat here."""
+
+    def number(self, encoding=None) -> int:  # type: ignore[no-untyped-def]
+        return termios.FIONREAD
+
+
+def test_c_loop_grows_its_buffers_and_times_itself() -> None:
+    """More repeats than one chunk's buffer (MAX_CHUNK): the arrays grow and
+    hold one sample per repeat, written by C; the loop's wall time is there."""
+    from gupctl import device, samples
+
+    rfd, wfd = os.pipe()
+    os.write(wfd, b"x" * 7)
+    dev = Device("/dev/null")
+    os.dup2(rfd, dev.fd)
+    try:
+        arg = abi.ffi.new("struct gup_test *")
+        arg.put_delta_usec = 3
+        repeats = device.MAX_CHUNK * 2 + 5
+        command = _Fionread("FIONREAD", 0, abi.Dir.READ, "struct gup_test")
+        result = dev.repeat(command, arg, 4096, repeats)
+    finally:
+        dev.close()
+        os.close(rfd)
+        os.close(wfd)
+    assert isinstance(result.get_usec, samples.Samples)
+    assert len(result.get_usec) == len(result.put_usec) == repeats
+    assert set(result.get_usec) == {7} and set(result.put_usec) == {3}
+    assert result.loop_ns > 0
+
+
+@pytest.mark.parametrize("values", [[5], [3, 1], [9, 1, 4, 4, 2**40], list(range(1001, 0, -1))])
+def test_stats_in_c_match_python(values: list[int]) -> None:
+    import statistics
+
+    from gupctl import samples
+
+    assert samples.native is not None
+    expected = (min(values), statistics.median(values), max(values), statistics.fmean(values))
+    assert samples.summary(samples.of(values)) == pytest.approx(expected)
+    with pytest.raises(ValueError):
+        samples.summary(samples.new())
+
+
+def test_ioctl_ns_is_the_mean_thread_loop_per_repeat() -> None:
+    spec = bench.RunSpec(abi.PIN_FAST_BENCHMARK, size=8 * PAGE_SIZE, repeats=3, threads=2)
+    result = bench.run(FakeDevice(), spec)
+    assert len(result.loop_ns) == 2 and all(ns > 0 for ns in result.loop_ns)
+    assert result.ioctl_ns == pytest.approx(sum(result.loop_ns) / 2 / 3)

@@ -59,7 +59,7 @@ def test_sweep_is_the_cartesian_product_and_saves(cli: CliRunner, fake: str, tmp
     assert data["date"].endswith("Z") and data["kernel"] and data["machine"]
     assert data["results"] == runs  # the same dicts as --json
     loaded = results.load(str(saved))
-    assert [r.get_usec for r in loaded.results] == [[7, 7]] * 8
+    assert [r.get_usec.tolist() for r in loaded.results] == [[7, 7]] * 8
 
 
 def test_single_values_behave_as_before(cli: CliRunner, fake: str) -> None:

@@ -1,0 +1,142 @@
+"""benchmarks/run.py's raw data as the README's Markdown, goals marked."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from benchmarks.stats import Ratio, ratio, scalar_ratio
+from gupctl.cache import cache_dir
+
+GOALS = {"loop": 1.2, "startup": 2.0, "boot": 1 / 3}
+#: Where .ci/run appends its wall time (benchmarks/ci_time.py).
+CI_TIMES = "ci-times.jsonl"
+
+
+def ci_times() -> dict[str, dict | None]:
+    """The newest recorded .ci/run of each kind: cold (an empty gupctl cache) and warm."""
+    latest: dict[str, dict | None] = {"cold": None, "warm": None}
+    try:
+        lines = (cache_dir() / CI_TIMES).read_text().splitlines()
+    except OSError:
+        return latest
+    for line in lines:
+        record = json.loads(line)
+        latest[record["cache"]] = record
+    return latest
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "**missed**"
+
+
+def loop_table(loops: list[dict], profile: dict) -> list[str]:
+    lines = ["| threads | bare C ns/ioctl | gupctl ns/ioctl | gupctl/C [95% CI] (goal ≤ 1.2) "
+             "| A/A: C'/C [95% CI] | upstream selftest ns/ioctl | selftest/C |",
+             "|---|---:|---:|---|---|---:|---:|"]  # fmt: skip
+    for loop in loops:
+        g, aa = scalar_ratio(loop["a"], loop["g"]), scalar_ratio(loop["a"], loop["b"])
+        st = scalar_ratio(loop["a"], loop["selftest"])
+        lines.append(
+            f"| {loop['threads']} | {statistics.median(loop['a']):.0f} "
+            f"| {statistics.median(loop['g']):.0f} | {g} {_verdict(g.value <= GOALS['loop'])} "
+            f"| {aa} | {statistics.median(loop['selftest']):.0f} | {st.value:.2f} |"
+        )
+    lines += ["", f"Profile of gupctl's loop ({profile['repeats']:,} repeats, one thread, "
+              f"{profile['chunks']} chunks): {profile['loop_ns']:.0f} ns per repeat, of which "
+              f"{profile['in_c_ns']:.0f} inside the C loop (the ioctl and two sample stores) and "
+              f"{profile['python_ns']:.1f} in Python between chunks."]  # fmt: skip
+    return lines
+
+
+def startup_table(times: dict[str, list[float]]) -> list[str]:
+    base = times["python -c pass"]
+    lines = ["| command (in the guest) | median ms | min–max ms | ÷ python -c pass [95% CI] |",
+             "|---|---:|---:|---|"]  # fmt: skip
+    for name, ms in times.items():
+        r = scalar_ratio(base, ms)
+        goal = ""
+        if name.startswith(("gupctl bench", "gupctl selftest")):
+            goal = f" (goal ≤ 2: {_verdict(r.value <= GOALS['startup'])})"
+        lines.append(f"| `{name}` | {statistics.median(ms):.0f} | {min(ms):.0f}–{max(ms):.0f} "
+                     f"| {r}{goal} |")  # fmt: skip
+    return lines
+
+
+def _timing_verdict(r: Ratio, aa: Ratio) -> tuple[str, str]:
+    if r.contains(1.0):
+        return "ok", "contains 1"
+    if r.within(aa):
+        return "ok", "inside A/A"
+    return "miss", "**outside**"
+
+
+def timings_table(rows: list[dict]) -> tuple[list[str], dict[str, int]]:
+    lines = ["| command | THP | pages/call | phase | C µs | gupctl µs "
+             "| gupctl/C [95% CI] | A/A C'/C [95% CI] | verdict |",
+             "|---|---|---|---|---:|---:|---|---|---|"]  # fmt: skip
+    counts = {"contains 1": 0, "inside A/A": 0, "**outside**": 0}
+    for row in rows:
+        for phase, i in (("get", 0), ("put", 1)):
+            a, g, b = ([run[i] for run in row[k]] for k in ("a", "g", "b"))
+            r, aa = ratio(a, g), ratio(a, b)
+            _, why = _timing_verdict(r, aa)
+            counts[why] += 1
+            c_med = statistics.median(v for run in a for v in run)
+            g_med = statistics.median(v for run in g for v in run)
+            lines.append(
+                f"| {row['command']} | {'on' if row['thp'] else 'off'} | {row['per_call']} "
+                f"| {phase} | {c_med:g} | {g_med:g} | {r} | {aa} | {why} |"
+            )
+    return lines, counts
+
+
+def boot_table(boot: dict) -> list[str]:
+    g, v = boot["gupctl"], boot["vng"]
+    r = scalar_ratio(v, g)
+    return [f"Boot to exit on {boot['kernel']}, {len(g)} boots each, alternating "
+            f"(virtme-ng {boot['vng_version']}: `{boot['vng_command']}`).", "",
+            "| tool | median s | min–max s |", "|---|---:|---:|",
+            f"| `gupctl vm -- true` | {statistics.median(g):.2f} | {min(g):.2f}–{max(g):.2f} |",
+            f"| virtme-ng | {statistics.median(v):.2f} | {min(v):.2f}–{max(v):.2f} |", "",
+            f"gupctl/virtme-ng: {r} (goal ≤ 0.33: "
+            f"{_verdict(r.value <= GOALS['boot'])})"]  # fmt: skip
+
+
+def ci_lines(ci: dict[str, dict | None]) -> list[str]:
+    lines = ["| `.ci/run` (CI=true, fresh clone) | wall time | when | commit |",
+             "|---|---:|---|---|"]  # fmt: skip
+    for kind in ("cold", "warm"):
+        rec = ci.get(kind)
+        if rec is None:
+            lines.append(f"| {kind} gupctl cache | not recorded on this machine | | |")
+        else:
+            lines.append(f"| {kind} gupctl cache | {rec['seconds'] / 60:.1f} min "
+                         f"| {rec['date']} | {rec['commit']} |")  # fmt: skip
+    return lines
+
+
+def markdown(data: dict) -> str:
+    out = [f"Host: {data['machine']}; {data['date']}; the whole run took "
+           f"{data['seconds'] / 60:.0f} minutes."]  # fmt: skip
+    for kernel, k in data["kernels"].items():
+        out += ["", f"### Kernel {k['kernel']} ({kernel}), {k['rounds']} rounds, memory on node "
+                f"{k['node']} for every tool"]  # fmt: skip
+        if "startup_ms" in k:
+            out += ["", "Start-up:", "", *startup_table(k["startup_ms"])]
+        if "loop" in k:
+            out += ["", "One one-page PIN_FAST_BENCHMARK ioctl, timed in-process:", "",
+                    *loop_table(k["loop"], k["profile"])]  # fmt: skip
+        if "timings" in k:
+            lines, counts = timings_table(k["timings"])
+            summary = ", ".join(f"{n} {why}" for why, n in counts.items())
+            out += ["", f"Kernel-timed µs, medians over all rounds ({summary}):", "", *lines]
+    if "sweep" in data:
+        plot = Path(data["sweep"]["dir"]) / "plot.svg"
+        out += ["", f"Per-page cost across kernels (plot: {plot}):", "", "```",
+                data["sweep"]["table"].rstrip(), "```"]  # fmt: skip
+    if "boot" in data:
+        out += ["", *boot_table(data["boot"])]
+    out += ["", *ci_lines(data["ci"])]
+    return "\n".join(out)

@@ -1,0 +1,66 @@
+"""Ratios with 95% confidence intervals, by a paired bootstrap over rounds.
+
+A round is the unit that repeats independently: within one process the
+samples share its memory, its THP luck and the guest's state at that moment,
+so they are not independent draws.  Each bootstrap replicate therefore draws
+whole rounds with replacement, the same rounds for both sides (the two sides
+of a round ran back to back, under the same drift), pools their samples, and
+takes the ratio of the medians.  The interval is the 2.5th to 97.5th
+percentile of the replicates (the percentile bootstrap).
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+REPLICATES = 2000
+SEED = 20261206  # fixed: the same data give the same interval
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """B/A: the point estimate on all rounds, and its 95% interval."""
+
+    value: float
+    low: float
+    high: float
+
+    def contains(self, x: float) -> bool:
+        return self.low <= x <= self.high
+
+    def within(self, band: Ratio) -> bool:
+        """Whether this interval lies inside `band`'s."""
+        return band.low <= self.low and self.high <= band.high
+
+    def __str__(self) -> str:
+        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
+
+
+def _pooled_median(rounds: Sequence[Sequence[float]], picks: Sequence[int]) -> float:
+    return statistics.median([v for i in picks for v in rounds[i]])
+
+
+def ratio(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> Ratio:
+    """median(B) / median(A), each pooled over rounds; a[i] and b[i] are round i's
+    samples of each side."""
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError("a ratio needs the same rounds, at least 2, on both sides")
+    every = range(len(a))
+    value = _pooled_median(b, every) / _pooled_median(a, every)
+    rng = random.Random(SEED)
+    replicates = []
+    for _ in range(REPLICATES):
+        picks = [rng.randrange(len(a)) for _ in every]
+        replicates.append(_pooled_median(b, picks) / _pooled_median(a, picks))
+    replicates.sort()
+    low = replicates[int(0.025 * REPLICATES)]
+    high = replicates[int(0.975 * REPLICATES) - 1]
+    return Ratio(value, low, high)
+
+
+def scalar_ratio(a: Sequence[float], b: Sequence[float]) -> Ratio:
+    """ratio() of one value per round a side."""
+    return ratio([[v] for v in a], [[v] for v in b])

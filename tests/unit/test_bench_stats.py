@@ -1,0 +1,42 @@
+"""benchmarks/stats.py: the bootstrap intervals run.py reports."""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import pytest  # noqa: E402
+
+from benchmarks import stats  # noqa: E402
+
+
+def _rounds(mean: float, n: int, rng: random.Random) -> list[list[float]]:
+    return [[rng.gauss(mean, mean * 0.05) for _ in range(5)] for _ in range(n)]
+
+
+def test_same_distribution_covers_one_and_a_shift_does_not() -> None:
+    rng = random.Random(1)
+    a, b = _rounds(100, 7, rng), _rounds(100, 7, rng)
+    same = stats.ratio(a, b)
+    assert same.low <= same.value <= same.high and same.contains(1.0)
+    shifted = stats.ratio(a, _rounds(120, 7, rng))
+    assert not shifted.contains(1.0) and 1.1 < shifted.value < 1.3
+    assert same.within(stats.Ratio(1.0, 0.5, 1.5)) and not shifted.within(same)
+
+
+def test_pairs_rounds_and_needs_two() -> None:
+    # Round-level drift shared by both sides cancels in a paired bootstrap.
+    a = [[10.0], [20.0], [30.0], [40.0]]
+    b = [[11.0], [22.0], [33.0], [44.0]]
+    r = stats.scalar_ratio([10, 20, 30, 40], [11, 22, 33, 44])
+    assert stats.ratio(a, b) == r
+    assert r.low == pytest.approx(1.1) and r.high == pytest.approx(1.1)
+    for bad in (([[1.0]], [[1.0]]), ([[1.0], [2.0]], [[1.0]])):
+        try:
+            stats.ratio(*bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"accepted {bad}")
