@@ -152,6 +152,7 @@ def startup(run: Runner, rounds: int) -> dict[str, list[float]]:
     ioctl and stop: in the same guest, interleaved."""
     commands = {
         "python -c pass": [sys.executable, "-c", "pass"],
+        "python -c 'import click'": [sys.executable, "-c", "import click"],
         "gupctl --version": [*GUPCTL, "--version"],
         "gupctl bench -s 4K -r 1 --json": [*GUPCTL, "bench", "-s", "4K", "-r", "1", "--json"],
         "gupctl selftest -s 4K pin_fast.thp.private.write.n1": [

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import itertools
-import statistics
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -114,7 +113,8 @@ class RunResult:
             object.__setattr__(self, phase, stats)
             object.__setattr__(self, f"{phase}_ns_per_page", stats.median * 1000 / self.nr_pages)
         per_thread = [ns / self.repeats for ns in self.loop_ns]
-        object.__setattr__(self, "ioctl_ns", statistics.fmean(per_thread) if per_thread else None)
+        mean = sum(per_thread) / len(per_thread) if per_thread else None
+        object.__setattr__(self, "ioctl_ns", mean)
 
     @property
     def pages_per_call(self) -> int:

@@ -10,7 +10,6 @@ it.  Where the extension was not built, the same functions run in Python.
 from __future__ import annotations
 
 import array
-import statistics
 from collections.abc import Iterable
 from typing import Any
 
@@ -49,6 +48,8 @@ def summary(values: Samples | Iterable[int]) -> tuple[float, float, float, float
     if not values:
         raise ValueError("no samples")
     if native is None:
+        import statistics  # here: it imports fractions, decimal and random
+
         return (min(values), statistics.median(values), max(values),
                 statistics.fmean(values))  # fmt: skip
     out = native.ffi.new("double[4]")

@@ -7,6 +7,7 @@ stays fast.  Every GupctlError becomes one line on stderr (see hints.py).
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import sys
 from typing import Any
@@ -15,11 +16,33 @@ import click
 
 from gupctl import __version__
 
+#: Every command, as gupctl.cli.MODULE:FUNCTION: a command's module (and all it
+#: imports) is imported only when that command runs, or for --help's list.
+COMMANDS = {
+    "abi": "info:abi", "vmstat": "info:vmstat", "bench": "run:bench", "test": "run:test",
+    "check": "check:check", "compare": "compare:compare", "plot": "compare:plot",
+    "doctor": "doctor:doctor", "dump": "dump:dump", "extract": "extract:extract",
+    "kmod": "kmod:kmod", "longterm": "longterm:longterm", "pins": "pins:pins",
+    "selftest": "selftest:selftest", "vm": "vm:vm",
+}  # fmt: skip
+
 
 class Group(click.Group):
     """A click group that turns library errors into one line and exit status 1,
     and SIGINT, SIGTERM and SIGHUP into an unwinding exit with the shell's
-    status, 128 + the signal (click would print "Aborted!" and exit 1)."""
+    status, 128 + the signal (click would print "Aborted!" and exit 1); its
+    commands load lazily (COMMANDS)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        where = COMMANDS.get(cmd_name)
+        if where is None:
+            return None
+        module, name = where.split(":")
+        command: click.Command = getattr(importlib.import_module(f"gupctl.cli.{module}"), name)
+        return command
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         """click's main, but a usage error is one line naming --help, as every
@@ -85,29 +108,3 @@ def _error(message: str) -> None:
 @click.version_option(__version__, prog_name="gupctl")
 def main() -> None:
     """Pin pages through the kernel's gup_test, benchmark GUP, and check that pins balance."""
-
-
-def _register() -> None:
-    from gupctl.cli import (
-        check,
-        compare,
-        doctor,
-        dump,
-        extract,
-        info,
-        kmod,
-        longterm,
-        pins,
-        run,
-        selftest,
-        vm,
-    )
-
-    for command in (info.abi, info.vmstat, run.bench, run.test, check.check, compare.compare,
-                    compare.plot,
-                    doctor.doctor, dump.dump, extract.extract, kmod.kmod, longterm.longterm,
-                    pins.pins, selftest.selftest, vm.vm):  # fmt: skip
-        main.add_command(command)
-
-
-_register()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -30,14 +29,24 @@ class Size(click.ParamType):
     def convert(self, value: Any, param: Any, ctx: Any) -> int:
         if isinstance(value, int):
             return value
-        m = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)(i?b)?\s*", str(value), re.IGNORECASE)
-        if not m or int(m.group(1)) == 0:
+        size = _bytes(str(value))
+        if not size:
             self.fail(f"{value!r} is not a size: use e.g. 4096, 64K, 128M or 1G", param, ctx)
-        size = int(m.group(1)) * _UNITS[m.group(2).lower()]
         if size >= MAX_SIZE:
             self.fail(f"{value!r} is more than a process can map (128T): use a smaller size",
                       param, ctx)  # fmt: skip
         return size
+
+
+def _bytes(text: str) -> int | None:
+    """'128M', '64 KiB', '4096 b' in bytes; None if `text` is no size.  By hand,
+    not by a regular expression: compiling one costs a command about 0.2 s in
+    gupctl's TCG guest."""
+    low = text.strip().lower()
+    low = low[:-2] if low.endswith("ib") else low[:-1] if low.endswith("b") else low
+    unit = low[-1:] if low[-1:] in ("k", "m", "g", "t") else ""
+    digits = low[: len(low) - len(unit)].rstrip()
+    return int(digits) * _UNITS[unit] if digits.isdecimal() else None
 
 
 class Seconds(click.ParamType):

@@ -164,3 +164,16 @@ def test_kmod_only_commands_have_their_hints(command: abi.Command) -> None:
     path = "/sys/kernel/debug/gup_test"
     assert "load gupctl's kmod" in hints.hint(DeviceError("x", errno.EINVAL, path, command.name))
     assert "gupctl kmod install" in hints.hint(DeviceError("x", errno.ENOTTY, path, command.name))
+
+
+def test_every_lazy_command_loads_under_its_name() -> None:
+    """cli.COMMANDS names each command's module and function: each loads, is
+    the click command of that name, and --help lists them all."""
+    import click
+
+    from gupctl import cli
+
+    for name in cli.COMMANDS:
+        command = cli.main.get_command(click.Context(cli.main), name)
+        assert isinstance(command, click.Command) and command.name == name
+    assert cli.main.get_command(click.Context(cli.main), "nosuch") is None
