@@ -97,6 +97,24 @@ class Apt:
             raise VmError(f"{name} {args[0]} failed: {last}", "archive", proc.stderr)
         return proc.stdout
 
+    def _query(self, *args: str) -> str:
+        """apt-cache ARGS, answered once per update of the lists: apt-cache reads
+        every list each time (2 to 3 s), and `gupctl vm --kernel 7.3` asks twice
+        per boot."""
+        self.update()
+        stamp = (self.root / "updated").stat().st_mtime_ns
+        answer = self.root / "answers" / cache.key([*args, str(stamp)])
+        try:
+            return answer.read_text()
+        except OSError:
+            pass
+        out = self._run("apt-cache", *args)
+        answer.parent.mkdir(exist_ok=True)
+        tmp = answer.with_name(f"{answer.name}.{os.getpid()}")
+        tmp.write_text(out)
+        tmp.rename(answer)  # a reader sees all of it or nothing
+        return out
+
     def update(self, max_age: float = LISTS_MAX_AGE) -> None:
         """Fetch the package lists unless they are younger than `max_age` seconds.
 
@@ -124,6 +142,7 @@ class Apt:
                 log.warning(f"{e.what}: using the package lists of {when}")
                 return
             stamp.touch()
+            shutil.rmtree(self.root / "answers", ignore_errors=True)  # the old lists' answers
 
     def _update(self) -> None:
         for d in ("lists/partial", "cache/archives/partial", "preferences.d"):
@@ -137,13 +156,11 @@ class Apt:
 
     def names(self, prefix: str) -> list[str]:
         """Every package name that starts with `prefix`."""
-        self.update()
-        return self._run("apt-cache", "pkgnames", prefix).split()
+        return self._query("pkgnames", prefix).split()
 
     def newest(self, name: str) -> Package:
         """The newest version of `name` and its suite (apt-cache madison)."""
-        self.update()
-        for line in self._run("apt-cache", "madison", name).splitlines():
+        for line in self._query("madison", name).splitlines():
             # "name | version | http://deb.debian.org/debian trixie-backports/main amd64 Packages"
             fields = [f.strip() for f in line.split("|")]
             if len(fields) == 3 and fields[2].endswith("Packages"):
@@ -153,7 +170,7 @@ class Apt:
 
     def depends(self, name: str) -> list[str]:
         """The names `name` depends on (first alternative of each)."""
-        out = self._run("apt-cache", "show", "--no-all-versions", name)
+        out = self._query("show", "--no-all-versions", name)
         for line in out.splitlines():
             if line.startswith("Depends:"):
                 return [d.split("|")[0].split("(")[0].strip() for d in line[8:].split(",")]

@@ -47,7 +47,7 @@ class VmResult:
     seconds: float
     problems: list[str] = field(default_factory=list)
     dmesg: str = ""
-    log_dir: str | None = None  # kept only when the run failed
+    log_dir: str | None = None  # kept only when the guest kernel reported problems
     outputs: dict[str, bytes] = field(default_factory=dict)  # what the job left in $GUPCTL_VM_OUT
 
     @property
@@ -266,10 +266,10 @@ def execute(p: Plan, timeout: float = 1800) -> VmResult:
     result = VmResult(int(status_text), p.kernel.release, p.accel, seconds, found, dmesg)
     result.outputs = {f.name: f.read_bytes() for f in sorted((p.run_dir / OUT).glob("*"))
                       if f.is_file()}  # fmt: skip
-    if result.ok:
-        shutil.rmtree(p.run_dir, ignore_errors=True)
-    else:
+    if found:  # kept for the report, and said where (cli/vm_run.py finish)
         result.log_dir = str(p.run_dir)
+    else:  # the command's own failure is its status, and its output said why
+        shutil.rmtree(p.run_dir, ignore_errors=True)
     return result
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -147,11 +148,23 @@ def test_madison_and_image_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     names = ["linux-image-7.3.4+deb13-amd64", "linux-image-7.3.4+deb13-cloud-amd64",
              "linux-image-7.3.4+deb13-amd64-dbg", "linux-image-7.3.4+deb13-rt-amd64",
              "linux-image-7.3.4+deb13-amd64-unsigned", "linux-image-amd64"]  # fmt: skip
+    calls = []
+
+    def run(*a: str) -> str:
+        calls.append(a)
+        return madison if a[1] == "madison" else " ".join(names)
+
     monkeypatch.setattr(apt, "update", lambda: None)
-    monkeypatch.setattr(apt, "_run", lambda *a: madison if a[1] == "madison" else " ".join(names))
-    pkg = apt.newest("linux-headers-7.3.4+deb13-amd64")
-    assert (pkg.version, pkg.suite) == ("7.3.4-1~bpo13+1", "trixie-backports")
-    assert debian.image_releases(apt) == ["7.3.4+deb13-amd64"]
+    monkeypatch.setattr(apt, "_run", run)
+    (tmp_path / "updated").touch()
+    for _ in range(2):  # asked once per update of the lists, then answered from the cache
+        pkg = apt.newest("linux-headers-7.3.4+deb13-amd64")
+        assert (pkg.version, pkg.suite) == ("7.3.4-1~bpo13+1", "trixie-backports")
+        assert debian.image_releases(apt) == ["7.3.4+deb13-amd64"]
+    assert len(calls) == 2
+    os.utime(tmp_path / "updated", ns=(1, 1))  # lists updated: asked again
+    apt.newest("linux-headers-7.3.4+deb13-amd64")
+    assert len(calls) == 3
 
 
 def test_build_root_make_argv_chroots_with_a_clean_environment() -> None:
