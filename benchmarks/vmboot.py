@@ -9,6 +9,7 @@ counterpart of.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -35,8 +36,10 @@ def vng() -> tuple[Path, str]:
 
 
 def _seconds(argv: list[str], cwd: Path) -> float:
+    # vng runs virtme-run by name: its venv's bin must be on PATH.
+    env = {**os.environ, "PATH": f"{VENV / 'bin'}:{os.environ['PATH']}"}
     start = time.perf_counter()
-    proc = subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True)
+    proc = subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, env=env)
     if proc.returncode != 0:
         tail = proc.stdout[-1500:].decode(errors="replace") + proc.stderr[-1500:].decode(
             errors="replace"
