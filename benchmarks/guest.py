@@ -5,9 +5,12 @@ Every process measured (upstream's C gup_test, the bare C loop, gupctl) runs
 bound to the same memory-only node by set_mempolicy(), as `gupctl check`
 binds its command, so that buffer, page tables and all else a run allocates
 come from the same node whoever runs it; gupctl also mbinds its buffer there
-(--numa-node), which makes its pin balance exact.  Each round runs C, gupctl
-and C again (A, G, A'), and every other round the other way round (A', G, A):
-G's place relative to A alternates, and A against A' is the noise floor.
+(--numa-node), which makes its pin balance exact.  Each round runs C (A),
+gupctl (G) and C again (A'), in an order that changes from round to round
+(ORDERS): over six rounds each runs twice in each place, and each runs before
+each other three times.  Whatever favours a place (the first run after a THP
+switch, TCG's translation cache warmed by the run before) favours none of
+them, and A against A' is the noise floor.
 """
 
 from __future__ import annotations
@@ -69,11 +72,17 @@ def c_samples(out: str) -> Samples:
     return [[int(g) for g, _ in pairs], [int(p) for _, p in pairs]]
 
 
+#: Round r runs A, G and A' (0, 1, 2) in ORDERS[r % 6]: two Latin squares, the
+#: second the first reversed, so six rounds balance both places and pairs.
+ORDERS = ((0, 1, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0), (1, 0, 2), (0, 2, 1))
+
+
 def ordered(round_no: int, a: Callable[[], object], g: Callable[[], object],
             b: Callable[[], object]) -> None:  # fmt: skip
-    """A, G, A' in even rounds, A', G, A in odd ones."""
-    for step in (a, g, b) if round_no % 2 == 0 else (b, g, a):
-        step()
+    """A, G and A' in round `round_no`'s order."""
+    steps = (a, g, b)
+    for i in ORDERS[round_no % len(ORDERS)]:
+        steps[i]()
 
 
 def timings(run: Runner, c_bin: str, rounds: int, repeats: int) -> list[dict[str, object]]:
@@ -170,7 +179,7 @@ def main() -> None:
     parser.add_argument("--c", required=True, help="upstream gup_test binary")
     parser.add_argument("--c-pages", required=True, help="the same, -m counting pages")
     parser.add_argument("--bare", required=True, help="benchmarks/bare_loop.c, built")
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--loop-repeats", type=int, default=300_000)
     parser.add_argument("--only", choices=("timings", "loop", "startup"), action="append")
@@ -183,7 +192,9 @@ def main() -> None:
     if "loop" in parts:
         result["loop"] = [loop_cost(run, args.bare, args.c_pages, args.rounds, args.loop_repeats, t)
                           for t in (1, 2)]  # fmt: skip
-        result["profile"] = loop_profile.profile(node, args.loop_repeats)
+        # bound like the runs it explains, in a process of its own
+        argv = [sys.executable, loop_profile.__file__, str(node), str(args.loop_repeats)]
+        result["profile"] = json.loads(run(argv))
     if "timings" in parts:
         result["timings"] = timings(run, args.c, args.rounds, args.repeats)
     json.dump(result, sys.stdout)

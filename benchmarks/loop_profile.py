@@ -5,16 +5,23 @@ gupctl_repeat) chunks of repeats and does Python work only between chunks.
 This runs it as `gupctl bench pin_fast_benchmark -s 4K -n 1` does, with the
 extension wrapped so that each chunk's time inside C is measured: the loop's
 wall time splits into the C loop (ioctls and sample stores) and Python
-between chunks, with the count of chunks.  Run in the guest by guest.py.
+between chunks, with the count of chunks.  Run in the guest by guest.py:
+
+    python benchmarks/loop_profile.py NODE REPEATS    # JSON on stdout
 """
 
 from __future__ import annotations
 
+import json
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from gupctl import abi, device
-from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gupctl import abi, device  # noqa: E402
+from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec  # noqa: E402
 
 
 class _TimedLoop:
@@ -50,3 +57,7 @@ def profile(node: int, repeats: int) -> dict[str, float]:
     in_c = timed.in_c_ns / repeats
     return {"repeats": repeats, "chunks": timed.chunks, "loop_ns": loop, "in_c_ns": in_c,
             "python_ns": loop - in_c}  # fmt: skip
+
+
+if __name__ == "__main__":
+    print(json.dumps(profile(int(sys.argv[1]), int(sys.argv[2]))))
