@@ -85,10 +85,12 @@ def ordered(round_no: int, a: Callable[[], object], g: Callable[[], object],
         steps[i]()
 
 
-def timings(run: Runner, c_bin: str, rounds: int, repeats: int) -> list[dict[str, object]]:
+def timings(run: Runner, c_bin: str, rounds: int, repeats: int,
+            separate: bool = False) -> list[dict[str, object]]:  # fmt: skip
     """Kernel-timed get and put µs of every configuration: per round, C's
     samples (A and A') and gupctl's.  One gupctl process runs a THP setting's
-    nine configurations (its start-up is not what is measured here)."""
+    nine configurations (its start-up is not what is measured here); with
+    `separate`, one process each, as C runs them."""
     rows = {}
     for command in COMMANDS:
         for thp in (True, False):
@@ -106,18 +108,23 @@ def timings(run: Runner, c_bin: str, rounds: int, repeats: int) -> list[dict[str
                         rows[command, thp, per_call][which].append(c_samples(run(argv)))
 
             def g(thp: bool = thp) -> None:
-                argv = [*GUPCTL, "bench", *COMMANDS, "--thp" if thp else "--no-thp",
-                        "-n", ",".join(PER_CALL), "-r", str(repeats), "--json",
-                        "--numa-node", str(run.node), "--check-balance", *LIKE_C]  # fmt: skip
-                results = json.loads(run(argv))
-                # bench runs commands x pages-per-call, in the order given
-                configs = list(itertools.product(COMMANDS, PER_CALL))
-                assert len(results) == len(configs), len(results)
-                for (command, per_call), result in zip(configs, results):
-                    assert result["command"] == command, (result["command"], command)
-                    rows[command, thp, per_call]["g"].append(
-                        [result["get_usec"], result["put_usec"]]
-                    )
+                # One process for the nine, or (separate) one per configuration as C has
+                every = list(itertools.product(COMMANDS, PER_CALL))
+                groups = [[config] for config in every] if separate else [every]
+                for configs in groups:
+                    commands = list(dict.fromkeys(name for name, _ in configs))
+                    per_calls = list(dict.fromkeys(n for _, n in configs))
+                    argv = [*GUPCTL, "bench", *commands, "--thp" if thp else "--no-thp",
+                            "-n", ",".join(per_calls), "-r", str(repeats), "--json",
+                            "--numa-node", str(run.node), "--check-balance", *LIKE_C]  # fmt: skip
+                    results = json.loads(run(argv))
+                    # bench runs commands x pages-per-call, in the order given
+                    assert len(results) == len(configs), len(results)
+                    for (command, per_call), result in zip(configs, results):
+                        assert result["command"] == command, (result["command"], command)
+                        rows[command, thp, per_call]["g"].append(
+                            [result["get_usec"], result["put_usec"]]
+                        )
 
             ordered(r, lambda: c("a"), g, lambda: c("b"))
         log(f"timings: round {r + 1} of {rounds} done")
@@ -183,6 +190,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--loop-repeats", type=int, default=300_000)
     parser.add_argument("--only", choices=("timings", "loop", "startup"), action="append")
+    parser.add_argument("--separate", action="store_true",
+                        help="one gupctl process per timed configuration, as C")  # fmt: skip
     args = parser.parse_args()
     node = int(os.environ["GUPCTL_NUMA_NODE"])  # set by gupctl vm: the memory-only node
     run, parts = Runner(node), set(args.only or ("timings", "loop", "startup"))
@@ -196,7 +205,8 @@ def main() -> None:
         argv = [sys.executable, loop_profile.__file__, str(node), str(args.loop_repeats)]
         result["profile"] = json.loads(run(argv))
     if "timings" in parts:
-        result["timings"] = timings(run, args.c, args.rounds, args.repeats)
+        result["timings"] = timings(run, args.c, args.rounds, args.repeats, args.separate)
+        result["separate"] = args.separate
     json.dump(result, sys.stdout)
     print()
 

@@ -7,7 +7,10 @@ import statistics
 from pathlib import Path
 
 from benchmarks.stats import Ratio, ratio, scalar_ratio
+from gupctl import release as _release
+from gupctl import results
 from gupctl.cache import cache_dir
+from gupctl.memory import PAGE_SIZE, size_label
 
 GOALS = {"loop": 1.2, "startup": 2.0, "boot": 1 / 3}
 #: Where .ci/run appends its wall time (benchmarks/ci_time.py).
@@ -104,6 +107,32 @@ def boot_table(boot: dict) -> list[str]:
             f"{_verdict(r.value <= GOALS['boot'])})"]  # fmt: skip
 
 
+def sweep_table(directory: str) -> list[str]:
+    """Per-page cost of the sweep on each kernel, side by side: the files that
+    `gupctl vm --kernel A --kernel B --out DIR` saved, paired as `gupctl compare`
+    pairs them, with its verdict (each median outside the other's range)."""
+    where = Path(__file__).resolve().parents[1] / directory  # relative: to the checkout
+    saved = sorted(where.glob("*.json"), key=lambda p: _release.sort_key(p.stem))
+    a, b = (results.load(str(p)) for p in saved)
+    comparison = results.compare(a, b, a.kernel, b.kernel)
+    lines = [f"A: {a.kernel}, B: {b.kernel}.", "",
+             "| command | size | pages/call | get ns/page A → B | get | put ns/page A → B | put |",
+             "|---|---:|---:|---:|---|---:|---|"]  # fmt: skip
+    for pair in comparison.pairs:
+        k, pages = pair.key, pair.key.size // PAGE_SIZE
+        per_call = "all" if k.pages_per_call >= pages else str(k.pages_per_call)
+        cells = []
+        for phase in (pair.get, pair.put):
+            ns_a, ns_b = (m * 1000 / pages for m in (phase.median_a, phase.median_b))
+            cells += [f"{_ns(ns_a)} → {_ns(ns_b)}", phase.verdict]
+        lines.append(f"| {k.command} | {size_label(k.size)} | {per_call} | {' | '.join(cells)} |")
+    return lines
+
+
+def _ns(ns: float) -> str:
+    return f"{ns:.1f}" if ns < 100 else f"{ns:.0f}"
+
+
 def ci_lines(ci: dict[str, dict | None]) -> list[str]:
     lines = ["| `.ci/run` (CI=true, fresh clone) | wall time | when | commit |",
              "|---|---:|---|---|"]  # fmt: skip
@@ -134,8 +163,8 @@ def markdown(data: dict) -> str:
             out += ["", f"Kernel-timed µs, medians over all rounds ({summary}):", "", *lines]
     if "sweep" in data:
         plot = Path(data["sweep"]["dir"]) / "plot.svg"
-        out += ["", f"Per-page cost across kernels (plot: {plot}):", "", "```",
-                data["sweep"]["table"].rstrip(), "```"]  # fmt: skip
+        out += ["", f"Per-page cost across kernels, median of 5 repeats, THP (plot: `{plot}`):", "",
+                *sweep_table(data["sweep"]["dir"])]  # fmt: skip
     if "boot" in data:
         out += ["", *boot_table(data["boot"])]
     out += ["", *ci_lines(data["ci"])]

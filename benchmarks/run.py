@@ -52,6 +52,7 @@ def in_guest(kernel: str, binaries: dict[str, Path], args: argparse.Namespace) -
             "--rounds", str(args.rounds), "--repeats", str(args.repeats),
             "--loop-repeats", str(args.loop_repeats)]  # fmt: skip
     argv += [f"--only={part}" for part in args.only or ()]
+    argv += ["--separate"] if args.separate else []
     print(f"benchmark: {kernel}: guest measurements", file=sys.stderr, flush=True)
     proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True, cwd=HERE.parent)
     if proc.returncode != 0:
@@ -59,8 +60,8 @@ def in_guest(kernel: str, binaries: dict[str, Path], args: argparse.Namespace) -
     return json.loads(proc.stdout)
 
 
-def across_kernels(kernels: list[str], out: Path) -> str:
-    """The per-page sweep on every kernel: gupctl's comparison table (stdout)."""
+def across_kernels(kernels: list[str], out: Path) -> None:
+    """The per-page sweep on every kernel, saved in `out` with its plot."""
     shutil.rmtree(out, ignore_errors=True)
     argv = [sys.executable, "-m", "gupctl", "vm", "--out", str(out)]
     for kernel in kernels:
@@ -68,11 +69,10 @@ def across_kernels(kernels: list[str], out: Path) -> str:
     print(f"benchmark: per-page sweep on {', '.join(kernels)}", file=sys.stderr, flush=True)
     env = {**os.environ, "COLUMNS": "200"}
     gupctl = str(Path(sys.executable).with_name("gupctl"))  # the command must be `gupctl bench`
-    proc = subprocess.run([*argv, "--", gupctl, *SWEEP],
-                          stdout=subprocess.PIPE, text=True, cwd=HERE.parent, env=env)  # fmt: skip
+    proc = subprocess.run([*argv, "--", gupctl, *SWEEP], stdout=subprocess.DEVNULL,
+                          cwd=HERE.parent, env=env)  # fmt: skip
     if proc.returncode != 0:
         raise SystemExit(f"the sweep across kernels failed (status {proc.returncode})")
-    return proc.stdout
 
 
 def main() -> int:
@@ -87,8 +87,15 @@ def main() -> int:
     parser.add_argument("--only", choices=("timings", "loop", "startup"), action="append",
                         help="guest measurements to take (default: all)")  # fmt: skip
     parser.add_argument("--skip", choices=("sweep", "boot"), action="append", default=[])
+    parser.add_argument("--separate", action="store_true",
+                        help="one gupctl process per timed configuration, as C")  # fmt: skip
     parser.add_argument("--output", type=Path, default=cache_dir() / "benchmarks" / "latest.json")
+    parser.add_argument("--report", type=Path, metavar="FILE",
+                        help="measure nothing: print the tables of a saved run")  # fmt: skip
     args = parser.parse_args()
+    if args.report:
+        print(report.markdown(json.loads(args.report.read_text())))
+        return 0
     kernels = args.kernel or ["6.12", "7.3"]
     cache = cache_dir() / "benchmarks"
     c_bin, c_pages = cbuild.build(cache)
@@ -98,7 +105,8 @@ def main() -> int:
                   "kernels": {k: in_guest(k, binaries, args) for k in kernels}}  # fmt: skip
     if "sweep" not in args.skip and len(kernels) > 1:
         out = args.output.parent / "kernels"
-        data["sweep"] = {"table": across_kernels(kernels, out), "dir": str(out)}
+        across_kernels(kernels, out)  # its table is gupctl compare's; report.py makes its own
+        data["sweep"] = {"dir": str(out)}
     if "boot" not in args.skip:
         data["boot"] = vmboot.measure(kernels[0], args.boots)
     data["ci"] = report.ci_times()
