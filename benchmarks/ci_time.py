@@ -24,8 +24,9 @@ from gupctl.cache import cache_dir  # noqa: E402
 
 def main() -> int:
     if sys.argv[1:] == ["kind"]:
-        cache = cache_dir()
-        print("warm" if cache.is_dir() and any(cache.iterdir()) else "cold")
+        cache = cache_dir()  # cold: nothing in it but the times recorded
+        warm = cache.is_dir() and any(p.name != CI_TIMES for p in cache.iterdir())
+        print("warm" if warm else "cold")
         return 0
     if len(sys.argv) == 4 and sys.argv[1] == "record":
         kind, start = sys.argv[2], float(sys.argv[3])

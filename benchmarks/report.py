@@ -113,10 +113,17 @@ def sweep_table(directory: str) -> list[str]:
     pairs them, with its verdict (each median outside the other's range)."""
     where = Path(__file__).resolve().parents[1] / directory  # relative: to the checkout
     saved = sorted(where.glob("*.json"), key=lambda p: _release.sort_key(p.stem))
-    a, b = (results.load(str(p)) for p in saved)
+    a, *others = (results.load(str(p)) for p in saved)
+    lines: list[str] = []
+    for b in others:  # each kernel against the first, as gupctl vm prints them
+        lines += [""] if lines else []
+        lines += [f"A: {a.kernel}, B: {b.kernel}.", "", *_pairs(a, b)]
+    return lines
+
+
+def _pairs(a: results.SavedResults, b: results.SavedResults) -> list[str]:
     comparison = results.compare(a, b, a.kernel, b.kernel)
-    lines = [f"A: {a.kernel}, B: {b.kernel}.", "",
-             "| command | size | pages/call | get ns/page A → B | get | put ns/page A → B | put |",
+    lines = ["| command | size | pages/call | get ns/page A → B | get | put ns/page A → B | put |",
              "|---|---:|---:|---:|---|---:|---|"]  # fmt: skip
     for pair in comparison.pairs:
         k, pages = pair.key, pair.key.size // PAGE_SIZE

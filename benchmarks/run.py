@@ -104,7 +104,7 @@ def main() -> int:
     data: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d", time.gmtime()),
                   "kernels": {k: in_guest(k, binaries, args) for k in kernels}}  # fmt: skip
     if "sweep" not in args.skip and len(kernels) > 1:
-        out = args.output.parent / "kernels"
+        out = cache / "kernels"  # gupctl's own: across_kernels empties it first
         across_kernels(kernels, out)  # its table is gupctl compare's; report.py makes its own
         data["sweep"] = {"dir": str(out)}
     if "boot" not in args.skip:

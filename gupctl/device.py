@@ -210,12 +210,11 @@ class Device:
                                           samples.pointer(gets, done),
                                           samples.pointer(puts, done))  # fmt: skip
             done += got
-            if got < n:
-                if arg.size == size:
-                    err = native.ffi.errno
-                    raise DeviceError(f"{command.name} on {self.path}", err, self.path,
-                                      command.name)  # fmt: skip
+            if arg.size != size:  # the kernel covered less, on any repeat: bench says so
                 break
+            if got < n:
+                err = native.ffi.errno
+                raise DeviceError(f"{command.name} on {self.path}", err, self.path, command.name)
             if time.perf_counter_ns() - began < CHUNK_SECONDS * 1e9 / 2:
                 chunk = min(2 * chunk, MAX_CHUNK)
         elapsed = time.perf_counter_ns() - start

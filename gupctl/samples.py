@@ -50,7 +50,7 @@ def summary(values: Samples | Iterable[int]) -> tuple[float, float, float, float
     if native is None:
         import statistics  # here: it imports fractions, decimal and random
 
-        return (min(values), statistics.median(values), max(values),
+        return (float(min(values)), float(statistics.median(values)), float(max(values)),
                 statistics.fmean(values))  # fmt: skip
     out = native.ffi.new("double[4]")
     if native.lib.gupctl_stats(pointer(values), len(values), out) < 0:

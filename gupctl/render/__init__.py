@@ -64,8 +64,13 @@ def error(message: str) -> None:
 
 
 def _line(text: str) -> None:
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()
+    # A closed or broken stderr (2>&-, a gone reader) loses the line, not the
+    # command: its exit status still says it (rich discarded such output too).
+    if sys.stderr is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
 
 
 @contextlib.contextmanager

@@ -109,10 +109,14 @@ class Apt:
         except OSError:
             pass
         out = self._run("apt-cache", *args)
-        answer.parent.mkdir(exist_ok=True)
         tmp = answer.with_name(f"{answer.name}.{os.getpid()}")
-        tmp.write_text(out)
-        tmp.rename(answer)  # a reader sees all of it or nothing
+        try:  # keeping it is a saving, not a need: a full disk, or another
+            # gupctl's update() clearing the answers meanwhile, costs nothing
+            answer.parent.mkdir(exist_ok=True)
+            tmp.write_text(out)
+            tmp.rename(answer)  # a reader sees all of it or nothing
+        except OSError:
+            tmp.unlink(missing_ok=True)
         return out
 
     def update(self, max_age: float = LISTS_MAX_AGE) -> None:

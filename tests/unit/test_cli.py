@@ -177,3 +177,11 @@ def test_every_lazy_command_loads_under_its_name() -> None:
         command = cli.main.get_command(click.Context(cli.main), name)
         assert isinstance(command, click.Command) and command.name == name
     assert cli.main.get_command(click.Context(cli.main), "nosuch") is None
+
+
+def test_a_closed_stderr_costs_the_message_not_the_status() -> None:
+    """With fd 2 closed (2>&-), errors and warnings are lost, and nothing else:
+    a usage error still exits 2, without a traceback on anything."""
+    argv = [sys.executable, "-m", "gupctl", "bench", "-s", "0"]
+    proc = subprocess.run(["sh", "-c", '"$@" 2>&-', "sh", *argv], capture_output=True)
+    assert proc.returncode == 2 and proc.stdout == b""
