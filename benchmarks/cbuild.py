@@ -13,11 +13,11 @@ per-ioctl overhead comparison needs a one-page ioctl.
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import tempfile
 from pathlib import Path
 
+from gupctl import cache
 from gupctl.vm.build import extract
 
 TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
@@ -25,6 +25,7 @@ MEMBERS = ("tools/testing/selftests/mm/gup_test.c", "tools/testing/selftests/mm/
            "tools/testing/selftests/kselftest.h", "mm/gup_test.h")  # fmt: skip
 SHIM = "unsigned int __page_size, __page_shift;\n"
 MB_LINE = "#define MB (1UL << 20)"
+PAGES_MB = "#define MB 4096UL /* gupctl: -m counts pages */"
 
 
 def _extract(tarball: Path, dest: Path) -> None:
@@ -33,42 +34,41 @@ def _extract(tarball: Path, dest: Path) -> None:
         raise SystemExit(f"{tarball} lacks {', '.join(missing)}")
 
 
-def build(cache: Path, tarball: Path = TARBALL) -> tuple[Path, Path]:
-    """(gup_test, gup_test_pages), built once per tarball into `cache`."""
+def build(tarball: Path = TARBALL) -> tuple[Path, Path]:
+    """(gup_test, gup_test_pages), built once per tarball into gupctl's cache."""
     stat = tarball.stat()
-    key = hashlib.sha256(f"{tarball}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    out = cache / f"c-gup_test-{key}"
-    binaries = (out / "gup_test", out / "gup_test_pages")
-    if all(b.exists() for b in binaries):
-        return binaries
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        tree = Path(tmp)
-        _extract(tarball, tree)
-        source = tree / MEMBERS[0]
-        (tree / "shim.c").write_text(SHIM)
-        pages = source.with_name("gup_test_pages.c")
-        text = source.read_text()
-        assert MB_LINE in text, "upstream gup_test.c changed its MB macro"
-        pages.write_text(text.replace(MB_LINE, "#define MB 4096UL /* gupctl: -m counts pages */"))
-        for src, binary in ((source, binaries[0]), (pages, binaries[1])):
-            subprocess.run(["cc", "-O2", "-Wall", "-I", str(tree), "-o", str(binary), str(src),
-                            str(tree / "shim.c"), "-pthread"], check=True)  # fmt: skip
-    return binaries
+
+    def make(out: Path) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            tree = Path(tmp)
+            _extract(tarball, tree)
+            source = tree / MEMBERS[0]
+            (tree / "shim.c").write_text(SHIM)
+            pages = source.with_name("gup_test_pages.c")
+            text = source.read_text()
+            assert MB_LINE in text, "upstream gup_test.c changed its MB macro"
+            pages.write_text(text.replace(MB_LINE, PAGES_MB))
+            for src, name in ((source, "gup_test"), (pages, "gup_test_pages")):
+                argv = ["cc", "-O2", "-Wall", "-I", str(tree), "-o", str(out / name), str(src),
+                        str(tree / "shim.c"), "-pthread"]  # fmt: skip
+                subprocess.run(argv, check=True)
+
+    key = cache.key([str(tarball), str(stat.st_size), str(stat.st_mtime_ns)])
+    out = cache.entry("benchmarks", f"c-gup_test-{key}", make)
+    return out / "gup_test", out / "gup_test_pages"
 
 
 BARE_LOOP = Path(__file__).resolve().parent / "bare_loop.c"
 UAPI = Path(__file__).resolve().parents[1] / "kmod"
 
 
-def build_bare_loop(cache: Path) -> Path:
+def build_bare_loop() -> Path:
     """benchmarks/bare_loop.c, built once per content of it and its header."""
-    digest = hashlib.sha256(BARE_LOOP.read_bytes() + (UAPI / "gup_test.h").read_bytes())
-    binary = cache / f"bare_loop-{digest.hexdigest()[:16]}"
-    if not binary.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = binary.with_name(binary.name + ".tmp")
-        subprocess.run(["cc", "-O2", "-Wall", "-Werror", "-I", str(UAPI), "-o", str(tmp),
-                        str(BARE_LOOP), "-pthread"], check=True)  # fmt: skip
-        tmp.rename(binary)
-    return binary
+
+    def make(out: Path) -> None:
+        argv = ["cc", "-O2", "-Wall", "-Werror", "-I", str(UAPI), "-o", str(out / "bare_loop"),
+                str(BARE_LOOP), "-pthread"]  # fmt: skip
+        subprocess.run(argv, check=True)
+
+    key = cache.key([BARE_LOOP.read_bytes(), (UAPI / "gup_test.h").read_bytes()])
+    return cache.entry("benchmarks", f"bare_loop-{key}", make) / "bare_loop"

@@ -98,8 +98,8 @@ def main() -> int:
         return 0
     kernels = args.kernel or ["6.12", "7.3"]
     cache = cache_dir() / "benchmarks"
-    c_bin, c_pages = cbuild.build(cache)
-    binaries = {"c": c_bin, "c_pages": c_pages, "bare": cbuild.build_bare_loop(cache)}
+    c_bin, c_pages = cbuild.build()
+    binaries = {"c": c_bin, "c_pages": c_pages, "bare": cbuild.build_bare_loop()}
     started = time.time()
     data: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d", time.gmtime()),
                   "kernels": {k: in_guest(k, binaries, args) for k in kernels}}  # fmt: skip
