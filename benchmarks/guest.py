@@ -5,7 +5,11 @@ Every process measured (upstream's C gup_test, the bare C loop, gupctl) runs
 bound to the same memory-only node by set_mempolicy(), as `gupctl check`
 binds its command, so that buffer, page tables and all else a run allocates
 come from the same node whoever runs it; gupctl also mbinds its buffer there
-(--numa-node), which makes its pin balance exact.  Each round runs C (A),
+(--numa-node), which makes its pin balance exact.  A one-thread run is also
+bound to one CPU, the same for all: upstream issues its ioctls from a second
+thread, which the scheduler wakes on the idle vCPU, away from the memory its
+main thread faulted in, and under TCG that alone makes GUP up to twice as
+slow, in some processes and not others (the placement part measures it).  Each round runs C (A),
 gupctl (G) and C again (A'), in an order that changes from round to round
 (ORDERS): over six rounds each runs twice in each place, and each runs before
 each other three times.  Whatever favours a place (the first run after a THP
@@ -40,6 +44,7 @@ C_TIME = re.compile(r"Time: get:(\d+) put:(\d+) us")
 LIKE_C = ["--file", "/dev/zero"]
 GUPCTL = [sys.executable, "-m", "gupctl"]
 Samples = list[list[int]]  # [get µs...], [put µs...]
+PARTS = ("startup", "loop", "placement", "timings")
 
 
 def log(message: str) -> None:
@@ -47,14 +52,19 @@ def log(message: str) -> None:
 
 
 class Runner:
-    """Runs a command bound to `node`; returns its stdout, or exits on failure."""
+    """Runs a command bound to `node`, and to `cpus` if given; returns its
+    stdout, or exits on failure."""
 
-    def __init__(self, node: int) -> None:
-        self.node = node
+    def __init__(self, node: int, cpus: set[int] | None = None) -> None:
+        self.node, self.cpus = node, cpus
+
+    def _bind(self) -> None:
+        numa.bind_task(self.node)
+        if self.cpus:
+            os.sched_setaffinity(0, self.cpus)
 
     def __call__(self, argv: list[str]) -> str:
-        out = subprocess.run(argv, capture_output=True, text=True,
-                             preexec_fn=lambda: numa.bind_task(self.node))  # fmt: skip
+        out = subprocess.run(argv, capture_output=True, text=True, preexec_fn=self._bind)
         if out.returncode != 0:
             raise SystemExit(f"{' '.join(argv)} failed ({out.returncode}): {out.stderr[-2000:]}")
         return out.stdout
@@ -85,6 +95,20 @@ def ordered(round_no: int, a: Callable[[], object], g: Callable[[], object],
         steps[i]()
 
 
+def c_argv(c_bin: str, command: str, thp: bool, per_call: str, repeats: int) -> list[str]:
+    """Upstream's C gup_test running one configuration."""
+    c_n = PER_CALL[per_call]
+    return [c_bin, COMMANDS[command], "-t" if thp else "-T", "-n", c_n, "-r", str(repeats)]
+
+
+def gupctl_argv(commands: list[str], thp: bool, per_calls: list[str], repeats: int,
+                node: int) -> list[str]:  # fmt: skip
+    """gupctl bench running commands x per_calls, memory set up as C's."""
+    return [*GUPCTL, "bench", *commands, "--thp" if thp else "--no-thp",
+            "-n", ",".join(per_calls), "-r", str(repeats), "--json",
+            "--numa-node", str(node), "--check-balance", *LIKE_C]  # fmt: skip
+
+
 def timings(run: Runner, c_bin: str, rounds: int, repeats: int,
             separate: bool = False) -> list[dict[str, object]]:  # fmt: skip
     """Kernel-timed get and put µs of every configuration: per round, C's
@@ -102,9 +126,9 @@ def timings(run: Runner, c_bin: str, rounds: int, repeats: int,
         for thp in (True, False):
 
             def c(which: str, thp: bool = thp) -> None:
-                for command, flag in COMMANDS.items():
-                    for per_call, c_n in PER_CALL.items():
-                        argv = [c_bin, flag, "-t" if thp else "-T", "-n", c_n, "-r", str(repeats)]
+                for command in COMMANDS:
+                    for per_call in PER_CALL:
+                        argv = c_argv(c_bin, command, thp, per_call, repeats)
                         rows[command, thp, per_call][which].append(c_samples(run(argv)))
 
             def g(thp: bool = thp) -> None:
@@ -114,9 +138,7 @@ def timings(run: Runner, c_bin: str, rounds: int, repeats: int,
                 for configs in groups:
                     commands = list(dict.fromkeys(name for name, _ in configs))
                     per_calls = list(dict.fromkeys(n for _, n in configs))
-                    argv = [*GUPCTL, "bench", *commands, "--thp" if thp else "--no-thp",
-                            "-n", ",".join(per_calls), "-r", str(repeats), "--json",
-                            "--numa-node", str(run.node), "--check-balance", *LIKE_C]  # fmt: skip
+                    argv = gupctl_argv(commands, thp, per_calls, repeats, run.node)
                     results = json.loads(run(argv))
                     # bench runs commands x pages-per-call, in the order given
                     assert len(results) == len(configs), len(results)
@@ -129,6 +151,48 @@ def timings(run: Runner, c_bin: str, rounds: int, repeats: int,
             ordered(r, lambda: c("a"), g, lambda: c("b"))
         log(f"timings: round {r + 1} of {rounds} done")
     return list(rows.values())
+
+
+#: Configurations whose C timings were bimodal, process by process, before
+#: every run was bound to one CPU (benchmarks/results/2026-12-06.json).
+PLACEMENT = (("gup_fast_benchmark", False, "512"), ("pin_fast_benchmark", False, "1"),
+             ("pin_longterm_benchmark", True, "512"))  # fmt: skip
+
+
+def placement(one: Runner, free: Runner, c_bin: str, rounds: int,
+              repeats: int) -> list[dict[str, object]]:  # fmt: skip
+    """Kernel-timed µs of a few configurations under upstream's C and under
+    gupctl, each bound to one CPU (`one`, as timings() runs them) and free to
+    move (`free`): what binding to a CPU changes, for each tool."""
+    rows: list[dict[str, object]] = []
+    for command, thp, per_call in PLACEMENT:
+        c = c_argv(c_bin, command, thp, per_call, repeats)
+        g = gupctl_argv([command], thp, [per_call], repeats, one.node)
+        samples = _placed(one, free, c, g, rounds)
+        rows.append({"command": command, "thp": thp, "per_call": per_call, **samples})
+        log(f"placement: {command} done")
+    return rows
+
+
+def _placed(one: Runner, free: Runner, c: list[str], g: list[str],
+            rounds: int) -> dict[str, list[Samples]]:  # fmt: skip
+    """C and gupctl, each bound and free, per round; the four runs of a round
+    go in the reverse order every other round."""
+    out: dict[str, list[Samples]] = {"c_one": [], "c_free": [], "g_one": [], "g_free": []}
+
+    def c_run(run: Runner, key: str) -> None:
+        out[key].append(c_samples(run(c)))
+
+    def g_run(run: Runner, key: str) -> None:
+        (result,) = json.loads(run(g))
+        out[key].append([result["get_usec"], result["put_usec"]])
+
+    steps = [lambda: c_run(one, "c_one"), lambda: c_run(free, "c_free"),
+             lambda: g_run(one, "g_one"), lambda: g_run(free, "g_free")]  # fmt: skip
+    for r in range(rounds):
+        for step in steps if r % 2 == 0 else steps[::-1]:
+            step()
+    return out
 
 
 def loop_cost(run: Runner, bare: str, c_pages: str, rounds: int, repeats: int,
@@ -189,23 +253,28 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--loop-repeats", type=int, default=300_000)
-    parser.add_argument("--only", choices=("timings", "loop", "startup"), action="append")
+    parser.add_argument("--only", choices=PARTS, action="append")
     parser.add_argument("--separate", action="store_true",
                         help="one gupctl process per timed configuration, as C")  # fmt: skip
     args = parser.parse_args()
     node = int(os.environ["GUPCTL_NUMA_NODE"])  # set by gupctl vm: the memory-only node
-    run, parts = Runner(node), set(args.only or ("timings", "loop", "startup"))
-    result: dict[str, object] = {"kernel": os.uname().release, "node": node, "rounds": args.rounds}
+    cpu = max(os.sched_getaffinity(0))  # the same for every one-thread run
+    one, free, parts = Runner(node, {cpu}), Runner(node), set(args.only or PARTS)
+    result: dict[str, object] = {"kernel": os.uname().release, "node": node, "cpu": cpu,
+                                 "rounds": args.rounds}  # fmt: skip
     if "startup" in parts:
-        result["startup_ms"] = startup(run, args.rounds)
+        result["startup_ms"] = startup(one, args.rounds)
     if "loop" in parts:
+        # two threads: free to take both CPUs, as each tool's threads would
         result["loop"] = [loop_cost(run, args.bare, args.c_pages, args.rounds, args.loop_repeats, t)
-                          for t in (1, 2)]  # fmt: skip
+                          for run, t in ((one, 1), (free, 2))]  # fmt: skip
         # bound like the runs it explains, in a process of its own
         argv = [sys.executable, loop_profile.__file__, str(node), str(args.loop_repeats)]
-        result["profile"] = json.loads(run(argv))
+        result["profile"] = json.loads(one(argv))
+    if "placement" in parts:
+        result["placement"] = placement(one, free, args.c, args.rounds, args.repeats)
     if "timings" in parts:
-        result["timings"] = timings(run, args.c, args.rounds, args.repeats, args.separate)
+        result["timings"] = timings(one, args.c, args.rounds, args.repeats, args.separate)
         result["separate"] = args.separate
     json.dump(result, sys.stdout)
     print()

@@ -95,6 +95,22 @@ def timings_table(rows: list[dict]) -> tuple[list[str], dict[str, int]]:
     return lines, counts
 
 
+def placement_table(rows: list[dict]) -> list[str]:
+    """Each tool free to move across CPUs, against bound to one: kernel-timed get."""
+    lines = ["| command | THP | pages/call | C µs: one CPU → free | C free/one [95% CI] "
+             "| gupctl µs: one CPU → free | gupctl free/one [95% CI] |",
+             "|---|---|---|---:|---|---:|---|"]  # fmt: skip
+    for row in rows:
+        cells = []
+        for one, free in (("c_one", "c_free"), ("g_one", "g_free")):
+            a, b = ([run[0] for run in row[k]] for k in (one, free))
+            medians = (statistics.median(v for run in side for v in run) for side in (a, b))
+            cells += ["{:g} → {:g}".format(*medians), str(ratio(a, b))]
+        lines.append(f"| {row['command']} | {'on' if row['thp'] else 'off'} | {row['per_call']} "
+                     f"| {' | '.join(cells)} |")  # fmt: skip
+    return lines
+
+
 def boot_table(boot: dict) -> list[str]:
     g, v = boot["gupctl"], boot["vng"]
     r = scalar_ratio(v, g)
@@ -157,13 +173,17 @@ def markdown(data: dict) -> str:
     out = [f"Host: {data['machine']}; {data['date']}; the whole run took "
            f"{data['seconds'] / 60:.0f} minutes."]  # fmt: skip
     for kernel, k in data["kernels"].items():
+        cpu = f", one-thread runs on CPU {k['cpu']}" if "cpu" in k else ""
         out += ["", f"### Kernel {k['kernel']} ({kernel}), {k['rounds']} rounds, memory on node "
-                f"{k['node']} for every tool"]  # fmt: skip
+                f"{k['node']} for every tool{cpu}"]  # fmt: skip
         if "startup_ms" in k:
             out += ["", "Start-up:", "", *startup_table(k["startup_ms"])]
         if "loop" in k:
             out += ["", "One one-page PIN_FAST_BENCHMARK ioctl, timed in-process:", "",
                     *loop_table(k["loop"], k["profile"])]  # fmt: skip
+        if "placement" in k:
+            out += ["", "Bound to one CPU, or free to move (kernel-timed get):", "",
+                    *placement_table(k["placement"])]  # fmt: skip
         if "timings" in k:
             lines, counts = timings_table(k["timings"])
             summary = ", ".join(f"{n} {why}" for why, n in counts.items())

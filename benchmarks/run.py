@@ -6,7 +6,8 @@ For each kernel, one boot of gupctl's VM runs benchmarks/guest.py: python's
 and gupctl's start-up, the cost of one ioctl to gupctl and to a bare C loop
 (and to upstream's C selftest), a profile of gupctl's loop, and the kernel's
 own timings of every configuration under gupctl and under upstream's C
-gup_test, in interleaved rounds with a C-against-C (A/A) control.  Then one
+gup_test, in interleaved rounds with a C-against-C (A/A) control, and what
+binding a run to one CPU changes for each.  Then one
 `gupctl vm --kernel A --kernel B` sweep puts the kernels' per-page GUP cost
 side by side (table and plot), boot-to-exit of `gupctl vm -- true` is timed
 against virtme-ng's on the same kernel, and .ci/run's own recorded wall
@@ -29,7 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from benchmarks import cbuild, report, vmboot  # noqa: E402
+from benchmarks import cbuild, guest, report, vmboot  # noqa: E402
 from gupctl.cache import cache_dir  # noqa: E402
 
 #: The per-page sweep both kernels run (gupctl vm --kernel A --kernel B).
@@ -84,7 +85,7 @@ def main() -> int:
     parser.add_argument("--loop-repeats", type=int, default=300_000,
                         help="one-page ioctls per per-ioctl measurement")  # fmt: skip
     parser.add_argument("--boots", type=int, default=5, help="boots of each VM tool")
-    parser.add_argument("--only", choices=("timings", "loop", "startup"), action="append",
+    parser.add_argument("--only", choices=guest.PARTS, action="append",
                         help="guest measurements to take (default: all)")  # fmt: skip
     parser.add_argument("--skip", choices=("sweep", "boot"), action="append", default=[])
     parser.add_argument("--separate", action="store_true",
