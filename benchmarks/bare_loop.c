@@ -5,15 +5,18 @@
  * does nothing else, on the same kind of memory (private anonymous, touched
  * first), timed in-process around the loop.
  *
- *	bare_loop DEVICE PAGES REPEATS THREADS
+ *	bare_loop DEVICE PAGES REPEATS THREADS [CPU,CPU...]
  *
  * Prints one JSON object: {"loop_ns": [ns of each thread's loop], ...}.  Run
  * it under the same memory policy as gupctl's buffer (benchmarks/guest.py
  * binds the task to gupctl's node).  Threads share the buffer and the file,
- * as gupctl's do.
+ * as gupctl's do.  With CPUs, thread k is bound to the k-th (cycling) and
+ * the buffer is touched on the first, as `gupctl bench --cpus` does.
  */
+#define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,8 +34,20 @@ struct worker {
 	unsigned long addr, size;
 	long repeats;
 	long long loop_ns;
+	int cpu;	/* -1: unbound */
 	int error;
 };
+
+static int bind_cpu(int cpu)
+{
+	cpu_set_t set;
+
+	if (cpu < 0)
+		return 0;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return sched_setaffinity(0, sizeof(set), &set);	/* this thread */
+}
 
 static long long now_ns(void)
 {
@@ -50,9 +65,14 @@ static void *loop(void *arg)
 		.nr_pages_per_call = 1,
 		.gup_flags = FOLL_WRITE,
 	};
-	long long start = now_ns();
+	long long start;
 	long i;
 
+	if (bind_cpu(w->cpu)) {
+		w->error = 1;
+		return NULL;
+	}
+	start = now_ns();
 	for (i = 0; i < w->repeats; i++) {
 		gup.size = w->size;
 		if (ioctl(w->fd, PIN_FAST_BENCHMARK, &gup) < 0 || gup.size != w->size) {
@@ -69,12 +89,20 @@ int main(int argc, char **argv)
 	struct worker *workers;
 	unsigned long size;
 	long repeats, threads, i;
+	int cpus[64], nr_cpus = 0;
+	char *cpu, *rest;
 	void *buf;
 	int fd;
 
-	if (argc != 5) {
-		fprintf(stderr, "usage: %s DEVICE PAGES REPEATS THREADS\n", argv[0]);
+	if (argc != 5 && argc != 6) {
+		fprintf(stderr, "usage: %s DEVICE PAGES REPEATS THREADS [CPU,CPU...]\n", argv[0]);
 		return 2;
+	}
+	for (rest = argc == 6 ? argv[5] : ""; nr_cpus < 64 && (cpu = strsep(&rest, ","));)
+		cpus[nr_cpus++] = atoi(cpu);
+	if (nr_cpus && bind_cpu(cpus[0])) {	/* the buffer is touched on the first */
+		perror("sched_setaffinity");
+		return 1;
 	}
 	size = strtoul(argv[2], NULL, 0) * sysconf(_SC_PAGESIZE);
 	repeats = strtol(argv[3], NULL, 0);
@@ -97,7 +125,8 @@ int main(int argc, char **argv)
 	memset(buf, 0, size);
 	for (i = 0; i < threads; i++) {
 		workers[i] = (struct worker){ .fd = fd, .addr = (unsigned long)buf,
-					      .size = size, .repeats = repeats };
+					      .size = size, .repeats = repeats,
+					      .cpu = nr_cpus ? cpus[i % nr_cpus] : -1 };
 		if (pthread_create(&workers[i].thread, NULL, loop, &workers[i])) {
 			perror("pthread_create");
 			return 1;
@@ -107,7 +136,8 @@ int main(int argc, char **argv)
 		pthread_join(workers[i].thread, NULL);
 	for (i = 0; i < threads; i++) {
 		if (workers[i].error) {
-			fprintf(stderr, "%s: PIN_FAST_BENCHMARK failed\n", argv[0]);
+			fprintf(stderr, "%s: a thread's binding or PIN_FAST_BENCHMARK failed\n",
+				argv[0]);
 			return 1;
 		}
 	}

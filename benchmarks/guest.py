@@ -7,14 +7,16 @@ binds its command, so that buffer, page tables and all else a run allocates
 come from the same node whoever runs it; gupctl also mbinds its buffer there
 (--numa-node), which makes its pin balance exact.  A one-thread run is also
 bound to one CPU, the same for all: upstream issues its ioctls from a second
-thread, which the scheduler wakes on the idle vCPU, away from the memory its
-main thread faulted in, and under TCG that alone makes GUP up to twice as
-slow, in some processes and not others (the placement part measures it).  Each round runs C (A),
-gupctl (G) and C again (A'), in an order that changes from round to round
-(ORDERS): over six rounds each runs twice in each place, and each runs before
-each other three times.  Whatever favours a place (the first run after a THP
-switch, TCG's translation cache warmed by the run before) favours none of
-them, and A against A' is the noise floor.
+thread, free to run on either vCPU, and under TCG a GUP free to move took up
+to twice as long, in some processes and not others (the placement part
+measures it).  Two-thread runs of the bare loop and of gupctl bind each
+thread to a CPU of its own (gupctl bench --cpus).
+
+Each round runs C (A), gupctl (G) and C again (A'), in an order that
+changes from round to round (ORDERS): over six rounds each runs twice in
+each place, and each runs before each other three times.  Whatever favours a
+place (the first run after a THP switch, TCG's translation cache warmed by
+the run before) favours none of them, and A against A' is the noise floor.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ C_TIME = re.compile(r"Time: get:(\d+) put:(\d+) us")
 # default, MAP_ANONYMOUS, is THP-aligned by the kernel since v6.7; a /dev/zero
 # mapping is not on 6.12, so with THP on the two would pin different folios.)
 LIKE_C = ["--file", "/dev/zero"]
+#: The buffer of every kernel-timed run, both tools' default, said explicitly.
+SIZE_MIB = 128
 GUPCTL = [sys.executable, "-m", "gupctl"]
 Samples = list[list[int]]  # [get µs...], [put µs...]
 PARTS = ("startup", "loop", "placement", "timings")
@@ -98,13 +102,14 @@ def ordered(round_no: int, a: Callable[[], object], g: Callable[[], object],
 def c_argv(c_bin: str, command: str, thp: bool, per_call: str, repeats: int) -> list[str]:
     """Upstream's C gup_test running one configuration."""
     c_n = PER_CALL[per_call]
-    return [c_bin, COMMANDS[command], "-t" if thp else "-T", "-n", c_n, "-r", str(repeats)]
+    return [c_bin, COMMANDS[command], "-t" if thp else "-T", "-m", str(SIZE_MIB), "-n", c_n,
+            "-r", str(repeats)]  # fmt: skip
 
 
 def gupctl_argv(commands: list[str], thp: bool, per_calls: list[str], repeats: int,
                 node: int) -> list[str]:  # fmt: skip
     """gupctl bench running commands x per_calls, memory set up as C's."""
-    return [*GUPCTL, "bench", *commands, "--thp" if thp else "--no-thp",
+    return [*GUPCTL, "bench", *commands, "--thp" if thp else "--no-thp", "-s", f"{SIZE_MIB}M",
             "-n", ",".join(per_calls), "-r", str(repeats), "--json",
             "--numa-node", str(node), "--check-balance", *LIKE_C]  # fmt: skip
 
@@ -196,21 +201,24 @@ def _placed(one: Runner, free: Runner, c: list[str], g: list[str],
 
 
 def loop_cost(run: Runner, bare: str, c_pages: str, rounds: int, repeats: int,
-              threads: int) -> dict[str, object]:  # fmt: skip
+              cpus: list[int]) -> dict[str, object]:  # fmt: skip
     """ns per one-page PIN_FAST_BENCHMARK ioctl and thread, per round: the bare
     C loop (A and A'), gupctl's in-process loop time (RunResult.ioctl_ns), and
-    upstream's C selftest by wall(N+1 repeats) - wall(1 repeat)."""
-    path = device.locate()
-    result: dict[str, object] = {"threads": threads, "repeats": repeats,
+    upstream's C selftest by wall(N+1 repeats) - wall(1 repeat).  One thread
+    per CPU of `cpus`, bound to it by both the bare loop and gupctl (--cpus);
+    upstream's selftest cannot bind its threads."""
+    path, threads, where = device.locate(), len(cpus), ",".join(map(str, cpus))
+    result: dict[str, object] = {"threads": threads, "cpus": cpus, "repeats": repeats,
                                  "a": [], "g": [], "b": [], "selftest": []}  # fmt: skip
 
     def bare_run(which: str) -> None:
-        data = json.loads(run([bare, path, "1", str(repeats), str(threads)]))
+        data = json.loads(run([bare, path, "1", str(repeats), str(threads), where]))
         result[which].append(sum(data["loop_ns"]) / threads / repeats)  # type: ignore[attr-defined]
 
     def gupctl_run() -> None:
         argv = [*GUPCTL, "bench", "pin_fast_benchmark", "-s", "4K", "-n", "1", "-r", str(repeats),
-                "-j", str(threads), "--numa-node", str(run.node), "--json"]  # fmt: skip
+                "-j", str(threads), "--cpus", where, "--numa-node", str(run.node),
+                "--json"]  # fmt: skip
         (data,) = json.loads(run(argv))
         result["g"].append(data["ioctl_ns"])  # type: ignore[attr-defined]
 
@@ -258,16 +266,18 @@ def main() -> None:
                         help="one gupctl process per timed configuration, as C")  # fmt: skip
     args = parser.parse_args()
     node = int(os.environ["GUPCTL_NUMA_NODE"])  # set by gupctl vm: the memory-only node
-    cpu = max(os.sched_getaffinity(0))  # the same for every one-thread run
+    cpus = sorted(os.sched_getaffinity(0))
+    cpu = cpus[-1]  # the same for every one-thread run, and the first of two
     one, free, parts = Runner(node, {cpu}), Runner(node), set(args.only or PARTS)
     result: dict[str, object] = {"kernel": os.uname().release, "node": node, "cpu": cpu,
-                                 "rounds": args.rounds}  # fmt: skip
+                                 "rounds": args.rounds, "size": SIZE_MIB << 20}  # fmt: skip
     if "startup" in parts:
         result["startup_ms"] = startup(one, args.rounds)
     if "loop" in parts:
-        # two threads: free to take both CPUs, as each tool's threads would
-        result["loop"] = [loop_cost(run, args.bare, args.c_pages, args.rounds, args.loop_repeats, t)
-                          for run, t in ((one, 1), (free, 2))]  # fmt: skip
+        # two threads: one on each CPU, each tool binding its own threads
+        placed = ((one, [cpu]), (free, [cpu, cpus[0]]))
+        result["loop"] = [loop_cost(run, args.bare, args.c_pages, args.rounds, args.loop_repeats,
+                                    where) for run, where in placed]  # fmt: skip
         # bound like the runs it explains, in a process of its own
         argv = [sys.executable, loop_profile.__file__, str(node), str(args.loop_repeats)]
         result["profile"] = json.loads(one(argv))

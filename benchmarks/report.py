@@ -111,6 +111,42 @@ def placement_table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def kernels_table(kernels: dict[str, dict]) -> list[str]:
+    """Each kernel's kernel-timed µs against the first's, per page, for both
+    tools: rounds bound to one CPU, so unlike the sweep each side has rounds,
+    and the interval (unpaired: two boots) says whether the kernels differ."""
+    (name_a, a), *others = ((n, k) for n, k in kernels.items() if "timings" in k)
+    pages = a["size"] // PAGE_SIZE
+    lines: list[str] = []
+    for name_b, b in others:
+        lines += [""] if lines else []
+        lines += [f"A: {a['kernel']} ({name_a}), B: {b['kernel']} ({name_b}); {pages:,} pages "
+                  "a call, gupctl's samples (G) and C's (A and A′ pooled as rounds).", "",
+                  "| command | THP | pages/call | phase | G ns/page A → B | G B/A [95% CI] "
+                  "| C B/A [95% CI] | change |", "|---|---|---|---|---:|---|---|---|"]  # fmt: skip
+        for row_a, row_b in zip(a["timings"], b["timings"]):
+            lines += _kernel_rows(row_a, row_b, pages)
+    return lines
+
+
+def _kernel_rows(row_a: dict, row_b: dict, pages: int) -> list[str]:
+    lines = []
+    for phase, i in (("get", 0), ("put", 1)):
+        g_a, g_b = ([run[i] for run in row["g"]] for row in (row_a, row_b))
+        c_a, c_b = ([run[i] for run in row["a"] + row["b"]] for row in (row_a, row_b))
+        g, c = ratio(g_a, g_b, paired=False), ratio(c_a, c_b, paired=False)
+        ns_a, ns_b = (statistics.median(v for run in side for v in run) * 1000 / pages
+                      for side in (g_a, g_b))  # fmt: skip
+        both = [r for r in (g, c) if not r.contains(1.0)]
+        change = ("faster" if all(r.high < 1 for r in (g, c)) else
+                  "slower" if all(r.low > 1 for r in (g, c)) else
+                  "one tool only" if both else "none seen")  # fmt: skip
+        lines.append(f"| {row_a['command']} | {'on' if row_a['thp'] else 'off'} "
+                     f"| {row_a['per_call']} | {phase} | {_ns(ns_a)} → {_ns(ns_b)} | {g} | {c} "
+                     f"| {change} |")  # fmt: skip
+    return lines
+
+
 def boot_table(boot: dict) -> list[str]:
     g, v = boot["gupctl"], boot["vng"]
     r = scalar_ratio(v, g)
@@ -188,6 +224,10 @@ def markdown(data: dict) -> str:
             lines, counts = timings_table(k["timings"])
             summary = ", ".join(f"{n} {why}" for why, n in counts.items())
             out += ["", f"Kernel-timed µs, medians over all rounds ({summary}):", "", *lines]
+    timed = [k for k in data["kernels"].values() if "timings" in k and "size" in k]
+    if len(timed) > 1:
+        out += ["", "Per-page cost across kernels, from the kernel-timed rounds above:", "",
+                *kernels_table(data["kernels"])]  # fmt: skip
     if "sweep" in data:
         plot = Path(data["sweep"]["dir"]) / "plot.svg"
         out += ["", f"Per-page cost across kernels, median of 5 repeats, THP (plot: `{plot}`):", "",

@@ -4,9 +4,10 @@ A round is the unit that repeats independently: within one process the
 samples share its memory, its THP luck and the guest's state at that moment,
 so they are not independent draws.  Each bootstrap replicate therefore draws
 whole rounds with replacement, the same rounds for both sides (the two sides
-of a round ran back to back, under the same drift), pools their samples, and
-takes the ratio of the medians.  The interval is the 2.5th to 97.5th
-percentile of the replicates (the percentile bootstrap).
+of a round ran back to back, under the same drift; unless the sides ran in
+different boots), pools their samples, and takes the ratio of the medians.
+The interval is the 2.5th to 97.5th percentile of the replicates (the
+percentile bootstrap).
 """
 
 from __future__ import annotations
@@ -43,9 +44,12 @@ def _pooled_median(rounds: Sequence[Sequence[float]], picks: Sequence[int]) -> f
     return statistics.median([v for i in picks for v in rounds[i]])
 
 
-def ratio(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> Ratio:
+def ratio(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]],
+          paired: bool = True) -> Ratio:  # fmt: skip
     """median(B) / median(A), each pooled over rounds; a[i] and b[i] are round i's
-    samples of each side."""
+    samples of each side.  Unpaired (two kernels, two boots: round i of one has
+    nothing in common with round i of the other), each side draws its rounds
+    on its own."""
     if len(a) != len(b) or len(a) < 2:
         raise ValueError("a ratio needs the same rounds, at least 2, on both sides")
     every = range(len(a))
@@ -54,7 +58,8 @@ def ratio(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> Ratio:
     replicates = []
     for _ in range(REPLICATES):
         picks = [rng.randrange(len(a)) for _ in every]
-        replicates.append(_pooled_median(b, picks) / _pooled_median(a, picks))
+        other = [rng.randrange(len(b)) for _ in every] if not paired else picks
+        replicates.append(_pooled_median(b, other) / _pooled_median(a, picks))
     replicates.sort()
     low = replicates[int(0.025 * REPLICATES)]
     high = replicates[int(0.975 * REPLICATES) - 1]

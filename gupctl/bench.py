@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gupctl import abi, balance, pagemap, samples, vmstat
+from gupctl import abi, balance, cpus, pagemap, samples, vmstat
 from gupctl.device import Device, Repeats
 from gupctl.errors import DeviceError, GupctlError, Truncated
 from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec, size_label
@@ -33,6 +33,7 @@ class RunSpec:
     write: bool = True  # FOLL_WRITE, OR'ed with gup_flags
     memory: MemorySpec = field(default_factory=MemorySpec)
     gup_flags: int = 0  # more FOLL_* bits (gupctl.flags), for this kernel's numbering
+    cpus: tuple[int, ...] = ()  # thread k bound to cpus[k % len]; (): unbound
 
     @property
     def foll_flags(self) -> int:
@@ -102,6 +103,8 @@ class RunResult:
     # the loop: what an ioctl costs gupctl, its own work included.  Empty in
     # files saved before gupctl measured it.
     loop_ns: list[int] = field(default_factory=list)
+    # The CPU each thread was bound to (--cpus); empty: the scheduler's choice.
+    cpus: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for phase in ("get", "put"):
@@ -151,7 +154,9 @@ def run(device: Device, spec: RunSpec, check_balance: bool = False) -> RunResult
     stay quiet, the ioctls repeated when others' pins disturbed them (the
     samples are the last attempt's); without it the balance is for show.
     """
-    with Mapping(spec.memory, spec.size) as mapping:
+    # The calling thread is thread 0: bound before it maps and prefaults, so
+    # that with one thread the memory is touched where it is pinned.
+    with cpus.bound(cpus.for_thread(spec.cpus, 0)), Mapping(spec.memory, spec.size) as mapping:
 
         def issue() -> list[Repeats]:
             measured, error = _issue_all(device, spec, mapping)
@@ -180,6 +185,7 @@ def run(device: Device, spec: RunSpec, check_balance: bool = False) -> RunResult
         balance=pins,
         gup_flags=spec.foll_flags,
         loop_ns=[r.loop_ns for r in measured],
+        cpus=cpus.per_thread(spec.cpus, spec.threads),
     )
 
 
@@ -192,13 +198,14 @@ def _issue_all(
     errors: list[GupctlError] = []
     stop = threading.Event()
 
-    def worker() -> None:
+    def worker(index: int = 0) -> None:
         try:
-            measured.append(_repeat(device, spec, mapping, stop.is_set))
+            with cpus.bound(cpus.for_thread(spec.cpus, index) if index else None):
+                measured.append(_repeat(device, spec, mapping, stop.is_set))
         except GupctlError as e:
             errors.append(e)
 
-    threads = [threading.Thread(target=worker) for _ in range(spec.threads - 1)]
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(1, spec.threads)]
     for t in threads:
         t.start()
     try:

@@ -117,6 +117,11 @@ def _run(d: dict[str, Any]) -> RunResult:
         isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in loop_ns
     ):
         raise ValueError("loop_ns is not a list of times")
+    bound = kw.get("cpus", [])
+    if not isinstance(bound, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in bound
+    ):
+        raise ValueError("cpus is not a list of CPU numbers")
     for name in ("size", "nr_pages", "nr_pages_per_call", "repeats", "threads"):
         if kw[name] < 1:
             raise ValueError(f"{name} is not positive")

@@ -178,6 +178,12 @@ def hint(err: errors.GupctlError) -> str:
         )
     if isinstance(err, errors.VmError):
         return VM.get(err.kind, "{what}").format(what=err.what, log=err.log)
+    if isinstance(err, errors.CpuError):
+        from gupctl import cpus
+
+        return f"{err}: pick --cpus from those this process may use now: " + cpus.format_list(
+            err.allowed
+        )
     if isinstance(err, errors.UnknownMachine):
         names = (f"{n} ({', '.join(a)})" if a else n for n, a in err.known.items())
         return f"{err.what}: use one of {', '.join(names)}"

@@ -49,6 +49,27 @@ def _bytes(text: str) -> int | None:
     return int(digits) * _UNITS[unit] if digits.isdecimal() else None
 
 
+class CpuList(click.ParamType):
+    """CPUs as the kernel lists them (1, 0,2, 0-3), each one this process may use."""
+
+    name = "cpulist"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, ...]:
+        from gupctl import cpus
+
+        if isinstance(value, tuple):
+            return value
+        parsed = cpus.parse(str(value))
+        if not parsed:
+            self.fail(f"{value!r} is not a CPU list: use e.g. 1, 0,2 or 0-3", param, ctx)
+        allowed = cpus.allowed()
+        outside = [cpu for cpu in parsed if cpu not in allowed]
+        if outside:
+            self.fail(f"CPU {outside[0]} is not one this process may run on: pick from "
+                      f"{cpus.format_list(allowed)}", param, ctx)  # fmt: skip
+        return parsed
+
+
 class Seconds(click.ParamType):
     """A time limit: a positive, finite number of seconds."""
 

@@ -10,6 +10,7 @@ import click
 from gupctl.cli.options import (
     MAX_REPEATS,
     MAX_THREADS,
+    CpuList,
     PagesPerCall,
     Size,
     device_option,
@@ -49,6 +50,9 @@ def _run_options(f: Any) -> Any:
         click.option("-j", "--threads", type=click.IntRange(1, MAX_THREADS), default=1,
                      show_default=True,
                      help="Threads issuing ioctls on the same buffer in parallel."),
+        click.option("--cpus", type=CpuList(), default=(), metavar="LIST",
+                     help="Bind thread k to the k-th CPU of LIST (1, 0,2 or 0-3), cycling; "
+                     "under emulation (TCG) an unbound GUP can take twice as long."),
         click.option("-w/-W", "--write/--read-only", default=True, show_default=True,
                      help="Pass FOLL_WRITE, or not (OR'ed with --gup-flags)."),
         click.option("--check-balance", is_flag=True,

@@ -116,14 +116,17 @@ def _runs(results: list[RunResult]) -> Table:
         per_call = abi.per_call_label(r.nr_pages_per_call, r.nr_pages)
         t.add_row(
             r.command, r.backing, size_label(r.size), per_call,
-            f"{r.repeats}×{r.threads}", "write" if r.write else "read",
+            f"{r.repeats}×{r.threads}" + (f" @{','.join(map(str, r.cpus))}" if r.cpus else ""),
+            "write" if r.write else "read",
             f"{r.get.min:g} / {r.get.median:g} / {r.get.max:g}",
             f"{r.put.min:g} / {r.put.median:g} / {r.put.max:g}",
             f"{_per_page(r.get_ns_per_page, r.nr_pages)} / "
             f"{_per_page(r.put_ns_per_page, r.nr_pages)}",
             "-" if r.ioctl_ns is None else f"{r.ioctl_ns / 1000:.2f}",
         )  # fmt: skip
-    t.caption = "µs/ioctl: gupctl's own wall time per repeat and thread, its loop included"
+    t.caption = "µs/ioctl: gupctl's own wall time per repeat and thread, its loop included" + (
+        "; @: each thread's CPU (--cpus)" if any(r.cpus for r in results) else ""
+    )
     return t
 
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
+import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from conftest import oracle_counters
 
 MIB = 1 << 20
 PAGES_128M = 128 * MIB // 4096
@@ -69,6 +73,35 @@ def test_loop_time_holds_the_kernels_time(counted, gupctl, node) -> None:
         )
         assert kernel_us * 1000 <= loop_ns < wall
     assert run["ioctl_ns"] == pytest.approx(sum(loops) / threads / repeats)
+
+
+def test_cpus_bind_each_thread(node) -> None:
+    """--cpus binds thread k to the k-th CPU of the list: the kernel says so in
+    /proc/PID/task/*/status while the threads run, the JSON names them, and the
+    pins still balance exactly."""
+    allowed = sorted(os.sched_getaffinity(0))
+    assert len(allowed) >= 2, f"gupctl's VM has two CPUs, this one {allowed}"
+    want, repeats = [allowed[-1], allowed[0]], 200_000
+    argv = [sys.executable, "-m", "gupctl", "bench", "pin_fast_benchmark", "-s", "4K", "-r",
+            str(repeats), "-j", "2", "--cpus", f"{want[0]},{want[1]}", "--json"]  # fmt: skip
+    before = oracle_counters(node)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen: set[str] = set()
+    while proc.poll() is None:
+        for status in Path(f"/proc/{proc.pid}/task").glob("*/status"):
+            try:
+                text = status.read_text()
+            except OSError:  # the thread ended
+                continue
+            seen.update(re.findall(r"^Cpus_allowed_list:\s*(\S+)$", text, re.M))
+        time.sleep(0.01)
+    out, err = proc.communicate()
+    after = oracle_counters(node)
+    assert proc.returncode == 0, err
+    (run,) = json.loads(out)
+    assert run["cpus"] == want and run["threads"] == 2
+    assert {str(cpu) for cpu in want} <= seen, f"threads' CPUs seen: {seen}"
+    assert after[0] - before[0] == after[1] - before[1] == repeats * 2
 
 
 @pytest.mark.parametrize(

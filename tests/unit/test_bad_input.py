@@ -51,6 +51,7 @@ FILES = {
     "negative.json": _doc(get_usec=[-5, 2]).encode(),
     "zero_per_call.json": _doc(nr_pages_per_call=0).encode(),
     "string_size.json": _doc(size="1M").encode(),
+    "bad_cpus.json": _doc(cpus=[-1]).encode(),
     "no_samples.json": _doc(get_usec=[]).encode(),
     "no_results.json": _doc().replace('"results"', '"runs"').encode(),
     "regular": b"",
@@ -93,6 +94,10 @@ def _cases() -> list[Case]:
             add(2, "--repeats", command, "-r", bad)
         for bad in ("0", "100000", "x"):
             add(2, "--threads", command, "-j", bad)
+        for bad in ("x", "1-0", "-1", "1,,2"):
+            add(2, ("--cpus", "is not a CPU list"), command, "--cpus", bad)
+        add(2, ("--cpus", "CPU 4096 is not one this process may run on"), command, "--cpus",
+            "4096")  # fmt: skip
     # FOLL_* names.
     for command in (("bench",), ("test",), ("dump", "0")):
         for bad in (",,,", "write,,force", ","):
@@ -153,6 +158,7 @@ def _cases() -> list[Case]:
                         ("negative.json", "get_usec is not a list of timings"),
                         ("zero_per_call.json", "nr_pages_per_call is not positive"),
                         ("string_size.json", "size is not an integer"),
+                        ("bad_cpus.json", "cpus is not a list of CPU numbers"),
                         ("no_samples.json", "get_usec is not a list of timings"),
                         ("no_results.json", "missing or malformed field"),
                         ("absent.json", "does not exist"), ("dir", "cannot read")):  # fmt: skip

@@ -149,3 +149,28 @@ def test_ioctl_ns_is_the_mean_thread_loop_per_repeat() -> None:
     result = bench.run(FakeDevice(), spec)
     assert len(result.loop_ns) == 2 and all(ns > 0 for ns in result.loop_ns)
     assert result.ioctl_ns == pytest.approx(sum(result.loop_ns) / 2 / 3)
+
+
+class WhereDevice(FakeDevice):
+    """Records the CPUs each ioctl's thread may run on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.where: list[set[int]] = []
+
+    def ioctl(self, command: abi.Command, arg: object = None) -> None:
+        self.where.append(os.sched_getaffinity(0))
+        super().ioctl(command, arg)
+
+
+def test_cpus_bind_each_thread_and_the_caller_comes_back() -> None:
+    before = os.sched_getaffinity(0)
+    cpu = min(before)
+    device = WhereDevice()
+    spec = bench.RunSpec(abi.PIN_FAST_BENCHMARK, size=PAGE_SIZE, repeats=2, threads=3,
+                         cpus=(cpu,))  # fmt: skip
+    result = bench.run(device, spec)
+    assert device.where == [{cpu}] * 6 and result.cpus == [cpu] * 3
+    assert os.sched_getaffinity(0) == before
+    unbound = bench.run(WhereDevice(), bench.RunSpec(abi.PIN_FAST_BENCHMARK, size=PAGE_SIZE))
+    assert unbound.cpus == []

@@ -46,3 +46,15 @@ def test_pairs_rounds_and_needs_two() -> None:
         except ValueError:
             continue
         raise AssertionError(f"accepted {bad}")
+
+
+def test_unpaired_draws_each_side_on_its_own() -> None:
+    # The same drift no longer cancels: unpaired, the interval widens around
+    # the same point estimate.
+    a = [[10.0], [20.0], [30.0], [40.0]]
+    b = [[11.0], [22.0], [33.0], [44.0]]
+    paired, unpaired = stats.ratio(a, b), stats.ratio(a, b, paired=False)
+    assert unpaired.value == paired.value
+    assert unpaired.low < 1.0 < 2.0 < unpaired.high
+    rng = random.Random(2)
+    assert stats.ratio(_rounds(100, 7, rng), _rounds(100, 7, rng), paired=False).contains(1.0)
