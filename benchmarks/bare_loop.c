@@ -98,8 +98,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: %s DEVICE PAGES REPEATS THREADS [CPU,CPU...]\n", argv[0]);
 		return 2;
 	}
-	for (rest = argc == 6 ? argv[5] : ""; nr_cpus < 64 && (cpu = strsep(&rest, ","));)
+	for (rest = argc == 6 ? argv[5] : NULL; rest && nr_cpus < 64;) {
+		cpu = strsep(&rest, ",");
 		cpus[nr_cpus++] = atoi(cpu);
+	}
 	if (nr_cpus && bind_cpu(cpus[0])) {	/* the buffer is touched on the first */
 		perror("sched_setaffinity");
 		return 1;

@@ -115,16 +115,19 @@ def kernels_table(kernels: dict[str, dict]) -> list[str]:
     """Each kernel's kernel-timed µs against the first's, per page, for both
     tools: rounds bound to one CPU, so unlike the sweep each side has rounds,
     and the interval (unpaired: two boots) says whether the kernels differ."""
-    (name_a, a), *others = ((n, k) for n, k in kernels.items() if "timings" in k)
+    (name_a, a), *others = ((n, k) for n, k in kernels.items() if "timings" in k and "size" in k)
     pages = a["size"] // PAGE_SIZE
     lines: list[str] = []
     for name_b, b in others:
         lines += [""] if lines else []
         lines += [f"A: {a['kernel']} ({name_a}), B: {b['kernel']} ({name_b}); {pages:,} pages "
-                  "a call, gupctl's samples (G) and C's (A and A′ pooled as rounds).", "",
+                  f"an ioctl ({size_label(a['size'])}); gupctl's samples (G), and C's (A and A′, "
+                  "each run a round).", "",
                   "| command | THP | pages/call | phase | G ns/page A → B | G B/A [95% CI] "
                   "| C B/A [95% CI] | change |", "|---|---|---|---|---:|---|---|---|"]  # fmt: skip
-        for row_a, row_b in zip(a["timings"], b["timings"]):
+        for row_a, row_b in zip(a["timings"], b["timings"], strict=True):
+            same = ("command", "thp", "per_call")
+            assert all(row_a[k] == row_b[k] for k in same), "kernels ran different configurations"
             lines += _kernel_rows(row_a, row_b, pages)
     return lines
 
@@ -137,10 +140,10 @@ def _kernel_rows(row_a: dict, row_b: dict, pages: int) -> list[str]:
         g, c = ratio(g_a, g_b, paired=False), ratio(c_a, c_b, paired=False)
         ns_a, ns_b = (statistics.median(v for run in side for v in run) * 1000 / pages
                       for side in (g_a, g_b))  # fmt: skip
-        both = [r for r in (g, c) if not r.contains(1.0)]
-        change = ("faster" if all(r.high < 1 for r in (g, c)) else
-                  "slower" if all(r.low > 1 for r in (g, c)) else
-                  "one tool only" if both else "none seen")  # fmt: skip
+        sides = {"faster" if r.high < 1 else "slower" for r in (g, c) if not r.contains(1.0)}
+        change = ("tools disagree" if len(sides) > 1 else "none seen" if not sides else
+                  sides.pop() if not (g.contains(1.0) or c.contains(1.0)) else
+                  "one tool only")  # fmt: skip
         lines.append(f"| {row_a['command']} | {'on' if row_a['thp'] else 'off'} "
                      f"| {row_a['per_call']} | {phase} | {_ns(ns_a)} → {_ns(ns_b)} | {g} | {c} "
                      f"| {change} |")  # fmt: skip

@@ -32,10 +32,13 @@ sys.path.insert(0, str(HERE.parent))
 
 from benchmarks import cbuild, guest, report, vmboot  # noqa: E402
 from gupctl.cache import cache_dir  # noqa: E402
+from gupctl.vm.qemu import Machine  # noqa: E402
 
-#: The per-page sweep both kernels run (gupctl vm --kernel A --kernel B).
+#: The per-page sweep both kernels run (gupctl vm --kernel A --kernel B), bound
+#: to the guest's last CPU as guest.py binds one-thread runs.
 SWEEP = ["bench", "gup_fast_benchmark", "pin_fast_benchmark", "pin_longterm_benchmark",
-         "-s", "4M,128M", "-n", "1,512,all", "-r", "5", "--thp"]  # fmt: skip
+         "-s", "4M,128M", "-n", "1,512,all", "-r", "5", "--thp",
+         "--cpus", str(Machine().cpus - 1)]  # fmt: skip
 
 
 def machine() -> str:

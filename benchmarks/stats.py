@@ -50,15 +50,14 @@ def ratio(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]],
     samples of each side.  Unpaired (two kernels, two boots: round i of one has
     nothing in common with round i of the other), each side draws its rounds
     on its own."""
-    if len(a) != len(b) or len(a) < 2:
-        raise ValueError("a ratio needs the same rounds, at least 2, on both sides")
-    every = range(len(a))
-    value = _pooled_median(b, every) / _pooled_median(a, every)
+    if (paired and len(a) != len(b)) or min(len(a), len(b)) < 2:
+        raise ValueError("a ratio needs at least 2 rounds a side, the same rounds if paired")
+    value = _pooled_median(b, range(len(b))) / _pooled_median(a, range(len(a)))
     rng = random.Random(SEED)
     replicates = []
     for _ in range(REPLICATES):
-        picks = [rng.randrange(len(a)) for _ in every]
-        other = [rng.randrange(len(b)) for _ in every] if not paired else picks
+        picks = [rng.randrange(len(a)) for _ in a]
+        other = picks if paired else [rng.randrange(len(b)) for _ in b]
         replicates.append(_pooled_median(b, other) / _pooled_median(a, picks))
     replicates.sort()
     low = replicates[int(0.025 * REPLICATES)]

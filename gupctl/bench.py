@@ -154,12 +154,17 @@ def run(device: Device, spec: RunSpec, check_balance: bool = False) -> RunResult
     stay quiet, the ioctls repeated when others' pins disturbed them (the
     samples are the last attempt's); without it the balance is for show.
     """
-    # The calling thread is thread 0: bound before it maps and prefaults, so
-    # that with one thread the memory is touched where it is pinned.
-    with cpus.bound(cpus.for_thread(spec.cpus, 0)), Mapping(spec.memory, spec.size) as mapping:
+    # The calling thread is thread 0, bound while it maps and prefaults (the
+    # memory is touched where it will be pinned) and while it issues, not
+    # around balance.measure(): that wakes every CPU of the process.
+    first = cpus.for_thread(spec.cpus, 0)
+    with cpus.bound(first):
+        mapping = Mapping(spec.memory, spec.size)
+    with mapping:
 
         def issue() -> list[Repeats]:
-            measured, error = _issue_all(device, spec, mapping)
+            with cpus.bound(first):
+                measured, error = _issue_all(device, spec, mapping)
             if error is not None:
                 raise error
             return measured

@@ -1,15 +1,16 @@
 """CPU lists and binding a thread to a CPU (sched_setaffinity).
 
 `gupctl bench --cpus` binds thread k to the k-th CPU of its list.  Under
-QEMU's TCG, where gupctl's CI and most of its users' VMs run, a GUP ioctl
-issued from a thread free to move can take twice as long as the same ioctl
-bound to one CPU, in some processes and not others (README, Performance):
-binding makes runs comparable.  The list is spelt as the kernel spells
-cpulists (Documentation/admin-guide/cputopology.rst): 1, 0,2 or 0-3,6.
+QEMU's TCG, where gupctl's own VM and CI run, upstream's gup_test took up to
+twice as long free to move as bound to one CPU, in some processes and not
+others (README, Performance): binding takes that out of a comparison.  The
+list is spelt as the kernel spells cpulists
+(Documentation/admin-guide/cputopology.rst): 1, 0,2 or 0-3,6.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,13 +24,21 @@ def parse(text: str) -> tuple[int, ...] | None:
     cpus: list[int] = []
     for part in text.split(","):
         low, dash, high = part.strip().partition("-")
-        if not low.isdecimal() or (dash and not high.isdecimal()):
+        if not _number(low) or (dash and not _number(high)):
             return None
         first, last = int(low), int(high) if dash else int(low)
-        if last < first or last - first >= 4096:  # NR_CPUS is at most 8192
+        if last < first or last - first >= MAX_CPUS:
             return None
         cpus += range(first, last + 1)
     return tuple(cpus)
+
+
+#: CONFIG_NR_CPUS is at most 8192 (arch/x86/Kconfig): a wider range is a typo.
+MAX_CPUS = 8192
+
+
+def _number(text: str) -> bool:
+    return text.isascii() and text.isdecimal()
 
 
 def format_list(cpus: set[int] | tuple[int, ...]) -> str:
@@ -60,7 +69,7 @@ def for_thread(cpus: tuple[int, ...], index: int) -> int | None:
 
 def per_thread(cpus: tuple[int, ...], threads: int) -> list[int]:
     """Each thread's CPU, in thread order; empty when unbound."""
-    return [cpus[k % len(cpus)] for k in range(threads)] if cpus else []
+    return [cpu for k in range(threads) if (cpu := for_thread(cpus, k)) is not None]
 
 
 @contextmanager
@@ -74,7 +83,9 @@ def bound(cpu: int | None) -> Iterator[None]:
     try:
         os.sched_setaffinity(0, {cpu})
     except OSError as e:
-        raise CpuError(f"cannot bind a thread to CPU {cpu}", e.errno, before) from None
+        raise CpuError(f"cannot bind a thread to CPU {cpu}", e.errno) from None
+    except (OverflowError, ValueError):  # past what a cpu_set_t can hold
+        raise CpuError(f"cannot bind a thread to CPU {cpu}", errno.EINVAL) from None
     try:
         yield
     finally:

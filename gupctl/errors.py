@@ -61,10 +61,6 @@ class CpuError(GupctlError):
     """A thread could not be bound to the CPU asked: it went offline, or out of
     the process's cpuset, since the list was checked."""
 
-    def __init__(self, what: str, errno: int | None, allowed: set[int]) -> None:
-        super().__init__(what, errno)
-        self.allowed = allowed
-
 
 class Truncated(GupctlError):
     """The kernel covered fewer bytes than asked: GUP stopped early."""

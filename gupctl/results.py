@@ -15,7 +15,7 @@ import datetime
 import json
 import platform
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gupctl import __version__, output, samples
@@ -122,6 +122,8 @@ def _run(d: dict[str, Any]) -> RunResult:
         isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in bound
     ):
         raise ValueError("cpus is not a list of CPU numbers")
+    if bound and len(bound) != kw["threads"]:
+        raise ValueError("cpus does not name one CPU per thread")
     for name in ("size", "nr_pages", "nr_pages_per_call", "repeats", "threads"):
         if kw[name] < 1:
             raise ValueError(f"{name} is not positive")
@@ -166,6 +168,10 @@ class Pair:
     repeats_b: int
     get: PhaseChange
     put: PhaseChange
+    # Each side's thread binding (--cpus): not in the key, as binding is how a
+    # run was taken, not what it measured; compare says when they differ.
+    cpus_a: list[int] = field(default_factory=list)
+    cpus_b: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -225,7 +231,7 @@ def compare(a: SavedResults, b: SavedResults, label_a: str, label_b: str) -> Com
             continue
         rb = pending[key].pop(0)
         pairs.append(Pair(key, ra.repeats, rb.repeats, _phase(ra.get_usec, rb.get_usec),
-                          _phase(ra.put_usec, rb.put_usec)))  # fmt: skip
+                          _phase(ra.put_usec, rb.put_usec), ra.cpus, rb.cpus))  # fmt: skip
     # Identity, not equality: two equal runs in B are still two runs.
     left = {id(r) for rs in pending.values() for r in rs}
     only_b = [RunKey.of(r) for r in b.results if id(r) in left]

@@ -23,7 +23,13 @@ def compare(a: str, b: str, use_json: bool) -> None:
     """
     from gupctl import render, results
 
-    render.emit(results.compare(results.load(a), results.load(b), a, b), use_json)
+    comparison = results.compare(results.load(a), results.load(b), a, b)
+    render.emit(comparison, use_json)
+    rebound = sum(p.cpus_a != p.cpus_b for p in comparison.pairs)
+    if rebound:
+        render.warn(f"{rebound} pair(s) ran with their threads bound differently (--cpus): "
+                    "under emulation binding alone can change a time twofold; rerun both "
+                    "sides bound the same way")  # fmt: skip
 
 
 @click.command()

@@ -181,9 +181,10 @@ def hint(err: errors.GupctlError) -> str:
     if isinstance(err, errors.CpuError):
         from gupctl import cpus
 
-        return f"{err}: pick --cpus from those this process may use now: " + cpus.format_list(
-            err.allowed
-        )
+        # Read here, in the main thread, its binding undone: a worker's own
+        # affinity was its parent's single CPU.
+        usable = cpus.format_list(cpus.allowed())
+        return f"{err}: pick --cpus from those this process may use now: {usable}"
     if isinstance(err, errors.UnknownMachine):
         names = (f"{n} ({', '.join(a)})" if a else n for n, a in err.known.items())
         return f"{err.what}: use one of {', '.join(names)}"

@@ -51,8 +51,8 @@ def _run_options(f: Any) -> Any:
                      show_default=True,
                      help="Threads issuing ioctls on the same buffer in parallel."),
         click.option("--cpus", type=CpuList(), default=(), metavar="LIST",
-                     help="Bind thread k to the k-th CPU of LIST (1, 0,2 or 0-3), cycling; "
-                     "under emulation (TCG) an unbound GUP can take twice as long."),
+                     help="Bind thread k to the k-th CPU of LIST (1, 0,2 or 0-3), cycling: "
+                     "under emulation (TCG) placement alone can double a time."),
         click.option("-w/-W", "--write/--read-only", default=True, show_default=True,
                      help="Pass FOLL_WRITE, or not (OR'ed with --gup-flags)."),
         click.option("--check-balance", is_flag=True,
@@ -70,6 +70,9 @@ def _execute(names: tuple[str, ...], check_balance: bool, use_json: bool, device
     from gupctl.device import open_device
 
     commands = [abi.BY_NAME[n] for n in names]
+    if len(kw["cpus"]) > kw["threads"]:  # taskset's set would use them all: say it
+        render.warn(f"--cpus names {len(kw['cpus'])} CPUs and -j runs {kw['threads']} "
+                    f"thread(s): only the first {kw['threads']} are used")  # fmt: skip
     specs = bench.matrix(commands, sizes, per_calls, bench.RunSpec(commands[0], **kw))
     with open_device(device) as dev, render.progress([s.label for s in specs]) as step:
         if check_balance and not vmstat.can_refresh():

@@ -86,14 +86,18 @@ def test_cpus_bind_each_thread(node) -> None:
             str(repeats), "-j", "2", "--cpus", f"{want[0]},{want[1]}", "--json"]  # fmt: skip
     before = oracle_counters(node)
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    seen: set[str] = set()
+    seen: set[str] = set()  # every thread's allowed CPUs, as the kernel lists them
+    main: set[str] = set()  # the main thread's (tid == pid), which is thread 0
     while proc.poll() is None:
         for status in Path(f"/proc/{proc.pid}/task").glob("*/status"):
             try:
                 text = status.read_text()
             except OSError:  # the thread ended
                 continue
-            seen.update(re.findall(r"^Cpus_allowed_list:\s*(\S+)$", text, re.M))
+            allowed_now = re.findall(r"^Cpus_allowed_list:\s*(\S+)$", text, re.M)
+            seen.update(allowed_now)
+            if status.parent.name == str(proc.pid):
+                main.update(allowed_now)
         time.sleep(0.01)
     out, err = proc.communicate()
     after = oracle_counters(node)
@@ -101,6 +105,7 @@ def test_cpus_bind_each_thread(node) -> None:
     (run,) = json.loads(out)
     assert run["cpus"] == want and run["threads"] == 2
     assert {str(cpu) for cpu in want} <= seen, f"threads' CPUs seen: {seen}"
+    assert str(want[0]) in main and str(want[1]) not in main, f"main thread's: {main}"
     assert after[0] - before[0] == after[1] - before[1] == repeats * 2
 
 

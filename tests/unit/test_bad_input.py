@@ -52,6 +52,7 @@ FILES = {
     "zero_per_call.json": _doc(nr_pages_per_call=0).encode(),
     "string_size.json": _doc(size="1M").encode(),
     "bad_cpus.json": _doc(cpus=[-1]).encode(),
+    "cpus_per_thread.json": _doc(cpus=[0, 1]).encode(),
     "no_samples.json": _doc(get_usec=[]).encode(),
     "no_results.json": _doc().replace('"results"', '"runs"').encode(),
     "regular": b"",
@@ -159,6 +160,7 @@ def _cases() -> list[Case]:
                         ("zero_per_call.json", "nr_pages_per_call is not positive"),
                         ("string_size.json", "size is not an integer"),
                         ("bad_cpus.json", "cpus is not a list of CPU numbers"),
+                        ("cpus_per_thread.json", "cpus does not name one CPU per thread"),
                         ("no_samples.json", "get_usec is not a list of timings"),
                         ("no_results.json", "missing or malformed field"),
                         ("absent.json", "does not exist"), ("dir", "cannot read")):  # fmt: skip

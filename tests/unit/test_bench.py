@@ -152,25 +152,50 @@ def test_ioctl_ns_is_the_mean_thread_loop_per_repeat() -> None:
 
 
 class WhereDevice(FakeDevice):
-    """Records the CPUs each ioctl's thread may run on."""
+    """Records, per ioctl, whether the caller's thread issued it and the CPUs it
+    could run on (thread idents are reused, so no more than that)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.where: list[set[int]] = []
+        self.where: list[tuple[bool, set[int]]] = []
 
     def ioctl(self, command: abi.Command, arg: object = None) -> None:
-        self.where.append(os.sched_getaffinity(0))
+        caller = threading.current_thread() is threading.main_thread()
+        self.where.append((caller, os.sched_getaffinity(0)))
         super().ioctl(command, arg)
 
 
 def test_cpus_bind_each_thread_and_the_caller_comes_back() -> None:
     before = os.sched_getaffinity(0)
-    cpu = min(before)
+    first, second = min(before), max(before)  # the same CPU on a one-CPU machine
     device = WhereDevice()
     spec = bench.RunSpec(abi.PIN_FAST_BENCHMARK, size=PAGE_SIZE, repeats=2, threads=3,
-                         cpus=(cpu,))  # fmt: skip
+                         cpus=(first, second))  # fmt: skip
     result = bench.run(device, spec)
-    assert device.where == [{cpu}] * 6 and result.cpus == [cpu] * 3
+    assert result.cpus == [first, second, first]
+    # thread 0 is the caller; threads 1 and 2 take the list's second and first
+    assert [cpus for caller, cpus in device.where if caller] == [{first}] * 2
+    others = [cpus for caller, cpus in device.where if not caller]
+    assert sorted(others, key=min) == sorted([{second}] * 2 + [{first}] * 2, key=min)
     assert os.sched_getaffinity(0) == before
     unbound = bench.run(WhereDevice(), bench.RunSpec(abi.PIN_FAST_BENCHMARK, size=PAGE_SIZE))
     assert unbound.cpus == []
+
+
+def test_balance_sees_every_cpu_of_the_process_while_threads_are_bound(monkeypatch) -> None:
+    # balance.measure() wakes every CPU the process may use; a binding of the
+    # calling thread around it would hide all but one.
+    from gupctl import balance
+
+    seen: list[set[int]] = []
+    measure = balance.measure
+
+    def spy(*args: object, **kw: object):  # type: ignore[no-untyped-def]
+        seen.append(os.sched_getaffinity(0))
+        return measure(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(balance, "measure", spy)
+    before = os.sched_getaffinity(0)
+    spec = bench.RunSpec(abi.PIN_FAST_BENCHMARK, size=PAGE_SIZE, cpus=(min(before),))
+    bench.run(WhereDevice(), spec)
+    assert seen == [before]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 
@@ -15,7 +16,7 @@ from gupctl.errors import CpuError
     ("text", "parsed"),
     [("1", (1,)), ("0,2", (0, 2)), ("0-3", (0, 1, 2, 3)), ("3, 0-1", (3, 0, 1)),
      ("1,1", (1, 1)), ("", None), ("x", None), ("1-", None), ("-1", None), ("2-1", None),
-     ("0-99999", None), ("1,,2", None), ("1.5", None)],
+     ("0-99999", None), ("1,,2", None), ("1.5", None), ("\u0663", None), ("99999", (99999,))],
 )  # fmt: skip
 def test_parse(text: str, parsed: tuple[int, ...] | None) -> None:
     assert cpus.parse(text) == parsed
@@ -33,7 +34,7 @@ def test_threads_cycle_through_the_list() -> None:
     assert cpus.for_thread((), 0) is None
 
 
-def test_bound_binds_the_calling_thread_only_and_restores_it() -> None:
+def test_bound_binds_the_caller_and_the_threads_it_starts_and_restores_it() -> None:
     before = os.sched_getaffinity(0)
     cpu = min(before)
     seen: dict[str, set[int]] = {}
@@ -47,7 +48,7 @@ def test_bound_binds_the_calling_thread_only_and_restores_it() -> None:
         t.start()
         t.join()
         seen["main"] = os.sched_getaffinity(0)
-    assert seen["inside"] == {cpu} == seen["other"]
+    assert seen["inside"] == {cpu} == seen["other"] == seen["main"]
     assert os.sched_getaffinity(0) == before
     with cpus.bound(None):
         assert os.sched_getaffinity(0) == before
@@ -58,5 +59,7 @@ def test_a_cpu_that_is_not_there_is_one_error() -> None:
     missing = max(before) + 4000
     with pytest.raises(CpuError) as info, cpus.bound(missing):
         raise AssertionError("bound to a CPU that does not exist")
-    assert info.value.allowed == before and "CPU" in str(info.value)
+    assert f"CPU {missing}" in str(info.value) and info.value.errno == errno.EINVAL
     assert os.sched_getaffinity(0) == before
+    with pytest.raises(CpuError), cpus.bound(1 << 40):  # past a cpu_set_t: no OverflowError
+        raise AssertionError("bound to a CPU that cannot exist")

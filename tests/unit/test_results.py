@@ -174,3 +174,21 @@ def test_compare_cli_table_and_json(cli: CliRunner, tmp_path) -> None:
     assert data["pairs"][0]["get"] == {"median_a": 11, "median_b": 31, "ratio": 31 / 11,
                                        "beyond_noise": True, "verdict": "slower"}  # fmt: skip
     assert len(data["only_in_a"]) == 1 and data["only_in_b"][0]["threads"] == 2
+
+
+def test_compare_pairs_across_bindings_and_says_so(cli: CliRunner, tmp_path) -> None:
+    # Binding (--cpus) is how a run was taken, not what it measured: bound and
+    # unbound runs still pair, each side's CPUs are in the JSON, and a
+    # difference in binding is one warning on stderr.
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    bound = make_run()
+    object.__setattr__(bound, "cpus", [1])
+    results.save(doc(bound), str(a))
+    results.save(doc(make_run()), str(b))
+    ran = cli.invoke(main, ["compare", str(a), str(b), "--json"])
+    assert ran.exit_code == 0, ran.output
+    (pair,) = json.loads(ran.stdout)["pairs"]
+    assert (pair["cpus_a"], pair["cpus_b"]) == ([1], [])
+    assert "1 pair(s) ran with their threads bound differently" in ran.stderr
+    same = cli.invoke(main, ["compare", str(a), str(a)])
+    assert same.exit_code == 0 and "bound differently" not in same.stderr
