@@ -152,6 +152,23 @@ def precompile() -> None:
 
     package = Path(__file__).resolve().parents[1]
     compileall.compile_dir(str(package), quiet=2)
+    if os.geteuid() == 0:
+        give_back_bytecode(package)
+
+
+def give_back_bytecode(package: Path) -> None:
+    """Each __pycache__ that root made in someone else's directory (`sudo
+    gupctl vm` in a user's checkout) goes to that directory's owner, so that
+    the user's own runs can still rewrite it.  Best effort: what cannot be
+    given back stays root's, which only costs those runs a compile."""
+    for pycache in package.rglob("__pycache__"):
+        try:
+            owner = pycache.parent.stat()
+            for path in (pycache, *pycache.iterdir()):
+                if path.lstat().st_uid == 0 != owner.st_uid:
+                    os.lchown(path, owner.st_uid, owner.st_gid)
+        except OSError:
+            continue
 
 
 def plan(

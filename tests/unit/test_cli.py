@@ -177,6 +177,11 @@ def test_every_lazy_command_loads_under_its_name() -> None:
         command = cli.main.get_command(click.Context(cli.main), name)
         assert isinstance(command, click.Command) and command.name == name
     assert cli.main.get_command(click.Context(cli.main), "nosuch") is None
+    listed = subprocess.run([sys.executable, "-m", "gupctl", "--help"], capture_output=True,
+                            text=True, check=True).stdout  # fmt: skip
+    lines = listed.split("Commands:", 1)[1].splitlines()
+    commands = [line.split()[0] for line in lines if line.startswith("  ") and line.split()]
+    assert sorted(commands) == sorted(cli.COMMANDS), listed
 
 
 def test_a_closed_stderr_costs_the_message_not_the_status() -> None:

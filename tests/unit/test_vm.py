@@ -178,3 +178,18 @@ def test_build_root_make_argv_chroots_with_a_clean_environment() -> None:
     kdir = "KDIR=/lib/modules/7.3.4+deb13-amd64/build"
     assert argv[11:] == ["make", "-C", kmod.CHROOT_DIR, kdir, "KCFLAGS=-Werror"]
     assert "env -i" in argv[6] and 'mount -t proc proc "$1/proc"' in argv[6]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving files to another user needs root")
+def test_bytecode_root_made_in_a_users_checkout_goes_back_to_its_owner(tmp_path) -> None:
+    # `sudo gupctl vm` compiles a user's checkout as root; the user must stay
+    # able to rewrite its bytecode.  Root's own directories stay root's.
+    users, roots = tmp_path / "users", tmp_path / "roots"
+    for d in (users, roots):
+        (d / "__pycache__").mkdir(parents=True)
+        (d / "__pycache__" / "m.cpython-311.pyc").write_bytes(b"")
+    os.chown(users, 4242, 4243)
+    runner.give_back_bytecode(tmp_path)
+    for path in (users / "__pycache__", users / "__pycache__" / "m.cpython-311.pyc"):
+        assert (path.stat().st_uid, path.stat().st_gid) == (4242, 4243)
+    assert (roots / "__pycache__" / "m.cpython-311.pyc").stat().st_uid == 0
