@@ -75,7 +75,7 @@ def test_loop_time_holds_the_kernels_time(counted, gupctl, node) -> None:
     assert run["ioctl_ns"] == pytest.approx(sum(loops) / threads / repeats)
 
 
-def test_cpus_bind_each_thread(node) -> None:
+def test_cpus_bind_each_thread(node, tmp_path) -> None:
     """--cpus binds thread k to the k-th CPU of the list: the kernel says so in
     /proc/PID/task/*/status while the threads run, the JSON names them, and the
     pins still balance exactly."""
@@ -85,7 +85,11 @@ def test_cpus_bind_each_thread(node) -> None:
     argv = [sys.executable, "-m", "gupctl", "bench", "pin_fast_benchmark", "-s", "4K", "-r",
             str(repeats), "-j", "2", "--cpus", f"{want[0]},{want[1]}", "--json"]  # fmt: skip
     before = oracle_counters(node)
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Output to files, not pipes: the JSON of 400,000 samples would fill a
+    # pipe that nobody reads while the test polls.
+    out_file, err_file = tmp_path / "out.json", tmp_path / "err"
+    with out_file.open("w") as out, err_file.open("w") as err:
+        proc = subprocess.Popen(argv, stdout=out, stderr=err)
     seen: set[str] = set()  # every thread's allowed CPUs, as the kernel lists them
     main: set[str] = set()  # the main thread's (tid == pid), which is thread 0
     while proc.poll() is None:
@@ -99,10 +103,9 @@ def test_cpus_bind_each_thread(node) -> None:
             if status.parent.name == str(proc.pid):
                 main.update(allowed_now)
         time.sleep(0.01)
-    out, err = proc.communicate()
     after = oracle_counters(node)
-    assert proc.returncode == 0, err
-    (run,) = json.loads(out)
+    assert proc.returncode == 0, err_file.read_text()
+    (run,) = json.loads(out_file.read_text())
     assert run["cpus"] == want and run["threads"] == 2
     assert {str(cpu) for cpu in want} <= seen, f"threads' CPUs seen: {seen}"
     assert str(want[0]) in main and str(want[1]) not in main, f"main thread's: {main}"
