@@ -7,6 +7,7 @@ never enters the numbers.  Threads share the buffer, as the selftest's -j does.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import threading
@@ -158,9 +159,9 @@ def run(device: Device, spec: RunSpec, check_balance: bool = False) -> RunResult
     # memory is touched where it will be pinned) and while it issues, not
     # around balance.measure(): that wakes every CPU of the process.
     first = cpus.for_thread(spec.cpus, 0)
-    with cpus.bound(first):
-        mapping = Mapping(spec.memory, spec.size)
-    with mapping:
+    with contextlib.ExitStack() as unmap:
+        with cpus.bound(first):  # the mapping is closed on any way out, as `with` would
+            mapping = unmap.enter_context(Mapping(spec.memory, spec.size))
 
         def issue() -> list[Repeats]:
             with cpus.bound(first):
