@@ -6,9 +6,9 @@ import json
 import statistics
 from pathlib import Path
 
-from benchmarks.stats import Ratio, ratio, scalar_ratio
+from benchmarks.stats import Ratio, pooled_median, ratio, scalar_ratio
+from gupctl import abi, results
 from gupctl import release as _release
-from gupctl import results
 from gupctl.cache import cache_dir
 from gupctl.memory import PAGE_SIZE, size_label
 
@@ -86,8 +86,7 @@ def timings_table(rows: list[dict]) -> tuple[list[str], dict[str, int]]:
             r, aa = ratio(a, g), ratio(a, b)
             _, why = _timing_verdict(r, aa)
             counts[why] += 1
-            c_med = statistics.median(v for run in a for v in run)
-            g_med = statistics.median(v for run in g for v in run)
+            c_med, g_med = pooled_median(a), pooled_median(g)
             lines.append(
                 f"| {row['command']} | {'on' if row['thp'] else 'off'} | {row['per_call']} "
                 f"| {phase} | {c_med:g} | {g_med:g} | {r} | {aa} | {why} |"
@@ -104,8 +103,7 @@ def placement_table(rows: list[dict]) -> list[str]:
         cells = []
         for one, free in (("c_one", "c_free"), ("g_one", "g_free")):
             a, b = ([run[0] for run in row[k]] for k in (one, free))
-            medians = (statistics.median(v for run in side for v in run) for side in (a, b))
-            cells += ["{:g} → {:g}".format(*medians), str(ratio(a, b))]
+            cells += [f"{pooled_median(a):g} → {pooled_median(b):g}", str(ratio(a, b))]
         lines.append(f"| {row['command']} | {'on' if row['thp'] else 'off'} | {row['per_call']} "
                      f"| {' | '.join(cells)} |")  # fmt: skip
     return lines
@@ -138,16 +136,23 @@ def _kernel_rows(row_a: dict, row_b: dict, pages: int) -> list[str]:
         g_a, g_b = ([run[i] for run in row["g"]] for row in (row_a, row_b))
         c_a, c_b = ([run[i] for run in row["a"] + row["b"]] for row in (row_a, row_b))
         g, c = ratio(g_a, g_b, paired=False), ratio(c_a, c_b, paired=False)
-        ns_a, ns_b = (statistics.median(v for run in side for v in run) * 1000 / pages
-                      for side in (g_a, g_b))  # fmt: skip
-        sides = {"faster" if r.high < 1 else "slower" for r in (g, c) if not r.contains(1.0)}
-        change = ("tools disagree" if len(sides) > 1 else "none seen" if not sides else
-                  sides.pop() if not (g.contains(1.0) or c.contains(1.0)) else
-                  "one tool only")  # fmt: skip
+        ns_a, ns_b = (pooled_median(side) * 1000 / pages for side in (g_a, g_b))
+        change = _change(g, c)
         lines.append(f"| {row_a['command']} | {'on' if row_a['thp'] else 'off'} "
                      f"| {row_a['per_call']} | {phase} | {_ns(ns_a)} → {_ns(ns_b)} | {g} | {c} "
                      f"| {change} |")  # fmt: skip
     return lines
+
+
+def _change(g: Ratio, c: Ratio) -> str:
+    """What both tools' intervals say of B against A: a change is claimed only
+    where both exclude 1 on the same side."""
+    sides = {"faster" if r.high < 1 else "slower" for r in (g, c) if not r.contains(1.0)}
+    if len(sides) > 1:
+        return "tools disagree"
+    if not sides:
+        return "none seen"
+    return "one tool only" if g.contains(1.0) or c.contains(1.0) else sides.pop()
 
 
 def boot_table(boot: dict) -> list[str]:
@@ -182,7 +187,7 @@ def _pairs(a: results.SavedResults, b: results.SavedResults) -> list[str]:
              "|---|---:|---:|---:|---|---:|---|"]  # fmt: skip
     for pair in comparison.pairs:
         k, pages = pair.key, pair.key.size // PAGE_SIZE
-        per_call = "all" if k.pages_per_call >= pages else str(k.pages_per_call)
+        per_call = abi.per_call_label(k.pages_per_call, pages)
         cells = []
         for phase in (pair.get, pair.put):
             ns_a, ns_b = (m * 1000 / pages for m in (phase.median_a, phase.median_b))

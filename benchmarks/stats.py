@@ -40,8 +40,10 @@ class Ratio:
         return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
 
 
-def _pooled_median(rounds: Sequence[Sequence[float]], picks: Sequence[int]) -> float:
-    return statistics.median([v for i in picks for v in rounds[i]])
+def pooled_median(rounds: Sequence[Sequence[float]], picks: Sequence[int] | None = None) -> float:
+    """The median of the samples of the rounds picked (default: all), pooled."""
+    every = range(len(rounds)) if picks is None else picks
+    return statistics.median([v for i in every for v in rounds[i]])
 
 
 def ratio(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]],
@@ -52,13 +54,13 @@ def ratio(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]],
     on its own."""
     if (paired and len(a) != len(b)) or min(len(a), len(b)) < 2:
         raise ValueError("a ratio needs at least 2 rounds a side, the same rounds if paired")
-    value = _pooled_median(b, range(len(b))) / _pooled_median(a, range(len(a)))
+    value = pooled_median(b) / pooled_median(a)
     rng = random.Random(SEED)
     replicates = []
     for _ in range(REPLICATES):
         picks = [rng.randrange(len(a)) for _ in a]
         other = picks if paired else [rng.randrange(len(b)) for _ in b]
-        replicates.append(_pooled_median(b, other) / _pooled_median(a, picks))
+        replicates.append(pooled_median(b, other) / pooled_median(a, picks))
     replicates.sort()
     low = replicates[int(0.025 * REPLICATES)]
     high = replicates[int(0.975 * REPLICATES) - 1]
