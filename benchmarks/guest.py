@@ -28,13 +28,14 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import loop_profile  # noqa: E402
+from benchmarks import loop_profile, strace  # noqa: E402
 from gupctl import device, numa  # noqa: E402
 
 COMMANDS = {"gup_fast_benchmark": "-u", "pin_fast_benchmark": "-a", "pin_longterm_benchmark": "-L"}
@@ -46,7 +47,8 @@ C_TIME = re.compile(r"Time: get:(\d+) put:(\d+) us")
 LIKE_C = ["--file", "/dev/zero"]
 #: The buffer of every kernel-timed run, both tools' default, said explicitly.
 SIZE_MIB = 128
-GUPCTL = [sys.executable, "-m", "gupctl"]
+#: The console script, as users run it (python -m would add runpy's imports).
+GUPCTL = [str(Path(sys.executable).with_name("gupctl"))]
 Samples = list[list[int]]  # [get µs...], [put µs...]
 PARTS = ("startup", "loop", "placement", "timings")
 
@@ -235,9 +237,19 @@ def loop_cost(run: Runner, bare: str, c_pages: str, rounds: int, repeats: int,
     return result
 
 
-def startup(run: Runner, rounds: int) -> dict[str, list[float]]:
-    """Wall ms of python's own start-up, and of gupctl commands that reach one
-    ioctl and stop: in the same guest, interleaved."""
+def first_ioctl(run: Runner, argv: list[str]) -> float:
+    """Seconds from argv's execve to its first gup_test ioctl (to its exit if
+    it issues none), traced."""
+    with tempfile.NamedTemporaryFile("r", prefix="strace-") as log:
+        run([*strace.ARGV, "-o", log.name, *argv])
+        return strace.span(log.read())
+
+
+def startup(run: Runner, rounds: int) -> dict[str, dict[str, list[float]]]:
+    """Python's own start-up, and gupctl commands that reach one ioctl and
+    stop, in the same guest, interleaved: each command's wall ms, and its ms
+    from execve to the first gup_test ioctl (to exit for those that issue
+    none), traced."""
     commands = {
         "python -c pass": [sys.executable, "-c", "pass"],
         "python -c 'import click'": [sys.executable, "-c", "import click"],
@@ -246,11 +258,13 @@ def startup(run: Runner, rounds: int) -> dict[str, list[float]]:
         "gupctl selftest -s 4K pin_fast.thp.private.write.n1": [
             *GUPCTL, "selftest", "-s", "4K", "pin_fast.thp.private.write.n1"],
     }  # fmt: skip
-    times: dict[str, list[float]] = {name: [] for name in commands}
+    wall: dict[str, list[float]] = {name: [] for name in commands}
+    first: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(rounds):
         for name, argv in commands.items():
-            times[name].append(run.wall(argv) * 1000)
-    return times
+            wall[name].append(run.wall(argv) * 1000)
+            first[name].append(first_ioctl(run, argv) * 1000)
+    return {"wall": wall, "first_ioctl": first}
 
 
 def main() -> None:
@@ -272,7 +286,7 @@ def main() -> None:
     result: dict[str, object] = {"kernel": os.uname().release, "node": node, "cpu": cpu,
                                  "rounds": args.rounds, "size": SIZE_MIB << 20}  # fmt: skip
     if "startup" in parts:
-        result["startup_ms"] = startup(one, args.rounds)
+        result["startup"] = startup(one, args.rounds)
     if "loop" in parts:
         # two threads: one on each CPU, each tool binding its own threads
         placed = ((one, [cpu]), (free, [cpu, cpus[0]]))
