@@ -242,7 +242,10 @@ def first_ioctl(run: Runner, argv: list[str]) -> float:
     it issues none), traced."""
     with tempfile.NamedTemporaryFile("r", prefix="strace-") as log:
         run([*strace.ARGV, "-o", log.name, *argv])
-        return strace.span(log.read())
+        try:
+            return strace.span(log.read())
+        except ValueError as e:
+            raise SystemExit(f"{' '.join(argv)} under strace: {e}") from None
 
 
 def startup(run: Runner, rounds: int) -> dict[str, dict[str, list[float]]]:

@@ -54,7 +54,7 @@ def loop_table(loops: list[dict], profile: dict) -> list[str]:
 
 
 def startup_table(startup: dict[str, dict[str, list[float]]]) -> list[str]:
-    """Wall ms of each command, and (runs since 2026-12-07) ms from its execve
+    """Wall ms of each command, and (runs since 2026-12-06-full.json) ms from its execve
     to its first gup_test ioctl, traced: the goal's own measure."""
     wall, first = startup["wall"], startup.get("first_ioctl")
     head = "| command (in the guest) | wall median ms | min–max | wall ÷ python -c pass [95% CI] |"
@@ -234,7 +234,7 @@ def markdown(data: dict) -> str:
         cpu = f", one-thread runs on CPU {k['cpu']}" if "cpu" in k else ""
         out += ["", f"### Kernel {k['kernel']} ({kernel}), {k['rounds']} rounds, memory on node "
                 f"{k['node']} for every tool{cpu}"]  # fmt: skip
-        if "startup" in k or "startup_ms" in k:  # startup_ms: wall times only, before 2026-12-07
+        if "startup" in k or "startup_ms" in k:  # startup_ms: wall times only, in older runs
             startup = k.get("startup") or {"wall": k["startup_ms"]}
             out += ["", "Start-up:", "", *startup_table(startup)]
         if "loop" in k:

@@ -35,6 +35,26 @@ def test_span_of_a_command_without_gup_ioctls_ends_at_its_exit() -> None:
     assert strace.span(log) == pytest.approx(1.5)
 
 
+def test_without_gup_ioctls_only_the_exec_d_process_exit_ends_the_span() -> None:
+    """A thread or child that exits first does not end it; a kill does."""
+    log = "\n".join(line for line in LOG.splitlines() if "0x67" not in line)
+    log = log.replace("2840  102.000000 +++ exited with 0 +++",
+                      "2841  101.000000 +++ exited with 0 +++\n"
+                      "2840  102.000000 +++ killed by SIGKILL +++")  # fmt: skip
+    assert strace.span(log) == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize(
+    ("log", "says"),
+    [("100.5 execve(...) = 0\n", "without PID and time"),
+     ("2840  100.0 execve(...) = -1 ENOENT\n", "no successful execve"),
+     ("2840  100.0 execve(...) = 0\n2841  101.0 +++ exited with 0 +++\n", "neither")],
+)  # fmt: skip
+def test_a_log_it_cannot_read_is_an_error_that_says_why(log: str, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        strace.span(log)
+
+
 def test_an_ioctl_of_another_type_does_not_end_the_span() -> None:
     log = LOG.replace("0x67", "0x54")  # 'T', the tty ioctls
     assert strace.span(log) == pytest.approx(1.5)
