@@ -54,7 +54,7 @@ def loop_table(loops: list[dict], profile: dict) -> list[str]:
 
 
 def startup_table(startup: dict[str, dict[str, list[float]]]) -> list[str]:
-    """Wall ms of each command, and (runs since 2026-12-06-full.json) ms from its execve
+    """Wall ms of each command, and (saved runs from 2026-12-06-full.json on) ms from its execve
     to its first gup_test ioctl, traced: the goal's own measure."""
     wall, first = startup["wall"], startup.get("first_ioctl")
     head = "| command (in the guest) | wall median ms | min–max | wall ÷ python -c pass [95% CI] |"
