@@ -45,6 +45,7 @@ class Series:
     size: int
     write: bool
     threads: int
+    cpus: tuple[int, ...]  # each thread's CPU (--cpus), as the table shows it; (): unbound
     points: list[Point]
 
     @property
@@ -52,8 +53,9 @@ class Series:
         """The legend text."""
         mode = "write" if self.write else "read"
         threads = f" j={self.threads}" if self.threads > 1 else ""
+        bound = f" @{','.join(map(str, self.cpus))}" if self.cpus else ""
         return (f"{self.file}: {self.command} {self.backing} {size_label(self.size)} "
-                f"{mode}{threads}")  # fmt: skip
+                f"{mode}{threads}{bound}")  # fmt: skip
 
 
 def labels(paths: Sequence[str]) -> list[str]:
@@ -69,10 +71,10 @@ def notes(docs: Sequence[tuple[str, SavedResults]]) -> list[str]:
 
 def series(docs: Sequence[tuple[str, SavedResults]]) -> list[Series]:
     """Group every run of the labelled documents into series, points sorted by pages per call."""
-    groups: dict[tuple[str, str, str, int, bool, int], list[Point]] = {}
+    groups: dict[tuple[str, str, str, int, bool, int, tuple[int, ...]], list[Point]] = {}
     for label, doc in docs:
         for r in doc.results:
-            key = (label, r.command, r.backing, r.size, r.write, r.threads)
+            key = (label, r.command, r.backing, r.size, r.write, r.threads, tuple(r.cpus))
             point = Point(r.pages_per_call, r.get_ns_per_page, r.put_ns_per_page)
             groups.setdefault(key, []).append(point)
     return [Series(*key, sorted(points, key=lambda p: p.pages_per_call))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import xml.etree.ElementTree as ET
 
@@ -31,6 +32,19 @@ def test_series_group_and_sort() -> None:
     assert [p.pages_per_call for p in s[0].points] == [1, 16, 256]
     assert s[0].points[0].get_ns_per_page == 41 * 1000 / 256
     assert s[0].name == "a: pin_fast_benchmark anon-private 1 MiB write"
+
+
+def test_a_bound_run_says_so_and_is_not_drawn_with_a_free_one() -> None:
+    """--cpus is in the legend as the table shows it (@ each thread's CPU),
+    and runs bound differently are separate lines."""
+    free = make_run(threads=2)
+    bound = dataclasses.replace(free, cpus=[1, 0])
+    s = plot.series([("a", doc(free, bound))])
+    assert [x.name for x in s] == [
+        "a: pin_fast_benchmark anon-private 1 MiB write j=2",
+        "a: pin_fast_benchmark anon-private 1 MiB write j=2 @1,0",
+    ]
+    assert [len(x.points) for x in s] == [1, 1]
 
 
 def test_labels_fall_back_to_paths_when_names_clash() -> None:
