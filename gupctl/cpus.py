@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from gupctl.errors import CpuError
@@ -70,6 +70,11 @@ def for_thread(cpus: tuple[int, ...], index: int) -> int | None:
 def per_thread(cpus: tuple[int, ...], threads: int) -> list[int]:
     """Each thread's CPU, in thread order; empty when unbound."""
     return [cpu for k in range(threads) if (cpu := for_thread(cpus, k)) is not None]
+
+
+def label(each: Sequence[int]) -> str:
+    """Each thread's CPU as tables and plots show a bound run: '@1,0'; '' unbound."""
+    return f"@{','.join(map(str, each))}" if each else ""
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
-from gupctl import output
+from gupctl import cpus, output
 from gupctl.memory import size_label
 from gupctl.results import SavedResults
 
@@ -53,7 +53,7 @@ class Series:
         """The legend text."""
         mode = "write" if self.write else "read"
         threads = f" j={self.threads}" if self.threads > 1 else ""
-        bound = f" @{','.join(map(str, self.cpus))}" if self.cpus else ""
+        bound = f" {cpus.label(self.cpus)}" if self.cpus else ""
         return (f"{self.file}: {self.command} {self.backing} {size_label(self.size)} "
                 f"{mode}{threads}{bound}")  # fmt: skip
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
-from gupctl import abi
+from gupctl import abi, cpus
 from gupctl.memory import PAGE_SIZE, size_label
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ def _runs(results: list[RunResult]) -> Table:
         per_call = abi.per_call_label(r.nr_pages_per_call, r.nr_pages)
         t.add_row(
             r.command, r.backing, size_label(r.size), per_call,
-            f"{r.repeats}×{r.threads}" + (f" @{','.join(map(str, r.cpus))}" if r.cpus else ""),
+            " ".join(filter(None, (f"{r.repeats}×{r.threads}", cpus.label(r.cpus)))),
             "write" if r.write else "read",
             f"{r.get.min:g} / {r.get.median:g} / {r.get.max:g}",
             f"{r.put.min:g} / {r.put.median:g} / {r.put.max:g}",

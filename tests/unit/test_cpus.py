@@ -63,3 +63,8 @@ def test_a_cpu_that_is_not_there_is_one_error() -> None:
     assert os.sched_getaffinity(0) == before
     with pytest.raises(CpuError), cpus.bound(1 << 40):  # past a cpu_set_t: no OverflowError
         raise AssertionError("bound to a CPU that cannot exist")
+
+
+def test_label_names_each_thread_cpu_in_order_and_nothing_when_unbound() -> None:
+    assert cpus.label([1, 0, 1]) == "@1,0,1"
+    assert cpus.label([]) == ""
