@@ -2,7 +2,8 @@
 
 Anonymous private (the default) or shared, file-backed, hugetlb; THP on or off
 through madvise; optionally bound to one NUMA node; prefaulted from userspace
-by default, as the selftest does, so that GUP finds present pages.
+by default, as the selftest does (a write fault per page), so that GUP finds
+present pages.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 MAP_HUGETLB = 0x40000
 # MAP_HUGE_* / MFD_HUGE_*: log2 of the huge page size in bits 26-31.
 MAP_HUGE_SHIFT = 26
+# <asm-generic/mman-common.h>, v5.14 (the same number on every architecture).
+MADV_POPULATE_WRITE = 23
 
 
 @dataclass(frozen=True)
@@ -143,8 +146,20 @@ class Mapping:
         if spec.numa_node is not None:
             self._bind(spec.numa_node)
         if spec.prefault:
-            # One write per byte is what the selftest's loop amounts to; memset is faster.
-            lib.memset(self._ptr(), 0, size)
+            self._prefault()
+
+    def _prefault(self) -> None:
+        """Fault every page in writable, as the selftest's loop does with a
+        write of one byte per page.  MADV_POPULATE_WRITE takes the same write
+        faults in one call; under emulation a loop, or memset over the whole
+        range, costs as much again as the faults (about 0.3 s for 128 MiB).
+        Kernels before v5.14 (4ca9b3859dac) answer EINVAL: memset there."""
+        if lib.madvise(self._ptr(), self.size, MADV_POPULATE_WRITE) == 0:
+            return
+        err = ffi.errno
+        if err != errno.EINVAL:  # EFAULT: a fault failed (no huge page free on the node)
+            raise MappingError("prefault (MADV_POPULATE_WRITE)", err, self.spec.describe())
+        lib.memset(self._ptr(), 0, self.size)
 
     def _open_file(self, path: str, size: int) -> int:
         flags = os.O_RDWR | os.O_CLOEXEC

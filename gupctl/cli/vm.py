@@ -56,6 +56,14 @@ from gupctl.cli.options import Seconds, Size
     help="Boot with movablecore=SIZE: that much memory in ZONE_MOVABLE, which FOLL_LONGTERM "
     "pins must leave (the selftest's placement.* cases run where it exists).",
 )
+@click.option(
+    "--python-image/--no-python-image",
+    default=True,
+    show_default=True,
+    help="Put this Python's standard library and gupctl's distributions in guest memory "
+    "(cached), in front of the host root that the guest reads over 9p: each Python start "
+    "in the guest is then quicker.",
+)
 @click.option("--timeout", type=Seconds(), default=1800, show_default=True, help="Seconds.")
 @click.option(
     "--if-needed",
@@ -71,6 +79,7 @@ def vm(
     lockdown: str | None,
     no_memory_only_node: bool,
     movablecore: int | None,
+    python_image: bool,
     timeout: float,
     if_needed: bool,
     dry_run: bool,
@@ -96,7 +105,7 @@ def vm(
         os.execvp(command[0], list(command))
     # A kernel built from source reports its progress through logging.
     logging.basicConfig(level=logging.INFO, format="gupctl: %(message)s", stream=sys.stderr)
-    machine = qemu.Machine(memory_only_node=not no_memory_only_node)
+    machine = qemu.Machine(memory_only_node=not no_memory_only_node, python_image=python_image)
     if movablecore is not None:
         total = machine.node0_mib + machine.node1_mib
         if movablecore % (1 << 20) or not 0 < movablecore >> 20 < total // 2:

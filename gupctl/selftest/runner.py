@@ -139,8 +139,11 @@ def run_one(case: Case, env: Env, timeout: float, log: kmsg.KernelLog | None) ->
     try:
         outcome = _wait(pid, rfd, timeout)
     except BaseException:  # SIGINT/SIGTERM (gupctl/cli/signals.py): no case outlives us
-        _kill_group(pid)
-        os.waitpid(pid, 0)
+        _kill_group(pid)  # its group too: a COW sharer may outlive a reaped case
+        # The signal may come after _wait() reaped the case (while it decodes
+        # the verdict): then there is nothing left to wait for.
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
         raise
     finally:
         os.close(rfd)

@@ -54,7 +54,12 @@ mkdir -p /lower /rw
 mount -t 9p -o "$opts,ro,cache=loose" hostroot /lower || die "cannot mount the host root"
 mount -t tmpfs -o mode=0755 tmpfs /rw
 mkdir -p /rw/upper /rw/work
-mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work overlay /host ||
+# The host's Python files that gupctl packed into the initramfs
+# (gupctl/vm/pyimage.py), at their host paths: the top lower layer, read from
+# memory; what it lacks is still read over 9p beneath it.
+lower=/lower
+[ -d /pyimage ] && lower=/pyimage:/lower
+mount -t overlay -o "lowerdir=$lower,upperdir=/rw/upper,workdir=/rw/work" overlay /host ||
 	die "cannot mount the overlay"
 mount -t proc proc /host/proc
 mount -t sysfs sysfs /host/sys

@@ -83,19 +83,20 @@ class Cpio:
         self.parts: list[bytes] = []
         self.ino = 1
 
-    def _entry(
-        self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)
-    ) -> None:
-        fields = (self.ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(name) + 1, 0)
+    def _entry(self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0),
+               mtime: int = 0) -> None:  # fmt: skip
+        fields = (self.ino, mode, 0, 0, 1, mtime, len(data), 0, 0, rdev[0], rdev[1],
+                  len(name) + 1, 0)  # fmt: skip
         self.ino += 1
         header = b"070701" + b"".join(b"%08X" % f for f in fields) + name.encode() + b"\0"
         self.parts += [header, b"\0" * (-len(header) % 4), data, b"\0" * (-len(data) % 4)]
 
-    def dir(self, name: str) -> None:
-        self._entry(name, 0o040755)
+    def dir(self, name: str, mtime: int = 0) -> None:
+        self._entry(name, 0o040755, mtime=mtime)
 
-    def file(self, name: str, data: bytes, mode: int = 0o644) -> None:
-        self._entry(name, 0o100000 | mode, data)
+    def file(self, name: str, data: bytes, mode: int = 0o644, mtime: int = 0) -> None:
+        """A regular file; `mtime` is kept (init/initramfs.c sets it on unpacking)."""
+        self._entry(name, 0o100000 | mode, data, mtime=mtime)
 
     def chardev(self, name: str, major: int, minor: int) -> None:
         self._entry(name, 0o020600, rdev=(major, minor))

@@ -34,6 +34,9 @@ class Machine:
     # movablecore= (Documentation/admin-guide/kernel-parameters.txt): this
     # much memory in ZONE_MOVABLE, spread over the nodes; 0: none.
     movablecore_mib: int = 0
+    # The host's Python files in guest memory, over the host root
+    # (gupctl/vm/pyimage.py): Python starts without a 9p round trip per file.
+    python_image: bool = True
 
 
 def _smp(machine: Machine) -> str:

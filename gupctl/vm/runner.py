@@ -25,7 +25,7 @@ from pathlib import Path
 
 from gupctl import cache, kmsg
 from gupctl.errors import VmError
-from gupctl.vm import initramfs, kmod, qemu
+from gupctl.vm import initramfs, kmod, pyimage, qemu
 from gupctl.vm.kernel import MODULES, Kernel
 from gupctl.vm.resolve import find
 
@@ -77,7 +77,7 @@ class Plan:
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
-def _initrd(kernel: Kernel) -> Path:
+def _initrd(kernel: Kernel, python_image: bool) -> Path:
     files = resources.files("gupctl.vm")
     # The init script, the code that packs it (and picks the modules), and
     # the modules' origin: two kernels may share a release.
@@ -88,7 +88,8 @@ def _initrd(kernel: Kernel) -> Path:
         initramfs.build(kernel, scratch / "initrd.cpio.gz")
 
     name = f"{kernel.release}-{cache.key(parts)}"
-    return cache.entry("initramfs", name, make) / "initrd.cpio.gz"
+    initrd = cache.entry("initramfs", name, make) / "initrd.cpio.gz"
+    return pyimage.in_front_of(initrd) if python_image else initrd
 
 
 def _foreign_modules(kernel: Kernel) -> Path | None:
@@ -202,7 +203,7 @@ def plan(
         kvm = qemu.kvm_usable()
         argv = qemu.argv(
             k.image,
-            _initrd(k),
+            _initrd(k, machine.python_image),
             run_dir,
             qemu.cmdline(
                 run_dir, use_kmod, machine, sys.stdout.isatty(), _foreign_modules(k), lockdown

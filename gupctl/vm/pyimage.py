@@ -1,0 +1,178 @@
+"""The guest's Python from guest memory: the host's Python files in a cpio.
+
+The guest sees the host's root over 9p.  Under TCG each 9p request is a round
+trip through emulated virtio and QEMU, and with cache=loose the guest still
+makes one to open and one to close every file, and one per directory it
+lists: a Python start opens a few dozen files, `gupctl bench` about two
+hundred, pytest more.  This module packs the files Python imports (the
+standard library, and the installed distributions gupctl and the kernel
+tests need) into an uncompressed cpio that runner.py puts in front of the
+initramfs.  The guest kernel unpacks it into memory at boot (no block
+driver, no filesystem module, no decompression under emulation), and
+guest-init.sh lays it over the host root as the overlay's top lower layer:
+what it holds is read from memory at the same path; what it leaves out is
+still found over 9p beneath it.  So leaving a file out only costs time, and
+the image holds each file as the host has it, mtime included (Python
+checks a .pyc against its source's).
+
+Cached, keyed by every packed file's path, size and mtime: a changed file
+makes a new image, never a stale one.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import os
+import re
+import shutil
+import stat
+import sys
+import sysconfig
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from gupctl import cache
+from gupctl.vm.initramfs import Cpio
+
+#: Where the image's files are unpacked in the guest's initramfs root.
+ROOT = "pyimage"
+#: Distributions packed with what they require: gupctl itself, and pytest,
+#: which the kernel tests run in the guest.  Others are read over 9p.
+DISTRIBUTIONS = ("gupctl", "pytest")
+#: Standard library directories no gupctl command imports (the test suite
+#: alone is 123 MB).
+STDLIB_SKIP = frozenset(
+    {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "site-packages",
+     "__phello__", "pydoc_data"}
+)  # fmt: skip
+#: Bytecode for -O and -OO, which the guest never runs.
+OPTIMIZED = re.compile(r"\.opt-[12]\.pyc$")
+
+
+def _walk(top: str, skip: frozenset[str] = frozenset()) -> Iterator[str]:
+    """Files under `top`, without the directories named in `skip` or config-*
+    (the static library and Makefile the interpreter was built with)."""
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames[:] = sorted(d for d in dirnames if d not in skip and not d.startswith("config-"))
+        for name in sorted(filenames):
+            if not OPTIMIZED.search(name):
+                yield os.path.join(dirpath, name)
+
+
+def _requires(dist: metadata.Distribution) -> list[str]:
+    """The names of what `dist` requires outside any extra."""
+    names = []
+    for req in dist.requires or []:
+        if "extra ==" in req:
+            continue
+        match = re.match(r"[A-Za-z0-9._-]+", req)
+        if match:
+            names.append(match.group(0))
+    return names
+
+
+def _distribution_files(names: tuple[str, ...] = DISTRIBUTIONS) -> Iterator[str]:
+    """The installed files of `names` and of everything they require."""
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = re.sub(r"[-_.]+", "-", todo.pop()).lower()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue  # not installed (or a marker excluded it): nothing to pack
+        todo += _requires(dist)
+        base = os.path.realpath(str(dist.locate_file("")))
+        for f in dist.files or []:
+            yield os.path.normpath(os.path.join(base, f))
+
+
+def files() -> list[Path]:
+    """Every file the image holds: absolute, regular (not a symlink), readable.
+    Their directories are the real ones (symlinks resolved), as the guest
+    finds them under the overlay."""
+    stdlib = os.path.realpath(sysconfig.get_paths()["stdlib"])
+    own = os.path.realpath(Path(__file__).parents[1])  # a checkout, or installed
+    found = set()
+    for path in (*_walk(stdlib, STDLIB_SKIP), *_distribution_files(), *_walk(own)):
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue  # RECORD names a file that is gone: read over 9p, or not at all
+        if stat.S_ISREG(st.st_mode) and os.access(path, os.R_OK):
+            found.add(path)
+    return [Path(p) for p in sorted(found)]
+
+
+def _parents(path: Path, made: set[str], archive: Cpio) -> None:
+    for parent in reversed(path.parents[:-1]):  # '/' itself is the image's root
+        name = f"{ROOT}{parent}"
+        if name not in made:
+            archive.dir(name, mtime=int(parent.stat().st_mtime))
+            made.add(name)
+
+
+def build(paths: list[Path], dest: Path) -> None:
+    """Write the cpio of `paths` (absolute) under ROOT to `dest`."""
+    archive = Cpio()
+    made = {ROOT}
+    archive.dir(ROOT)
+    for path in paths:
+        _parents(path, made, archive)
+        st = path.stat()
+        archive.file(f"{ROOT}{path}", path.read_bytes(), stat.S_IMODE(st.st_mode),
+                     int(st.st_mtime))  # fmt: skip
+    dest.write_bytes(archive.finish())
+
+
+def _whole(want: str) -> Callable[[Path], bool]:
+    """cache.entry's test of an entry that is replaced, not kept beside its
+    successor, when what went into it changes: its `key` file says `want`."""
+
+    def whole(entry: Path) -> bool:
+        try:
+            return (entry / "key").read_text() == want
+        except OSError:
+            return False
+
+    return whole
+
+
+def image() -> Path:
+    """The cached image of this environment's Python files (made here if
+    missing or stale).  One per environment, replaced when a file changes:
+    gupctl's own modules change with every edit in a checkout."""
+    paths = files()
+    parts: list[str | bytes] = [sys.version, Path(__file__).read_bytes()]
+    for path in paths:
+        st = path.stat()
+        parts.append(f"{path}\0{st.st_size}\0{st.st_mtime_ns}")
+    want = cache.key(parts)
+
+    def make(scratch: Path) -> None:
+        build(paths, scratch / "image.cpio")
+        (scratch / "key").write_text(want)
+
+    name = f"{sys.implementation.cache_tag}-{cache.key([sys.prefix])}"
+    return cache.entry("pyimage", name, make, _whole(want)) / "image.cpio"
+
+
+def in_front_of(initrd: Path) -> Path:
+    """`initrd` with this environment's image in front (the guest kernel
+    unpacks one archive after the other), cached per initramfs and
+    environment, and replaced with the image."""
+    img = image()
+    want = (img.parent / "key").read_text()
+
+    def make(scratch: Path) -> None:
+        with open(scratch / "initrd", "wb") as out:
+            for part in (img, initrd):
+                with open(part, "rb") as f:
+                    shutil.copyfileobj(f, out)
+        (scratch / "key").write_text(want)
+
+    name = f"{initrd.parent.name}-{img.parent.name}"
+    return cache.entry("initrd", name, make, _whole(want)) / "initrd"
