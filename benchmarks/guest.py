@@ -50,7 +50,7 @@ SIZE_MIB = 128
 #: The console script, as users run it (python -m would add runpy's imports).
 GUPCTL = [str(Path(sys.executable).with_name("gupctl"))]
 Samples = list[list[int]]  # [get µs...], [put µs...]
-PARTS = ("startup", "loop", "placement", "timings")
+PARTS = ("startup", "loop", "placement", "timings", "thp")
 
 
 def log(message: str) -> None:
@@ -203,24 +203,26 @@ def _placed(one: Runner, free: Runner, c: list[str], g: list[str],
 
 
 def loop_cost(run: Runner, bare: str, c_pages: str, rounds: int, repeats: int,
-              cpus: list[int]) -> dict[str, object]:  # fmt: skip
+              threads: int, cpus: list[int] | None) -> dict[str, object]:  # fmt: skip
     """ns per one-page PIN_FAST_BENCHMARK ioctl and thread, per round: the bare
     C loop (A and A'), gupctl's in-process loop time (RunResult.ioctl_ns), and
-    upstream's C selftest by wall(N+1 repeats) - wall(1 repeat).  One thread
-    per CPU of `cpus`, bound to it by both the bare loop and gupctl (--cpus);
-    upstream's selftest cannot bind its threads."""
-    path, threads, where = device.locate(), len(cpus), ",".join(map(str, cpus))
+    upstream's C selftest by wall(N+1 repeats) - wall(1 repeat).  With `cpus`,
+    thread k is bound to cpus[k] by both the bare loop and gupctl (--cpus);
+    without, neither binds anything, as a user who asks for nothing runs.
+    Upstream's selftest cannot bind its threads."""
+    path = device.locate()
+    where = [",".join(map(str, cpus))] if cpus else []
     result: dict[str, object] = {"threads": threads, "cpus": cpus, "repeats": repeats,
                                  "a": [], "g": [], "b": [], "selftest": []}  # fmt: skip
 
     def bare_run(which: str) -> None:
-        data = json.loads(run([bare, path, "1", str(repeats), str(threads), where]))
+        data = json.loads(run([bare, path, "1", str(repeats), str(threads), *where]))
         result[which].append(sum(data["loop_ns"]) / threads / repeats)  # type: ignore[attr-defined]
 
     def gupctl_run() -> None:
         argv = [*GUPCTL, "bench", "pin_fast_benchmark", "-s", "4K", "-n", "1", "-r", str(repeats),
-                "-j", str(threads), "--cpus", where, "--numa-node", str(run.node),
-                "--json"]  # fmt: skip
+                "-j", str(threads), *(["--cpus", *where] if where else []),
+                "--numa-node", str(run.node), "--json"]  # fmt: skip
         (data,) = json.loads(run(argv))
         result["g"].append(data["ioctl_ns"])  # type: ignore[attr-defined]
 
@@ -233,8 +235,56 @@ def loop_cost(run: Runner, bare: str, c_pages: str, rounds: int, repeats: int,
         ordered(r, lambda: bare_run("a"), gupctl_run, lambda: bare_run("b"))
         diff = run.wall(selftest(small + 1)) - run.wall(selftest(1))
         result["selftest"].append(diff * 1e9 / small)  # type: ignore[attr-defined]
-    log(f"loop: {threads} thread(s): bare C {result['a']}, gupctl {result['g']}")
+    log(
+        f"loop: {threads} thread(s) on {cpus or 'any CPU'}: bare C {result['a']}, "
+        f"gupctl {result['g']}"
+    )
     return result
+
+
+def _thp_share(addr: int, size: int) -> float:
+    """The share of [addr, addr + size) that THP backs: AnonHugePages over
+    Size of its mapping in /proc/self/smaps."""
+    with open("/proc/self/smaps") as f:
+        text = f.read()
+    for block in re.split(r"\n(?=[0-9a-f]+-[0-9a-f]+ )", text):
+        start, end = (int(x, 16) for x in block.split(" ", 1)[0].split("-"))
+        if start <= addr < end:
+            fields = dict(re.findall(r"^(\w+):\s+(\d+) kB", block, re.MULTILINE))
+            return int(fields["AnonHugePages"]) * 1024 / size
+    raise SystemExit(f"no mapping at {addr:#x} in /proc/self/smaps")
+
+
+def thp_fast(node: int, cpu: int, rounds: int, repeats: int) -> dict[str, dict[str, list]]:
+    """The sweep's 7.3 finding, at its smallest: GUP_FAST_BENCHMARK, one page a
+    call, write, over SIZE_MIB of THP memory, in this process bound to `cpu`:
+    gupctl's own anonymous mapping (PMD-aligned) and a private mapping of
+    /dev/zero (placed where the kernel puts it, as gup_test.c's), alternating,
+    each round's median get µs and the share of it THP backs."""
+    from gupctl import abi
+    from gupctl.device import Device
+    from gupctl.memory import Mapping, MemorySpec
+
+    size = SIZE_MIB << 20
+    out: dict[str, dict[str, list]] = {k: {"get_usec": [], "thp": []} for k in ("anon", "zero")}
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        with Device(device.locate()) as dev:
+            for r in range(rounds):
+                for kind in ("anon", "zero") if r % 2 == 0 else ("zero", "anon"):
+                    spec = MemorySpec(thp=True, numa_node=node,
+                                      file="/dev/zero" if kind == "zero" else None)  # fmt: skip
+                    with Mapping(spec, size) as m:
+                        arg = abi.ffi.new("struct gup_test *")
+                        arg.addr, arg.nr_pages_per_call, arg.gup_flags = m.addr, 1, abi.FOLL_WRITE
+                        got = dev.repeat(abi.GUP_FAST_BENCHMARK, arg, size, repeats)
+                        out[kind]["get_usec"].append(sorted(got.get_usec)[len(got.get_usec) // 2])
+                        out[kind]["thp"].append(_thp_share(m.addr, size))
+    finally:
+        os.sched_setaffinity(0, old)
+    log(f"thp: {out}")
+    return out
 
 
 def first_ioctl(run: Runner, argv: list[str]) -> float:
@@ -291,10 +341,11 @@ def main() -> None:
     if "startup" in parts:
         result["startup"] = startup(one, args.rounds)
     if "loop" in parts:
-        # two threads: one on each CPU, each tool binding its own threads
-        placed = ((one, [cpu]), (free, [cpu, cpus[0]]))
+        # Bound (two threads: one on each CPU, each tool binding its own
+        # threads), then free to move: the process bound to nothing.
+        placed = ((one, 1, [cpu]), (free, 2, [cpu, cpus[0]]), (free, 1, None), (free, 2, None))
         result["loop"] = [loop_cost(run, args.bare, args.c_pages, args.rounds, args.loop_repeats,
-                                    where) for run, where in placed]  # fmt: skip
+                                    n, where) for run, n, where in placed]  # fmt: skip
         # bound like the runs it explains, in a process of its own
         argv = [sys.executable, loop_profile.__file__, str(node), str(args.loop_repeats)]
         result["profile"] = json.loads(one(argv))
@@ -303,6 +354,8 @@ def main() -> None:
     if "timings" in parts:
         result["timings"] = timings(one, args.c, args.rounds, args.repeats, args.separate)
         result["separate"] = args.separate
+    if "thp" in parts:
+        result["thp"] = thp_fast(node, cpu, args.rounds, args.repeats)
     json.dump(result, sys.stdout)
     print()
 

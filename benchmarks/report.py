@@ -12,7 +12,7 @@ from gupctl import release as _release
 from gupctl.cache import cache_dir
 from gupctl.memory import PAGE_SIZE, size_label
 
-GOALS = {"loop": 1.2, "startup": 2.0, "boot": 1 / 3}
+GOALS = {"loop": 1.2, "startup": 2.0, "boot": 1 / 3, "selftest": 0.5}
 #: Where .ci/run appends its wall time (benchmarks/ci_time.py).
 CI_TIMES = "ci-times.jsonl"
 
@@ -34,15 +34,23 @@ def _verdict(met: bool) -> str:
     return "met" if met else "**missed**"
 
 
+def _where(loop: dict) -> str:
+    """'@1,0' for threads bound one by one, 'free' for threads bound to nothing,
+    '' for runs saved before gupctl bench had --cpus, which do not say."""
+    if "cpus" not in loop:
+        return ""
+    return "@" + ",".join(map(str, loop["cpus"])) if loop["cpus"] else "free"
+
+
 def loop_table(loops: list[dict], profile: dict) -> list[str]:
-    lines = ["| threads | bare C ns/ioctl | gupctl ns/ioctl | gupctl/C [95% CI] (goal ≤ 1.2) "
+    lines = ["| threads, CPUs | bare C ns/ioctl | gupctl ns/ioctl | gupctl/C [95% CI] (goal ≤ 1.2) "
              "| A/A: C'/C [95% CI] | upstream selftest ns/ioctl | selftest/C |",
              "|---|---:|---:|---|---|---:|---:|"]  # fmt: skip
     for loop in loops:
         g, aa = scalar_ratio(loop["a"], loop["g"]), scalar_ratio(loop["a"], loop["b"])
         st = scalar_ratio(loop["a"], loop["selftest"])
         lines.append(
-            f"| {loop['threads']} | {statistics.median(loop['a']):.0f} "
+            f"| {loop['threads']} {_where(loop)} | {statistics.median(loop['a']):.0f} "
             f"| {statistics.median(loop['g']):.0f} | {g} {_verdict(g.value <= GOALS['loop'])} "
             f"| {aa} | {statistics.median(loop['selftest']):.0f} | {st.value:.2f} |"
         )
@@ -78,6 +86,48 @@ def startup_table(startup: dict[str, dict[str, list[float]]]) -> list[str]:
                   "file it opens) and at execve; the end is the first gup_test ioctl, or the "
                   "exit for a command that issues none."]  # fmt: skip
     return lines
+
+
+def image_lines(image: dict, ninep: dict) -> list[str]:
+    """What the Python image changes, per command: its time over the time over
+    9p, from the two boots (unpaired), traced where the run has it."""
+    kind = "first_ioctl" if "first_ioctl" in image else "wall"
+    lines = [f"The Python image against 9p ({'traced' if kind != 'wall' else 'wall'} ms, "
+             "image ÷ 9p [95% CI]):", ""]  # fmt: skip
+    for name, ms in image[kind].items():
+        over = ninep[kind][name]
+        r = ratio([[v] for v in over], [[v] for v in ms], paired=False)
+        lines.append(f"- `{name}`: {statistics.median(ms):.0f} against "
+                     f"{statistics.median(over):.0f}: {r}")  # fmt: skip
+    return lines
+
+
+def thp_table(thp: dict[str, dict]) -> list[str]:
+    """Each kernel's get µs and THP share per memory; each later kernel against
+    the first (unpaired: two boots)."""
+    names = list(thp)
+    lines = ["| memory | " + " | ".join(f"{n}: µs (THP share)" for n in names)
+             + "".join(f" | {n}/{names[0]} [95% CI]" for n in names[1:]) + " |",
+             "|---|" + "---:|" * len(names) + "---|" * (len(names) - 1)]  # fmt: skip
+    labels = {"anon": "anonymous, PMD-aligned (gupctl's)", "zero": "private /dev/zero (C's)"}
+    for kind, label in labels.items():
+        cells = [f"{statistics.median(thp[n][kind]['get_usec']):g} "
+                 f"({statistics.median(thp[n][kind]['thp']):.0%})" for n in names]  # fmt: skip
+        base = [[v] for v in thp[names[0]][kind]["get_usec"]]
+        cells += [str(ratio(base, [[v] for v in thp[n][kind]["get_usec"]], paired=False))
+                  for n in names[1:]]  # fmt: skip
+        lines.append(f"| {label} | {' | '.join(cells)} |")
+    return lines
+
+
+def selftest_line(st: dict) -> str:
+    """The whole selftest's wall time per case, boot included, against its floor."""
+    per_case = st["seconds"] / st["cases"]
+    return (f"The whole selftest on {st['kernel']}: {st['cases']} cases in {st['seconds']:.0f} s "
+            f"from the host, boot included: {per_case:.2f} s a case (goal ≤ 0.5: "
+            f"{_verdict(per_case <= GOALS['selftest'])}). The cases' own time: "
+            f"{st['case_seconds']:.0f} s; the kernel-timed GUP work in them (the floor): "
+            f"{st['kernel_seconds']:.1f} s.")  # fmt: skip
 
 
 def _timing_verdict(r: Ratio, aa: Ratio) -> tuple[str, str]:
@@ -236,6 +286,10 @@ def markdown(data: dict) -> str:
         if "startup" in k or "startup_ms" in k:  # startup_ms: wall times only, in older runs
             startup = k.get("startup") or {"wall": k["startup_ms"]}
             out += ["", "Start-up:", "", *startup_table(startup)]
+        if "startup_9p" in k:
+            out += ["", "Start-up with every file read over 9p (`gupctl vm --no-python-image`), "
+                    "in a boot of its own:", "", *startup_table(k["startup_9p"]),
+                    "", *image_lines(k["startup"], k["startup_9p"])]  # fmt: skip
         if "loop" in k:
             out += ["", "One one-page PIN_FAST_BENCHMARK ioctl, timed in-process:", "",
                     *loop_table(k["loop"], k["profile"])]  # fmt: skip
@@ -250,11 +304,18 @@ def markdown(data: dict) -> str:
     if len(timed) > 1:
         out += ["", "Per-page cost across kernels, from the kernel-timed rounds above:", "",
                 *kernels_table(data["kernels"])]  # fmt: skip
+    thp = {name: k["thp"] for name, k in data["kernels"].items() if "thp" in k}
+    if thp:
+        out += ["", "GUP_FAST_BENCHMARK, one page a call, write, 128 MiB of THP memory, bound to "
+                "one CPU, median get µs of each round (the sweep's finding at its smallest):", "",
+                *thp_table(thp)]  # fmt: skip
     if "sweep" in data:
         plot = Path(data["sweep"]["dir"]) / "plot.svg"
         out += ["", f"Per-page cost across kernels, median of 5 repeats, THP (plot: `{plot}`):", "",
                 *sweep_table(data["sweep"]["dir"])]  # fmt: skip
     if "boot" in data:
         out += ["", *boot_table(data["boot"])]
+    if "selftest" in data:
+        out += ["", selftest_line(data["selftest"])]
     out += ["", *ci_lines(data["ci"])]
     return "\n".join(out)

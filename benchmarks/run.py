@@ -10,8 +10,9 @@ gup_test, in interleaved rounds with a C-against-C (A/A) control, and what
 binding a run to one CPU changes for each.  Then one
 `gupctl vm --kernel A --kernel B` sweep puts the kernels' per-page GUP cost
 side by side (table and plot), boot-to-exit of `gupctl vm -- true` is timed
-against virtme-ng's on the same kernel, and .ci/run's own recorded wall
-times are read.  Prints the README's tables (Markdown); a benchmark, not a
+against virtme-ng's on the same kernel, the whole selftest is timed in one
+boot beside its kernel-timed work, and .ci/run's own recorded wall times are
+read.  Prints the README's tables (Markdown); a benchmark, not a
 test: it reports, it never fails on a number.
 """
 
@@ -49,16 +50,20 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores; guest: QEMU TCG, 2 vCPUs, 4 GiB"
 
 
-def in_guest(kernel: str, binaries: dict[str, Path], args: argparse.Namespace) -> dict:
-    """guest.py's raw measurements on `kernel`."""
-    argv = [sys.executable, "-m", "gupctl", "vm", "--kernel", kernel, "--",
+def in_guest(kernel: str, binaries: dict[str, Path], args: argparse.Namespace,
+             only: list[str] | None = None, python_image: bool = True) -> dict:  # fmt: skip
+    """guest.py's raw measurements on `kernel` (of the parts `only` names, else
+    of args.only); without `python_image`, every file is read over 9p."""
+    image = [] if python_image else ["--no-python-image"]
+    argv = [sys.executable, "-m", "gupctl", "vm", "--kernel", kernel, *image, "--",
             sys.executable, str(HERE / "guest.py"), "--c", str(binaries["c"]),
             "--c-pages", str(binaries["c_pages"]), "--bare", str(binaries["bare"]),
             "--rounds", str(args.rounds), "--repeats", str(args.repeats),
             "--loop-repeats", str(args.loop_repeats)]  # fmt: skip
-    argv += [f"--only={part}" for part in args.only or ()]
+    argv += [f"--only={part}" for part in only or args.only or ()]
     argv += ["--separate"] if args.separate else []
-    print(f"benchmark: {kernel}: guest measurements", file=sys.stderr, flush=True)
+    print(f"benchmark: {kernel}: guest measurements{'' if python_image else ', over 9p'}",
+          file=sys.stderr, flush=True)  # fmt: skip
     proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True, cwd=HERE.parent)
     if proc.returncode != 0:
         raise SystemExit(f"benchmark run in the VM on {kernel} failed (status {proc.returncode})")
@@ -78,6 +83,26 @@ def across_kernels(kernels: list[str], out: Path) -> None:
                           cwd=HERE.parent, env=env)  # fmt: skip
     if proc.returncode != 0:
         raise SystemExit(f"the sweep across kernels failed (status {proc.returncode})")
+
+
+def selftest_cost(kernel: str) -> dict:
+    """The whole `gupctl selftest` in one boot, timed from the host (boot
+    included), beside the sum of the kernel-timed GUP work its cases report
+    (get and put µs): the floor no runner can go below."""
+    gupctl = str(Path(sys.executable).with_name("gupctl"))
+    argv = [sys.executable, "-m", "gupctl", "vm", "--kernel", kernel, "--", gupctl, "selftest",
+            "--json"]  # fmt: skip
+    print(f"benchmark: {kernel}: the whole selftest", file=sys.stderr, flush=True)
+    start = time.monotonic()
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True, cwd=HERE.parent)
+    seconds = time.monotonic() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"the selftest on {kernel} failed (status {proc.returncode})")
+    results = json.loads(proc.stdout)["results"]
+    work = sum(float(r["details"].get(k, 0)) for r in results for k in ("get_usec", "put_usec"))
+    cases = sum(r["seconds"] for r in results)
+    return {"kernel": kernel, "cases": len(results), "seconds": seconds, "case_seconds": cases,
+            "kernel_seconds": work / 1e6}  # fmt: skip
 
 
 def at_least(low: int) -> Callable[[str], int]:
@@ -106,7 +131,8 @@ def main() -> int:
                         help="boots of each VM tool (>= 2)")  # fmt: skip
     parser.add_argument("--only", choices=guest.PARTS, action="append",
                         help="guest measurements to take (default: all)")  # fmt: skip
-    parser.add_argument("--skip", choices=("sweep", "boot"), action="append", default=[])
+    parser.add_argument("--skip", choices=("sweep", "boot", "selftest"), action="append",
+                        default=[])  # fmt: skip
     parser.add_argument("--separate", action="store_true",
                         help="one gupctl process per timed configuration, as C")  # fmt: skip
     parser.add_argument("--output", type=Path, default=cache_dir() / "benchmarks" / "latest.json")
@@ -123,12 +149,20 @@ def main() -> int:
     started = time.time()
     data: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d", time.gmtime()),
                   "kernels": {k: in_guest(k, binaries, args) for k in kernels}}  # fmt: skip
+    if "startup" in (args.only or guest.PARTS):
+        # What the Python image (gupctl/vm/pyimage.py) changes: the same
+        # start-ups in a boot that reads every file over 9p.
+        for kernel in kernels:
+            no_image = in_guest(kernel, binaries, args, ["startup"], python_image=False)
+            data["kernels"][kernel]["startup_9p"] = no_image["startup"]
     if "sweep" not in args.skip and len(kernels) > 1:
         out = cache / "kernels"  # gupctl's own: across_kernels empties it first
         across_kernels(kernels, out)  # its table is gupctl compare's; report.py makes its own
         data["sweep"] = {"dir": str(out)}
     if "boot" not in args.skip:
         data["boot"] = vmboot.measure(kernels[0], args.boots)
+    if "selftest" not in args.skip:  # the goal is 7.3's, the newest kernel here
+        data["selftest"] = selftest_cost("7.3" if "7.3" in kernels else kernels[-1])
     data["ci"] = report.ci_times()
     data["seconds"] = time.time() - started
     args.output.parent.mkdir(parents=True, exist_ok=True)
