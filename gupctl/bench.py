@@ -12,6 +12,7 @@ import errno
 import itertools
 import threading
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -147,8 +148,10 @@ def expected_pins(spec: RunSpec, mapping: Mapping | None = None) -> int | None:
     return per_ioctl * spec.repeats * spec.threads
 
 
-def run(device: Device, spec: RunSpec, check_balance: bool = False) -> RunResult:
-    """Map the memory, issue the ioctls, and measure the pin balance around them.
+def run(device: Device, spec: RunSpec, check_balance: bool = False,
+        gate: AbstractContextManager[object] | None = None) -> RunResult:  # fmt: skip
+    """Map the memory, issue the ioctls, and measure the pin balance around them,
+    holding `gate` around those two (the selftest's cases pin one at a time).
 
     balance.measure() counts on a memory-only node (spec.memory.numa_node) as
     root; elsewhere, with `check_balance`, between control windows that must
@@ -170,9 +173,10 @@ def run(device: Device, spec: RunSpec, check_balance: bool = False) -> RunResult
                 raise error
             return measured
 
-        measured, pins = balance.measure(
-            issue, lambda: expected_pins(spec, mapping), spec.memory.numa_node, check_balance
-        )
+        with gate or contextlib.nullcontext():
+            measured, pins = balance.measure(
+                issue, lambda: expected_pins(spec, mapping), spec.memory.numa_node, check_balance
+            )
     gets, puts = samples.new(), samples.new()
     for r in measured:  # a memcpy per thread
         gets.extend(r.get_usec)

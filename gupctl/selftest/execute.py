@@ -56,7 +56,7 @@ def _gup(dev: Device, case: Case, env: Env) -> Outcome:
                         nr_pages_per_call=int(p["per_call"]),  # type: ignore[call-overload]
                         write=bool(p["write"]), memory=spec)  # fmt: skip
     try:
-        result = bench.run(dev, run)
+        result = bench.run(dev, run, gate=env.pinning())
     except MappingError as e:
         return _skip_if_no_hugepages(e, spec, env.size)
     except Truncated as e:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 
@@ -21,6 +25,22 @@ class Env:
     exact_counts: bool = True
     #: Why ext4_dir is None: the step of making one that failed.
     no_ext4: str = ""
+    #: The file whose flock overlapping cases hold around their pins
+    #: (runner.py); None: cases run one at a time.
+    pin_lock: str | None = None
+
+    @contextlib.contextmanager
+    def pinning(self) -> Iterator[None]:
+        """Held around a case's pins and their count: no other case pins meanwhile."""
+        if self.pin_lock is None:
+            yield
+            return
+        fd = os.open(self.pin_lock, os.O_RDONLY | os.O_CLOEXEC)  # a flock of this case's own
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
 
 @dataclass

@@ -3,7 +3,8 @@
 A case that hangs or crashes marks itself failed and the run goes on (a child
 stuck in the kernel may not die; it is left behind and reported).  Around each
 case the runner reads the kernel log: a WARN, BUG, oops or "gup_test failure"
-fails the case whatever its own verdict.
+fails the case whatever its own verdict.  Cases of the gup matrix overlap two
+at a time (overlaps()): one maps and prefaults while the other pins.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import os
 import select
 import signal
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 
 from gupctl import kmsg, process
 from gupctl.numa import bind_task
@@ -122,53 +124,129 @@ def _reap(pid: int, seconds: float) -> bool:
     return False
 
 
-def run_one(case: Case, env: Env, timeout: float, log: kmsg.KernelLog | None) -> CaseResult:
-    """Fork, run `case` in the child, and judge it with the kernel log too."""
-    if log:
-        log.read_new()
-    start = time.monotonic()
+#: Cases in flight at once.  Cases that may overlap (overlaps()) map and
+#: prefault their memory beside the case before them, the part of a case that
+#: costs most under emulation, and take their pins only once that case has
+#: given its own back (Env.pinning): each case's pin counts stay its own.
+WIDTH = 2
+
+
+def overlaps(case: Case) -> bool:
+    """Whether `case` may run beside another: the gup matrix, but for hugetlb,
+    whose pool on the node holds one case's pages (qemu.Machine)."""
+    return case.kind == "gup" and case.params.get("memory") != "hugetlb"
+
+
+@dataclass
+class _Running:
+    """A case's forked process, and the kernel-log problems read while it ran."""
+
+    case: Case
+    pid: int
+    rfd: int
+    start: float
+    problems: list[str] = field(default_factory=list)
+
+
+def _start(case: Case, env: Env) -> _Running:
+    """Fork, and run `case` in the child."""
     rfd, wfd = os.pipe()
     pid = process.fork()
     if pid == 0:
         os.close(rfd)
         os.setpgid(0, 0)  # the case and any child it forks: one group to kill
         _child(case, env, wfd)
-    with contextlib.suppress(ProcessLookupError):  # a case that is already over
-        os.setpgid(pid, pid)  # both sides set it: whichever runs first wins the race
-    os.close(wfd)
+    running = _Running(case, pid, rfd, time.monotonic())
     try:
-        outcome = _wait(pid, rfd, timeout)
-    except BaseException:  # SIGINT/SIGTERM (gupctl/cli/signals.py): no case outlives us
-        _kill_group(pid)  # its group too: a COW sharer may outlive a reaped case
-        # The signal may come after _wait() reaped the case (while it decodes
-        # the verdict): then there is nothing left to wait for.
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+        with contextlib.suppress(ProcessLookupError):  # a case that is already over
+            os.setpgid(pid, pid)  # both sides set it: whichever runs first wins the race
+    except BaseException:  # a signal before the caller holds it: stopped here
+        _stop(running)
+        os.close(rfd)
         raise
     finally:
-        os.close(rfd)
-    seconds = round(time.monotonic() - start, 3)
+        os.close(wfd)
+    return running
+
+
+def _stop(running: _Running) -> None:
+    """Kill a case still in flight, and its group: a COW sharer may outlive a
+    case that _wait() has reaped already, and then there is nothing to wait for."""
+    _kill_group(running.pid)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(running.pid, 0)
+
+
+def _may_start(case: Case, flight: deque[_Running], width: int) -> bool:
+    if not flight:
+        return True
+    return len(flight) < width and overlaps(case) and all(overlaps(r.case) for r in flight)
+
+
+def _finish(done: _Running, timeout: float, log: kmsg.KernelLog | None,
+            others: list[_Running]) -> CaseResult:  # fmt: skip
+    """Wait for the oldest case in flight, and judge it; what the kernel log
+    says now, it said while the `others` in flight ran too."""
+    outcome = _wait(done.pid, done.rfd, max(done.start + timeout - time.monotonic(), 0))
     bad = kmsg.problems(log.read_new()) if log else []
+    for r in others:
+        r.problems += bad
+    bad = done.problems + bad
     if bad:
         outcome = Outcome("fail", "kernel log: " + " | ".join(bad[:3]), outcome.details)
-    return CaseResult(case.name, outcome.status, outcome.reason, seconds, outcome.details)
+    seconds = round(time.monotonic() - done.start, 3)
+    return CaseResult(done.case.name, outcome.status, outcome.reason, seconds, outcome.details)
 
 
 def run(cases: list[Case], env: Env, timeout: float = 120,
         progress: Callable[[CaseResult], None] | None = None) -> Report:  # fmt: skip
-    """Run `cases` in order; `progress` sees each result as it comes."""
-    results = []
+    """Run `cases` in order, up to WIDTH at once where they may overlap, each
+    judged by its verdict and by the kernel log of the time it ran (a problem
+    read while two ran fails both); `progress` sees each result as it comes."""
+    results: list[CaseResult] = []
+    todo, flight = deque(cases), deque[_Running]()
     try:
         log: kmsg.KernelLog | None = kmsg.KernelLog()
     except OSError:
         log = None  # no /dev/kmsg access: the VM run's own dmesg check still applies
     try:
-        for case in cases:
-            result = run_one(case, env, timeout, log)
-            results.append(result)
-            if progress:
-                progress(result)
+        with _pin_lock(env, any(map(overlaps, cases))) as env:
+            if log:
+                log.read_new()  # what came before the run is not its to judge
+            while todo or flight:
+                width = WIDTH if env.pin_lock else 1
+                while todo and _may_start(todo[0], flight, width):
+                    flight.append(_start(todo.popleft(), env))
+                done = flight[0]
+                results.append(_finish(done, timeout, log, list(flight)[1:]))
+                flight.popleft()
+                os.close(done.rfd)
+                if progress:
+                    progress(results[-1])
+    except BaseException:  # SIGINT/SIGTERM (gupctl/cli/signals.py): no case outlives us
+        for r in flight:
+            _stop(r)
+        raise
     finally:
+        for r in flight:
+            os.close(r.rfd)
         if log:
             log.close()
     return Report.of(env.release, env.device, env.node, results)
+
+
+@contextlib.contextmanager
+def _pin_lock(env: Env, wanted: bool) -> Iterator[Env]:
+    """`env` with the lock overlapping cases take around their pins
+    (Env.pinning): a memfd that each case opens anew through /proc, so that
+    each holds a flock of its own, and that goes with the run.  Without exact
+    per-case counts (no memory-only node, or no root to fold the counters),
+    cases run one at a time, as the windows around the whole run expect."""
+    if not wanted or not env.exact_counts:
+        yield env
+        return
+    fd = os.memfd_create("gupctl-selftest-pins", os.MFD_CLOEXEC)
+    try:
+        yield replace(env, pin_lock=f"/proc/{os.getpid()}/fd/{fd}")
+    finally:
+        os.close(fd)

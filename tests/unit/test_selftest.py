@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from pathlib import Path
 
 import junitparser
 import pytest
@@ -101,24 +102,29 @@ def test_junit_parses_with_an_independent_parser(tmp_path) -> None:
     assert outcomes == {"t.0": [], "t.1": ["Failure"], "t.2": ["Skipped"]}
 
 
+def _one(env: Env, timeout: float) -> runner.CaseResult:
+    (result,) = runner.run([cases.Case("x", "gup")], env, timeout).results
+    return result
+
+
 def test_runner_times_out_a_hanging_case(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner, "run_case", lambda case, env: time.sleep(60))
     start = time.monotonic()
-    result = runner.run_one(cases.Case("x", "gup"), ENV, timeout=0.5, log=None)
+    result = _one(ENV, timeout=0.5)
     assert result.status == "fail" and "timed out" in result.reason
     assert time.monotonic() - start < 10
 
 
 def test_runner_reports_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner, "run_case", lambda case, env: os.kill(os.getpid(), 9))
-    result = runner.run_one(cases.Case("x", "gup"), ENV, timeout=10, log=None)
+    result = _one(ENV, timeout=10)
     assert result.status == "fail" and "signal 9" in result.reason
 
 
 def test_runner_passes_the_verdict_through(monkeypatch: pytest.MonkeyPatch) -> None:
     verdict = Outcome("skip", "no hugetlb pages", {"n": 1})
     monkeypatch.setattr(runner, "run_case", lambda case, env: verdict)
-    result = runner.run_one(cases.Case("x", "gup"), ENV, timeout=10, log=None)
+    result = _one(ENV, timeout=10)
     assert (result.status, result.reason, result.details) == ("skip", "no hugetlb pages", {"n": 1})
 
 
@@ -131,3 +137,75 @@ def test_ext4_skip_names_the_missing_step(monkeypatch: pytest.MonkeyPatch) -> No
         assert where is None and why == "mkfs.ext4 is not installed (e2fsprogs)"
     assert resources._run("false") == "false failed: exit status 1"
     assert resources._run("ls", "/nonexistent").startswith("ls failed: ls: cannot access")
+
+
+def _gup_case(name: str, memory: str = "thp") -> cases.Case:
+    return cases.Case(name, "gup", {"memory": memory})
+
+
+def test_runner_overlaps_cases_but_never_their_pins(monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:  # fmt: skip
+    """Two cases of the gup matrix in flight at once: each prepares beside the
+    other, and pins (Env.pinning) alone; results come back in order."""
+    log = tmp_path / "log"
+
+    def case(case: cases.Case, env: Env) -> Outcome:
+        time.sleep(0.4)  # mapping and prefaulting
+        with env.pinning():
+            with log.open("a") as f:
+                f.write(f"{case.name} in {time.monotonic()}\n")
+            time.sleep(0.2)
+            with log.open("a") as f:
+                f.write(f"{case.name} out {time.monotonic()}\n")
+        return Outcome("pass")
+
+    monkeypatch.setattr(runner, "run_case", case)
+    env = Env("/nonexistent", 1 << 20, 0, "6.12.0", None)  # exact counts: a node
+    names = [f"c{i}" for i in range(4)]
+    start = time.monotonic()
+    report = runner.run([_gup_case(n) for n in names], env, timeout=30)
+    took = time.monotonic() - start
+    assert [r.name for r in report.results] == names
+    events = [line.split() for line in log.read_text().splitlines()]
+    assert [e[1] for e in events] == ["in", "out"] * 4  # never two cases pinning at once
+    assert took < 4 * 0.6 - 0.4, took  # but their preparations overlapped
+
+
+def test_runner_runs_hugetlb_and_other_kinds_alone(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:  # fmt: skip
+    running = tmp_path / "running"
+    running.mkdir()
+
+    def case(case: cases.Case, env: Env) -> Outcome:
+        mine = running / case.name
+        mine.touch()
+        time.sleep(0.2)
+        others = [p.name for p in running.iterdir() if p != mine]
+        mine.unlink()
+        return Outcome("fail" if others else "pass", f"beside {others}")
+
+    monkeypatch.setattr(runner, "run_case", case)
+    env = Env("/nonexistent", 1 << 20, 0, "6.12.0", None)
+    todo = [_gup_case("a", "hugetlb"), _gup_case("b"), cases.Case("c", "cow"), _gup_case("d")]
+    report = runner.run(todo, env, timeout=30)
+    assert [r.status for r in report.results[:3]] == ["pass"] * 3, report.results
+
+
+def test_runner_runs_one_at_a_time_without_exact_counts(monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path) -> None:  # fmt: skip
+    """Without a node (or root), the windows around the whole run count the
+    pins, and nothing may pin beside a case: no overlap, and no lock."""
+    running = tmp_path / "running"
+    running.mkdir()
+
+    def case(case: cases.Case, env: Env) -> Outcome:
+        (running / case.name).touch()
+        time.sleep(0.2)
+        others = [p.name for p in running.iterdir() if p.name != case.name]
+        (running / case.name).unlink()
+        return Outcome("fail" if others or env.pin_lock else "pass", f"beside {others}")
+
+    monkeypatch.setattr(runner, "run_case", case)
+    env = Env("/nonexistent", 1 << 20, None, "6.12.0", None, exact_counts=False)
+    report = runner.run([_gup_case("a"), _gup_case("b")], env, timeout=30)
+    assert [r.status for r in report.results] == ["pass", "pass"], report.results
