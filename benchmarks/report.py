@@ -6,13 +6,13 @@ import json
 import statistics
 from pathlib import Path
 
-from benchmarks.stats import Ratio, pooled_median, ratio, scalar_ratio
+from benchmarks.stats import Ratio, median_interval, pooled_median, ratio, scalar_ratio
 from gupctl import abi, results
 from gupctl import release as _release
 from gupctl.cache import cache_dir
 from gupctl.memory import PAGE_SIZE, size_label
 
-GOALS = {"loop": 1.2, "startup": 2.0, "boot": 1 / 3, "selftest": 0.5}
+GOALS = {"loop": 1.2, "startup": 2.0, "boot": 1 / 3, "selftest": 0.5, "help_ms": 150}
 #: Where .ci/run appends its wall time (benchmarks/ci_time.py).
 CI_TIMES = "ci-times.jsonl"
 
@@ -279,6 +279,11 @@ def ci_lines(ci: dict[str, dict | None]) -> list[str]:
 def markdown(data: dict) -> str:
     out = [f"Host: {data['machine']}; {data['date']}; the whole run took "
            f"{data['seconds'] / 60:.0f} minutes."]  # fmt: skip
+    if "help_ms" in data:
+        m = median_interval(data["help_ms"])
+        out += ["", f"`gupctl --help` on the host: {m.value:.0f} ms [{m.low:.0f}, {m.high:.0f}] "
+                f"(median of {len(data['help_ms'])} starts, 95% CI; goal ≤ 150 ms: "
+                f"{_verdict(m.high <= GOALS['help_ms'])})."]  # fmt: skip
     for kernel, k in data["kernels"].items():
         cpu = f", one-thread runs on CPU {k['cpu']}" if "cpu" in k else ""
         out += ["", f"### Kernel {k['kernel']} ({kernel}), {k['rounds']} rounds, memory on node "

@@ -70,3 +70,16 @@ def ratio(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]],
 def scalar_ratio(a: Sequence[float], b: Sequence[float]) -> Ratio:
     """ratio() of one value per round a side."""
     return ratio([[v] for v in a], [[v] for v in b])
+
+
+def median_interval(samples: Sequence[float]) -> Ratio:
+    """The median of independent samples (one process start each), and its 95%
+    interval by resampling the samples themselves."""
+    if len(samples) < 2:
+        raise ValueError("an interval needs at least 2 samples")
+    rng = random.Random(SEED)
+    replicates = sorted(
+        statistics.median(rng.choices(samples, k=len(samples))) for _ in range(REPLICATES)
+    )
+    low, high = replicates[int(0.025 * REPLICATES)], replicates[int(0.975 * REPLICATES) - 1]
+    return Ratio(statistics.median(samples), low, high)

@@ -58,3 +58,13 @@ def test_unpaired_draws_each_side_on_its_own() -> None:
     assert unpaired.low < 1.0 < 2.0 < unpaired.high
     rng = random.Random(2)
     assert stats.ratio(_rounds(100, 7, rng), _rounds(100, 5, rng), paired=False).contains(1.0)
+
+
+def test_median_interval_covers_the_true_median_and_narrows_with_samples() -> None:
+    rng = random.Random(2)
+    few = stats.median_interval([rng.gauss(100, 10) for _ in range(10)])
+    many = stats.median_interval([rng.gauss(100, 10) for _ in range(400)])
+    assert few.contains(100) and many.contains(100)
+    assert many.high - many.low < few.high - few.low
+    with pytest.raises(ValueError):
+        stats.median_interval([1.0])
