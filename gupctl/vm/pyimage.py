@@ -15,8 +15,9 @@ still found over 9p beneath it.  So leaving a file out only costs time, and
 the image holds each file as the host has it, mtime included (Python
 checks a .pyc against its source's).
 
-Cached, keyed by every packed file's path, size and mtime: a changed file
-makes a new image, never a stale one.
+Cached, one image per Python environment, with the key of every packed
+file's path, size and mtime beside it: a changed file replaces the image,
+and a stale one is never used.
 """
 
 from __future__ import annotations
