@@ -96,7 +96,8 @@ def step(name: str, argv: list[str], totals: Totals, env: dict[str, str] | None 
     status = proc.wait()
     seconds = time.monotonic() - began
     totals.spent[totals.part] = totals.spent.get(totals.part, 0.0) + seconds
-    print(f"==> {name}: {seconds / 60:.1f} min", flush=True)
+    took = f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+    print(f"==> {name}: {took}", flush=True)
     if summary:
         totals.add_pytest(summary)
     if status != 0:
