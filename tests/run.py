@@ -36,15 +36,18 @@ SHELL_FILES = [".ci/run", ".ci/setup", ".ci/user-install", "gupctl/vm/guest-init
 SUMMARY = re.compile(r"=+ (.*\b(passed|failed|error|errors|skipped|no tests ran)\b.*) in [\d.]+s")
 
 
-#: CI's limit on one .ci/run, and the aim for a cold one (issue 21).
+#: CI's limit on one .ci/run, the aim for a cold one (issue 21), and what
+#: .ci/setup takes of it on a fresh machine (apt, the venv), outside this script.
 LIMIT_MINUTES = 90
 AIM_MINUTES = 75
-#: Minutes each part of a cold run may take, within AIM_MINUTES: measured on a
-#: cold run on 2 cores under TCG (README "How long the test run takes"), with
-#: what is left kept for the cases, kernels and architectures still to come.
-#: A part is the host steps, one kernel's VM steps, or one whole-install step.
-BUDGET = {"host": 8, "7.3": 13, "6.12": 10, "6.1": 7, "source:7.3": 12, "source:6.12": 11,
-          "lockdown": 2, "sdist": 3, "kernels": 1, "system": 8}  # fmt: skip
+SETUP_MINUTES = 3
+#: Minutes each part may take on a cold run: what it took on 2 cores under TCG
+#: (README, "How long the test run takes"), with a margin.  A part is the host
+#: steps, one kernel's VM steps, or one whole-install step.  What the parts
+#: are not given of AIM_MINUTES - SETUP_MINUTES is kept for what comes next
+#: (parity's cases, arm64, the pinners).
+BUDGET = {"host": 4, "7.3": 8, "6.12": 7, "6.1": 6, "source:7.3": 12, "source:6.12": 12,
+          "lockdown": 2, "sdist": 2, "kernels": 1, "system": 8}  # fmt: skip
 
 
 class Totals:
@@ -56,8 +59,9 @@ class Totals:
 
     def budget_lines(self) -> list[str]:
         """What each part was given and spent, in minutes, and what is left."""
-        lines = [f"budget: {AIM_MINUTES} minutes cold (CI's limit {LIMIT_MINUTES}); "
-                 "spent by part:"]  # fmt: skip
+        room = AIM_MINUTES - SETUP_MINUTES
+        lines = [f"budget: {room} minutes cold ({AIM_MINUTES} aimed at for .ci/run, CI's limit "
+                 f"{LIMIT_MINUTES}, less {SETUP_MINUTES} for .ci/setup); by part:"]  # fmt: skip
         for part, seconds in self.spent.items():
             given = BUDGET.get(part)
             over = " (over)" if given is not None and seconds > given * 60 else ""
@@ -66,7 +70,8 @@ class Totals:
         total = sum(self.spent.values()) / 60
         given = sum(BUDGET.get(part, 0) for part in self.spent)
         lines.append(f"  {'all':<12} given {given:>3}  spent {total:5.1f}; "
-                     f"{AIM_MINUTES - total:.1f} left of the aim")  # fmt: skip
+                     f"{room - total:.1f} left, {room - sum(BUDGET.values())} kept for what "
+                     "comes next")  # fmt: skip
         return lines
 
     def add_pytest(self, summary: str) -> None:
