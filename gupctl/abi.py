@@ -35,7 +35,8 @@ PIN_LONGTERM_TEST_FLAG_USE_WRITE = 1
 PIN_LONGTERM_TEST_FLAG_USE_FAST = 2
 #: nr_pages_per_call meaning "all pages in one call" (the selftest's -n -1).
 ALL_PAGES = 0xFFFFFFFF
-#: FOLL_WRITE is the only FOLL_* value that kept its number across v6.2.
+#: FOLL_WRITE is the only FOLL_* value that kept its number across v6.3
+#: (2c2241081f7d, "mm/gup: move private gup FOLL_ flags to internal.h").
 FOLL_WRITE = 0x1
 
 IOCTL_TYPE = ord("g")

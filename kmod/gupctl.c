@@ -72,7 +72,7 @@ module_param_named(max_pages, gupctl_max_pages, ulong, 0644);
 MODULE_PARM_DESC(max_pages,
 		 "Maximum number of pages per request (default: 1048576)");
 
-/* FOLL_* bits userspace may pass; symbolic, as the values changed in v6.2. */
+/* FOLL_* bits userspace may pass; symbolic, as the values changed in v6.3. */
 #define GUPCTL_FOLL_VALID	(FOLL_WRITE | FOLL_FORCE | FOLL_NOWAIT | \
 				 FOLL_HWPOISON | FOLL_ANON | FOLL_DUMP)
 /*
