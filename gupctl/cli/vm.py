@@ -97,6 +97,11 @@ def vm(
     from gupctl.cli import vm_run
     from gupctl.vm import qemu
 
+    if command[0].startswith("-"):
+        # ignore_unknown_options hands a misspelt option of ours to CMD:
+        # `gupctl vm --cpus 2 -- true` would boot to run `--cpus 2 true`.
+        raise click.UsageError(f"no such option: {command[0]}; gupctl vm's own options come "
+                               "before CMD: gupctl vm [OPTIONS] -- CMD...")  # fmt: skip
     if len(kernels) > 1:
         if if_needed:
             raise click.UsageError("--if-needed runs one command here: use one --kernel")

@@ -143,6 +143,8 @@ def _cases() -> list[Case]:
     add(1, ("'nosuch'", "kernel series"), "vm", "--kernel", "nosuch", "--", "true")
     add(2, ("--lockdown", "nosuch"), "vm", "--lockdown", "nosuch", "--", "true")
     add(2, ("Missing argument",), "vm")
+    for unknown in (("--cpus", "2", "--", "true"), ("-x", "--", "true"), ("--no-such", "true")):
+        add(2, (f"no such option: {unknown[0]}", "gupctl vm --help"), "vm", *unknown)
     for bad in ("3G", "1000K", "0"):
         add(2, ("--movablecore",), "vm", "--movablecore", bad, "--", "true")
     two = ("vm", "--kernel", "6.12", "--kernel", "7.3")
