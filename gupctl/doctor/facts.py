@@ -56,6 +56,9 @@ class Facts:
     kmod: module.ModuleStatus | None
     kmod_error: str | None
     route: str = READY
+    #: What `path` is when it is not a gup_test file (device.identify): a
+    #: $GUPCTL_DEVICE of /dev/null opens, and answers no gup_test ioctl.
+    not_gup_test: str | None = None
 
 
 def whoami() -> tuple[str, bool, frozenset[int]]:
@@ -78,6 +81,7 @@ def group_gid() -> int | None:
 
 #: How the probes open a gup_test file (Device's way); tests replace it.
 try_open = device.open_errno
+identify = device.identify
 
 
 def gather() -> Facts:
@@ -93,9 +97,11 @@ def gather() -> Facts:
         kmod_error = None
     except Exception as e:
         kmod, kmod_error = None, f"{type(e).__name__}: {e}"
+    what = identify(path) if path else None
+    opened = errno.ENOTTY if what else try_open(path) if path else errno.ENOENT
     f = Facts(
         release=os.uname().release, user=user, root=root, groups=groups, group_gid=group_gid(),
-        path=path, open_errno=try_open(path) if path else errno.ENOENT, explicit=explicit,
+        path=path, open_errno=opened, explicit=explicit, not_gup_test=what,
         misc_errno=try_open(device.MISC_PATH), config=config, config_source=source,
         no_modules=modules_missing(), debugfs=device.debugfs_mounted(),
         lockdown=lockdown.level(LOCKDOWN), efi=EFI.is_dir(), kmod=kmod, kmod_error=kmod_error,
@@ -123,7 +129,7 @@ def route(f: Facts) -> str:
         return USE_MISC_ROUTE  # /dev/gup_test opens, but gupctl looks elsewhere first
     if f.misc_errno in (errno.EACCES, errno.EPERM):
         return GROUP_ROUTE
-    if f.explicit and f.open_errno == errno.ENOENT:
+    if f.explicit and (f.open_errno == errno.ENOENT or f.not_gup_test):
         return EXPLICIT
     if f.config and not lockdown.restricts_debugfs(f.lockdown) and not f.debugfs:
         return DEBUGFS_ROUTE

@@ -50,7 +50,9 @@ def device_row(f: Facts) -> Check:
         kmod_serves = f.path == device.MISC_PATH or (f.kmod and f.kmod.loaded and not f.config)
         by = _kmod_name(f) if kmod_serves else "the kernel's gup_test (CONFIG_GUP_TEST)"
         return Check(name, True, OK, f"{f.path}: {f.user} opens it, served by {by}", None, why)
-    if f.path and f.open_errno != errno.ENOENT:
+    if f.path and f.not_gup_test:
+        found = f"{f.path} is {f.not_gup_test}, not a gup_test file"
+    elif f.path and f.open_errno != errno.ENOENT:
         found = f"{f.path}: {os.strerror(f.open_errno or errno.EIO)}"
     elif f.explicit:
         found = f"${device.ENV_VAR}={os.environ.get(device.ENV_VAR)} does not exist"

@@ -70,6 +70,10 @@ class Machine:
         monkeypatch.setattr(facts, "whoami", lambda: (self.user, self.is_root, self.groups))
         monkeypatch.setattr(facts, "group_gid", lambda: self.gid)
         monkeypatch.setattr(facts, "try_open", self._open)
+        # The fake devices are files under `root`: each is taken for what it
+        # stands for, unless a test says otherwise (self.not_gup_test).
+        self.not_gup_test: str | None = None
+        monkeypatch.setattr(facts, "identify", lambda path: self.not_gup_test)
         monkeypatch.setattr(module, "status", self._status)
         monkeypatch.setattr(qemu, "kvm_usable", lambda: self.kvm)
         which = shutil.which
@@ -288,6 +292,16 @@ def test_an_explicit_device_that_is_not_there(machine: Machine, monkeypatch) -> 
     machine.set_kmod(loaded=False)
     row = machine.rows()["gup_test device"]
     assert row.fix == "unset GUPCTL_DEVICE" and "nope does not exist" in row.found
+
+
+def test_an_explicit_device_that_is_no_gup_test_is_not_ready(machine: Machine,
+                                                              monkeypatch) -> None:  # fmt: skip
+    """$GUPCTL_DEVICE=/dev/null opens, and every command refuses it: so does doctor."""
+    monkeypatch.setenv(device.ENV_VAR, "/dev/null")
+    machine.not_gup_test = "the character device 1:3"
+    row = machine.rows()["gup_test device"]
+    assert row.status == "missing" and row.fix == "unset GUPCTL_DEVICE"
+    assert row.found == "/dev/null is the character device 1:3, not a gup_test file"
 
 
 def test_optional_rows_warn_and_never_block(machine: Machine) -> None:
