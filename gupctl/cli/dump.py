@@ -7,13 +7,20 @@ from typing import Any
 
 import click
 
-from gupctl.cli.options import Size, device_option, gup_flags_option, json_option, memory_options
+from gupctl.cli.options import (
+    Number,
+    Size,
+    device_option,
+    gup_flags_option,
+    json_option,
+    memory_options,
+)
 
 MAX_PAGES = 8  # GUP_TEST_MAX_PAGES_TO_DUMP; abi is not imported to keep --help fast
 
 
 @click.command()
-@click.argument("indexes", nargs=-1, required=True, type=click.IntRange(0), metavar="INDEX...")
+@click.argument("indexes", nargs=-1, required=True, type=Number(0), metavar="INDEX...")
 @click.option(
     "--pin/--get",
     default=False,

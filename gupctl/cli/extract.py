@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from gupctl.cli.options import Size, device_option, json_option, memory_options
+from gupctl.cli.options import Number, Size, device_option, json_option, memory_options
 
 _TYPES = ("ubuf", "iovec", "bvec", "kvec", "xarray")  # gupctl.extract.ITER_TYPES, unimported
 
@@ -32,14 +32,14 @@ _TYPES = ("ubuf", "iovec", "bvec", "kvec", "xarray")  # gupctl.extract.ITER_TYPE
 )
 @click.option(
     "--offset",
-    type=click.IntRange(0, 4095),
+    type=Number(0, 4095),
     default=0,
     show_default=True,
     help="Start this many bytes into the buffer's first page (UBUF, IOVEC).",
 )
 @click.option(
     "--segs",
-    type=click.IntRange(1, 16),
+    type=Number(1, 16),
     default=4,
     show_default=True,
     help="IOVEC segments (their boundaries fall inside pages).",

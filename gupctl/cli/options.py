@@ -21,6 +21,22 @@ MAX_THREADS = 1024
 MAX_REPEATS = 10**9
 
 
+def ascii_digits(text: str) -> bool:
+    """Whether `text` is a number as gupctl takes one: ASCII digits only.  str's
+    own tests take any script's digits ('١' is 1 to int()), and isdigit() takes
+    superscripts int() refuses ('²')."""
+    return text.isascii() and text.isdigit()
+
+
+class Number(click.IntRange):
+    """click.IntRange, of ASCII digits only (ascii_digits)."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if isinstance(value, str) and not ascii_digits(value.strip().lstrip("+-")):
+            self.fail(f"{value!r} is not a number: use the digits 0-9", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 class Size(click.ParamType):
     """A byte count: 4096, 64K, 128M, 1G (powers of 1024)."""
 
@@ -46,7 +62,7 @@ def _bytes(text: str) -> int | None:
     low = low[:-2] if low.endswith("ib") else low[:-1] if low.endswith("b") else low
     unit = low[-1:] if low[-1:] in ("k", "m", "g", "t") else ""
     digits = low[: len(low) - len(unit)].rstrip()
-    return int(digits) * _UNITS[unit] if digits.isdecimal() else None
+    return int(digits) * _UNITS[unit] if ascii_digits(digits) else None
 
 
 class CpuList(click.ParamType):
@@ -115,7 +131,7 @@ class PagesPerCall(click.ParamType):
             return value
         if str(value).lower() in ("all", "-1"):
             return ALL_PAGES
-        if str(value).isdigit() and 0 < int(value) < ALL_PAGES:
+        if ascii_digits(str(value)) and 0 < int(value) < ALL_PAGES:
             return int(value)
         self.fail(f"{value!r} is not a page count: use a number >= 1 or 'all'", param, ctx)
 
@@ -137,7 +153,7 @@ class NumaNode(click.ParamType):
                     "'auto' needs a memory-only NUMA node and this machine has none", param, ctx
                 )
             return memory_only[0]
-        if str(value).isdigit() and int(value) in numa.nodes():
+        if ascii_digits(str(value)) and int(value) in numa.nodes():
             return int(value)
         self.fail(f"{value!r} is not a NUMA node here (nodes: {numa.nodes()})", param, ctx)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from gupctl.cli.options import device_option, json_option
+from gupctl.cli.options import Number, device_option, json_option
 
 
 class AddressRange(click.ParamType):
@@ -37,7 +37,7 @@ def _running(ctx: click.Context, param: click.Parameter, pid: int | None) -> int
 
 
 @click.command()
-@click.option("--pid", type=click.IntRange(1), required=True, callback=_running,
+@click.option("--pid", type=Number(1), required=True, callback=_running,
               help="The process to look at.")  # fmt: skip
 @click.option("--range", "span", type=AddressRange(),
               help="Only this part of its address space [default: every VMA].")  # fmt: skip

@@ -143,6 +143,15 @@ def _cases() -> list[Case]:
     add(1, ("'nosuch'", "kernel series"), "vm", "--kernel", "nosuch", "--", "true")
     add(2, ("--lockdown", "nosuch"), "vm", "--lockdown", "nosuch", "--", "true")
     add(2, ("Missing argument",), "vm")
+    # Numbers in other scripts' digits: int() takes '١' for 1, and isdigit() takes '²'.
+    for argv, word in ((("pins", "--pid", "١"), "digits 0-9"),
+                       (("bench", "-s", "٤K"), "not a size"),
+                       (("bench", "--numa-node", "²"), "NUMA node"),
+                       (("bench", "-n", "²"), "page count"),
+                       (("bench", "-r", "٣"), "digits 0-9"),
+                       (("test", "-j", "٢"), "digits 0-9"),
+                       (("dump", "٣"), "digits 0-9")):  # fmt: skip
+        add(2, (repr(argv[-1]), word), *argv)
     for unknown in (("--cpus", "2", "--", "true"), ("-x", "--", "true"), ("--no-such", "true")):
         add(2, (f"no such option: {unknown[0]}", "gupctl vm --help"), "vm", *unknown)
     for bad in ("3G", "1000K", "0"):
