@@ -41,3 +41,19 @@ def test_doctor_memory_only_node(gupctl) -> None:
         assert row["found"].startswith(f"node {memory_only[0]}: no CPUs")
     else:
         assert row["status"] == "warn" and row["fix"] is None
+
+
+def test_doctor_refuses_a_device_that_is_no_gup_test(gupctl, monkeypatch) -> None:
+    """$GUPCTL_DEVICE=/dev/null opens, as the real gup_test files do: doctor must
+    not call it ready when every command refuses it."""
+    monkeypatch.setenv("GUPCTL_DEVICE", "/dev/null")
+    ran = gupctl("doctor", "--json", check=False)
+    data = ran.json()
+    dev = _rows(data)["gup_test device"]
+    null = os.stat("/dev/null").st_rdev
+    what = f"the character device {os.major(null)}:{os.minor(null)}"
+    assert dev["status"] == "missing"
+    assert dev["found"] == f"/dev/null is {what}, not a gup_test file"
+    assert data["ready"] is False and ran.returncode == 1
+    refused = gupctl("bench", "-s", "4K", check=False)
+    assert refused.returncode == 1 and f"/dev/null is {what}" in refused.stderr
