@@ -25,7 +25,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from gupctl import numa, vmstat
+from gupctl import numa, process, vmstat
 from gupctl.errors import GupctlError
 
 SETTLE_SECONDS = 10.0
@@ -63,7 +63,7 @@ def check(command: list[str], node: int, settle: float = SETTLE_SECONDS,
         returncode = proc.wait()
     finally:
         if proc.poll() is None:  # a signal (cli/signals.py) ended the wait
-            proc.kill()
+            process.kill_tree(proc.pid)  # CMD's children too: a shell's `sleep`
             proc.wait()
     ended = time.monotonic()
     at_exit = vmstat.snapshot(node)

@@ -11,6 +11,7 @@ handles them after os.fork() returns; the child starts with none pending.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 
@@ -29,3 +30,48 @@ def fork() -> int:
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
     return pid
+
+
+def _parents() -> dict[int, int]:
+    """Every process's parent, from /proc/PID/stat (no CONFIG_PROC_CHILDREN needed)."""
+    parents = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue  # gone meanwhile
+        # "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses.
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        parents[int(entry.name)] = int(fields[1])
+    return parents
+
+
+def _tree(pid: int) -> list[int]:
+    """`pid` and the processes below it, now."""
+    children: dict[int, list[int]] = {}
+    for child, parent in _parents().items():
+        children.setdefault(parent, []).append(child)
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo += children.get(p, [])
+    return tree
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL `pid` and every process below it.  Each is stopped first, until a
+    look finds none new, so that none forks a child that escapes to init
+    between the look and the kill (a shell ignoring SIGTERM, its `sleep`)."""
+    stopped: list[int] = []
+    while new := [p for p in _tree(pid) if p not in stopped]:
+        for p in new:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGSTOP)
+            stopped.append(p)
+    for p in stopped:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -115,3 +117,31 @@ def test_a_missing_command_is_one_line(gupctl) -> None:
     ran = gupctl("check", "--", "/nonexistent/cmd", check=False)
     assert ran.returncode == 1 and ran.stderr.count("\n") == 1
     assert "cannot run /nonexistent/cmd" in ran.stderr
+
+
+def test_a_signal_ends_what_cmd_started(tmp_path) -> None:
+    """SIGTERM to `gupctl check` ends CMD and every process below it: a shell
+    that ignores SIGTERM, and the `sleep` it started, which once outlived both."""
+    pids = tmp_path / "pids"
+    script = f"trap '' TERM; sleep 300 & echo $! > {pids}; wait"
+    argv = [sys.executable, "-m", "gupctl", "check", "--", "sh", "-c", script]
+    check = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (pids.exists() and pids.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    sleep = int(pids.read_text())
+    check.send_signal(signal.SIGTERM)
+    _, stderr = check.communicate(timeout=60)
+    assert check.returncode == 128 + signal.SIGTERM and "Traceback" not in stderr, stderr
+    deadline = time.monotonic() + 10
+    while _running(sleep) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(sleep), "CMD's sleep outlived gupctl check"
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
