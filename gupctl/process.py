@@ -32,20 +32,29 @@ def fork() -> int:
     return pid
 
 
+def _stat(pid: int | str) -> list[bytes] | None:
+    """/proc/PID/stat's fields after "PID (COMM)" (COMM may hold spaces and
+    parentheses): STATE, PPID, ...; None for a process that is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat[stat.rindex(b")") + 2 :].split()
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` runs: it exists and is not a zombie waiting for its parent."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] != b"Z"
+
+
 def _parents() -> dict[int, int]:
-    """Every process's parent, from /proc/PID/stat (no CONFIG_PROC_CHILDREN needed)."""
+    """Every process's parent (from /proc: no CONFIG_PROC_CHILDREN needed)."""
     parents = {}
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue  # gone meanwhile
-        # "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses.
-        fields = stat[stat.rindex(b")") + 2 :].split()
-        parents[int(entry.name)] = int(fields[1])
+        if entry.name.isdigit() and (fields := _stat(entry.name)) is not None:
+            parents[int(entry.name)] = int(fields[1])
     return parents
 
 

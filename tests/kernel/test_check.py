@@ -20,6 +20,7 @@ import pytest
 from conftest import oracle_counters
 from procs import settles
 
+from gupctl import process
 from gupctl.selftest.resources import scratch_ext4
 
 pytestmark = pytest.mark.usefixtures("require_node")
@@ -134,14 +135,6 @@ def test_a_signal_ends_what_cmd_started(tmp_path) -> None:
     _, stderr = check.communicate(timeout=60)
     assert check.returncode == 128 + signal.SIGTERM and "Traceback" not in stderr, stderr
     deadline = time.monotonic() + 10
-    while _running(sleep) and time.monotonic() < deadline:
+    while process.running(sleep) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _running(sleep), "CMD's sleep outlived gupctl check"
-
-
-def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    assert not process.running(sleep), "CMD's sleep outlived gupctl check"

@@ -8,15 +8,6 @@ import time
 from gupctl import process
 
 
-def _alive(pid: int) -> bool:
-    """Running, not a zombie waiting for its parent."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def test_kill_tree_reaches_what_a_shell_ignoring_sigterm_started(tmp_path) -> None:
     pids = tmp_path / "pids"
     # A shell that ignores SIGTERM, a child of its own, and a grandchild.
@@ -27,10 +18,10 @@ def test_kill_tree_reaches_what_a_shell_ignoring_sigterm_started(tmp_path) -> No
     while (not pids.exists() or len(pids.read_text().split()) < 2) and time.monotonic() < deadline:
         time.sleep(0.05)
     sleeps = [int(p) for p in pids.read_text().split()]
-    assert len(sleeps) == 2 and all(map(_alive, sleeps))
+    assert len(sleeps) == 2 and all(map(process.running, sleeps))
     process.kill_tree(shell.pid)
     assert shell.wait(timeout=10) == -9
     deadline = time.monotonic() + 10
-    while any(map(_alive, sleeps)) and time.monotonic() < deadline:
+    while any(map(process.running, sleeps)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not [p for p in sleeps if _alive(p)], "a sleep outlived its shell"
+    assert not [p for p in sleeps if process.running(p)], "a sleep outlived its shell"
