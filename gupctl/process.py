@@ -1,4 +1,5 @@
-"""fork() that a signal cannot catch halfway.
+"""Processes gupctl starts and ends: fork() that a signal cannot catch
+halfway, and kill_tree() that leaves nothing of a command behind.
 
 gupctl's CLI turns SIGINT, SIGTERM and SIGHUP into exceptions
 (gupctl/cli/signals.py).  Arriving during os.fork(), such a signal's Python
