@@ -59,10 +59,18 @@ JOB_RUNNER = """\
 #!/bin/sh
 run=/run/gupctl
 mkdir -p "$run"
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 gupctl_run "$run" || {
-	echo "gupctl-job: FATAL: cannot mount the run directory" > /dev/console
-	systemctl poweroff --force
-}
+# The share's virtio channel can appear after this unit starts (a first boot
+# seen to say "9pnet_virtio: no channels available"): wait up to 30 s for it.
+tries=30
+until mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 gupctl_run "$run"; do
+	tries=$((tries - 1))
+	if [ "$tries" -le 0 ]; then
+		echo "gupctl-job: FATAL: cannot mount the run directory" > /dev/console
+		systemctl poweroff --force
+		exit 1
+	fi
+	sleep 1
+done
 (cd "$run" && sh ./job.sh) > /dev/hvc0 2>&1
 echo $? > "$run/status"
 dmesg > "$run/dmesg"

@@ -22,7 +22,9 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_files_hold_what_a_command_imports_and_skip_the_rest() -> None:
-    paths = set(pyimage.files())
+    found = pyimage.files()
+    paths = {p for p, _ in found}
+    assert all(p.stat().st_size == st.st_size for p, st in found[:50])
     stdlib = Path(os.path.realpath(sysconfig.get_paths()["stdlib"]))
     for module in (os, click, gupctl):
         assert Path(os.path.realpath(module.__file__ or "")) in paths, module.__name__
@@ -41,7 +43,7 @@ def test_unpacked_image_has_each_file_with_its_mode_and_mtime(tmp_path: Path) ->
     one.chmod(0o755)
     os.utime(one, (1_600_000_000, 1_600_000_000))
     dest = tmp_path / "image.cpio"
-    pyimage.build([one, two], dest)
+    pyimage.build([(one, one.stat()), (two, two.stat())], dest)
     out = tmp_path / "out"
     out.mkdir()
     busybox = shutil.which("busybox")
@@ -61,7 +63,7 @@ def test_image_is_replaced_when_a_file_changes(monkeypatch: pytest.MonkeyPatch,
                                                tmp_path: Path, cache: Path) -> None:  # fmt: skip
     source = tmp_path / "m.py"
     source.write_text("a = 1\n")
-    monkeypatch.setattr(pyimage, "files", lambda: [source])
+    monkeypatch.setattr(pyimage, "files", lambda: [(source, source.stat())])
     first = pyimage.image()
     assert source.as_posix().encode() in first.read_bytes()
     source.write_text("a = 22\n")
@@ -74,7 +76,7 @@ def test_image_is_replaced_when_a_file_changes(monkeypatch: pytest.MonkeyPatch,
 def test_in_front_of_puts_the_image_first(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     source = tmp_path / "m.py"
     source.write_text("a = 1\n")
-    monkeypatch.setattr(pyimage, "files", lambda: [source])
+    monkeypatch.setattr(pyimage, "files", lambda: [(source, source.stat())])
     initrd = tmp_path / "initramfs" / "i.cpio.gz"
     initrd.parent.mkdir()
     initrd.write_bytes(b"\x1f\x8b gzip data")
