@@ -18,14 +18,54 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from gupctl.errors import EnvError
+
 
 def cache_dir() -> Path:
-    """$GUPCTL_CACHE, else $XDG_CACHE_HOME/gupctl, else ~/.cache/gupctl."""
+    """$GUPCTL_CACHE, else $XDG_CACHE_HOME/gupctl, else ~/.cache/gupctl;
+    EnvError (naming the variable) for a place gupctl cannot use."""
     explicit = os.environ.get("GUPCTL_CACHE")
     if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "gupctl"
+        return _usable("GUPCTL_CACHE", explicit, Path(explicit))
+    base = os.environ.get("XDG_CACHE_HOME")
+    if base:
+        return _usable("XDG_CACHE_HOME", base, Path(base) / "gupctl")
+    return Path.home() / ".cache" / "gupctl"
+
+
+#: Characters a cache path cannot hold: QEMU's -drive and -virtfs split
+#: options at commas, and the guest's kernel command line at white space.
+_UNSAFE = frozenset(",") | frozenset(chr(c) for c in (*range(0x21), 0x7F))
+
+
+def _usable(variable: str, value: str, path: Path) -> Path:
+    """`path` (from `variable`) if the cache can live there."""
+    if not path.is_absolute():
+        raise EnvError(variable, value, "is not an absolute path", "cache")
+    if _UNSAFE & set(str(path)):
+        problem = "holds a comma, white space or a control character, which QEMU cannot take"
+        raise EnvError(variable, value, problem, "cache")
+    existing = next(p for p in (path, *path.parents) if os.path.lexists(p))
+    if not existing.is_dir():
+        raise EnvError(variable, value, f"cannot be a directory ({existing} is not one)", "cache")
+    return path
+
+
+def _source() -> tuple[str, str]:
+    """The variable the cache's place came from, and its value."""
+    for variable in ("GUPCTL_CACHE", "XDG_CACHE_HOME", "HOME"):
+        if os.environ.get(variable):
+            return variable, os.environ[variable]
+    return "HOME", str(Path.home())
+
+
+def writable(path: Path) -> None:
+    """EnvError (naming the variable behind the cache) unless `path`, in the
+    cache, can be made and written: checked before a build, not after it."""
+    existing = next(p for p in (path, *path.parents) if os.path.lexists(p))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        variable, value = _source()
+        raise EnvError(variable, value, f"leaves no writable cache ({existing})", "cache")
 
 
 def key(parts: Iterable[str | bytes]) -> str:
@@ -40,6 +80,7 @@ def key(parts: Iterable[str | bytes]) -> str:
 @contextmanager
 def locked(path: Path) -> Iterator[None]:
     """Hold an exclusive flock on `path` (created if missing)."""
+    writable(path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)

@@ -135,3 +135,14 @@ class UnknownMachine(GupctlError):
         self.machine = machine
         #: every ABI's name, with the other names it goes by
         self.known = known
+
+
+class EnvError(GupctlError):
+    """An environment variable gupctl reads holds what it cannot use."""
+
+    def __init__(self, variable: str, value: str, problem: str, kind: str) -> None:
+        super().__init__(f"${variable}={value!r} {problem}")
+        self.variable = variable
+        self.value = value
+        #: what it should hold: "cache", "mirror" or "kmod_dir" (hints.ENV)
+        self.kind = kind

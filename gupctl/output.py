@@ -7,26 +7,54 @@ import array
 import dataclasses
 import json
 import os
+import stat
 from typing import Any
 
 from gupctl.errors import ResultsError
 
 
 def write_file(path: str, data: str | bytes) -> None:
-    """Write `data` to `path` through a temporary file beside it, renamed into
-    place; on any failure, or a signal (an exception, gupctl/cli/signals.py),
-    the temporary file is removed and `path` is as it was."""
-    tmp = f"{path}.tmp{os.getpid()}"
+    """Write `data` to `path`.  A regular file (or a symlink to one: its target)
+    is written through a temporary file beside it, renamed into place; on any
+    failure, or a signal (an exception, gupctl/cli/signals.py), the temporary
+    file is removed and `path` is as it was.  Anything else that exists there
+    (/dev/stdout, a fifo, a device) is written in place, never replaced."""
+    body = data.encode() if isinstance(data, str) else data
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None  # nothing there (or a dangling link: the rename replaces it)
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        _write_in_place(path, body)
+        return
+    real = os.path.realpath(path) if st is not None else path
+    tmp = f"{real}.tmp{os.getpid()}"
     try:
         with open(tmp, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
+            f.write(body)
+        os.replace(tmp, real)
     except BaseException as e:
         if os.path.lexists(tmp):
             os.unlink(tmp)
         if isinstance(e, OSError):
             raise ResultsError(f"cannot write {path}", path, "write", e.errno) from e
         raise
+
+
+def _write_in_place(path: str, body: bytes) -> None:
+    """`path` is no regular file: write it as it is.  Non-blocking open, so
+    that a fifo nobody reads is refused (ENXIO), not waited on for ever; a
+    directory is refused too (EISDIR)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            os.set_blocking(fd, True)
+            with open(fd, "wb", closefd=False) as f:
+                f.write(body)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise ResultsError(f"cannot write {path}", path, "write", e.errno) from e
 
 
 def dumps(data: Any) -> str:

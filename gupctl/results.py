@@ -10,19 +10,18 @@ run-to-run noise (see `beyond_noise`).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
+import os
 import platform
 import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from gupctl import __version__, output, samples
+from gupctl import __version__, output, schema
 from gupctl.bench import RunResult, Stats
 from gupctl.errors import ResultsError
 from gupctl.samples import Samples
-from gupctl.vmstat import Balance
 
 FORMAT = "gupctl-bench/1"
 NEEDS_REPEATS = "n/a: needs -r 2+"
@@ -58,8 +57,8 @@ def save(doc: SavedResults, path: str) -> None:
 def load(path: str) -> SavedResults:
     """Read a document written by `save`; ResultsError says what is wrong with it."""
     try:
-        with open(path) as f:
-            text = f.read()
+        raw = _read(path)
+        text = raw.decode()
     except FileNotFoundError as e:
         raise ResultsError(f"{path} does not exist", path, "missing", e.errno) from e
     except UnicodeDecodeError as e:
@@ -68,6 +67,9 @@ def load(path: str) -> SavedResults:
     except OSError as e:
         what, err = f"cannot read {path}", e.errno
         raise ResultsError(what, path, "unreadable", err) from e
+    if len(raw) > MAX_BYTES:
+        what = f"{path} is larger than {MAX_BYTES >> 20} MiB, more than any saved run"
+        raise ResultsError(what, path, "json")
     try:
         data = json.loads(text, parse_constant=_no_constant)
     except ValueError as e:
@@ -76,15 +78,41 @@ def load(path: str) -> SavedResults:
         raise ResultsError(f"{path} nests too deeply to be results", path, "json") from e
     found = data.get("format") if isinstance(data, dict) else None
     if found != FORMAT:
-        what = f"{path} is not a {FORMAT} document (format: {found!r})"
+        what = f"{path} is not a {FORMAT} document (format: {_shown(found)})"
         raise ResultsError(what, path, "format")
     try:
-        meta = {k: str(data[k]) for k in ("gupctl", "kernel", "machine", "hostname", "date",
-                                           "device")}  # fmt: skip
-        runs = [_run(d) for d in data["results"]]
-    except (KeyError, TypeError, ValueError) as e:
-        raise ResultsError(f"{path} has a missing or malformed field ({e})", path, "fields") from e
-    return SavedResults(format=FORMAT, results=runs, **meta)
+        missing = next((k for k in (*META, "results") if k not in data), None)
+        if missing:
+            raise schema.SchemaError(missing, "is missing")
+        meta = {k: schema.check(str, data[k], k) for k in META}
+        runs = schema.check(list[dict], data["results"], "results")
+        results = [_run(d, f"results[{i}]") for i, d in enumerate(runs)]
+    except schema.SchemaError as e:
+        raise ResultsError(f"{path}: {e}", path, "fields") from e
+    return SavedResults(format=FORMAT, results=results, **meta)
+
+
+#: A saved run of 10 million repeats is about 200 MiB; past this, a file is
+#: something else (/dev/zero) and reading it all would exhaust memory.
+MAX_BYTES = 256 << 20
+
+
+def _read(path: str) -> bytes:
+    """Up to MAX_BYTES + 1 bytes of `path`.  Opened non-blocking: a fifo nobody
+    writes then reads as empty (EOF) instead of waiting for ever."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(fd, "rb") as f:
+        os.set_blocking(fd, True)
+        return f.read(MAX_BYTES + 1)
+
+
+META = ("gupctl", "kernel", "machine", "hostname", "date", "device")
+
+
+def _shown(value: Any) -> str:
+    """A value from the file as a message may quote it: short, and escaped (repr)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _no_constant(name: str) -> float:
@@ -93,43 +121,26 @@ def _no_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number a benchmark measures")
 
 
-_INTS = ("size", "nr_pages", "nr_pages_per_call", "repeats", "threads", "gup_flags")
-
-
-def _run(d: dict[str, Any]) -> RunResult:
-    """One RunResult from its JSON; fields a later gupctl adds are ignored."""
-    names = {f.name for f in dataclasses.fields(RunResult) if f.init}
-    kw = {k: v for k, v in d.items() if k in names}
-    kw["balance"] = Balance(**d["balance"])
-    for name in _INTS:
-        if not isinstance(kw.get(name, 0), int) or isinstance(kw.get(name), bool):
-            raise ValueError(f"{name} is not an integer")
+def _run(d: dict[str, Any], where: str) -> RunResult:
+    """One RunResult from its JSON (schema.build checks each field's type),
+    then what the types cannot say: the counts are positive, the samples
+    there, one CPU per thread."""
     for name in ("get_usec", "put_usec"):
-        values = kw[name]
-        if not isinstance(values, list) or not values or any(isinstance(v, bool) for v in values):
-            raise ValueError(f"{name} is not a list of timings")
-        try:  # the kernel's µs are unsigned integers
-            kw[name] = samples.of(values)
-        except (OverflowError, TypeError) as e:
-            raise ValueError(f"{name} is not a list of timings") from e
-    loop_ns = kw.get("loop_ns", [])
-    if not isinstance(loop_ns, list) or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in loop_ns
-    ):
-        raise ValueError("loop_ns is not a list of times")
-    bound = kw.get("cpus", [])
-    if not isinstance(bound, list) or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in bound
-    ):
-        raise ValueError("cpus is not a list of CPU numbers")
-    if bound and len(bound) != kw["threads"]:
-        raise ValueError("cpus does not name one CPU per thread")
+        if d.get(name) == []:
+            raise schema.SchemaError(f"{where}.{name}", "has no samples")
+    run: RunResult = schema.build(RunResult, d, where)
     for name in ("size", "nr_pages", "nr_pages_per_call", "repeats", "threads"):
-        if kw[name] < 1:
-            raise ValueError(f"{name} is not positive")
+        if getattr(run, name) < 1:
+            raise schema.SchemaError(f"{where}.{name}", "is not positive")
+    if any(ns <= 0 for ns in run.loop_ns):
+        raise schema.SchemaError(f"{where}.loop_ns", "holds a time that is not positive")
+    if any(cpu < 0 for cpu in run.cpus):
+        raise schema.SchemaError(f"{where}.cpus", "holds a negative CPU number")
+    if run.cpus and len(run.cpus) != run.threads:
+        raise schema.SchemaError(f"{where}.cpus", "does not name one CPU per thread")
     # The statistics in the file are not read: RunResult derives them from
     # the samples, so that compare and plot read the same numbers.
-    return RunResult(**kw)
+    return run
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,26 @@
  *  - longterm-test pins end with the mm that started them (an mmu_notifier's
  *    .release, see gupctl_pins_watch()), not only with the last close of
  *    the file: an fd inherited through fork() or passed with SCM_RIGHTS
- *    does not keep a dead (or exec'd) process's pages pinned.
+ *    does not keep a dead (or exec'd) process's pages pinned;
+ *  - the device may be given to a group (gupctl kmod install --user): what
+ *    upstream's root-only file does that a group member must not is kept
+ *    for CAP_SYS_ADMIN, and every page a command holds is charged to the
+ *    caller's RLIMIT_MEMLOCK.  The privilege model:
+ *
+ *      what                                     group member   CAP_SYS_ADMIN
+ *      GUP/PIN benchmarks and basic tests       yes            yes
+ *      PIN_LONGTERM_TEST_*                      yes            yes
+ *      GUPCTL_EXTRACT over the caller's memory  yes            yes
+ *      pages held by any of those               charged        charged,
+ *        (mm->pinned_vm, RLIMIT_MEMLOCK)        limited        unlimited (*)
+ *      FOLL_FORCE in gup_flags                  -EPERM         yes
+ *      DUMP_USER_PAGES_TEST (dump_page())       -EPERM         yes
+ *      GUPCTL_EXTRACT of kernel pages           -EPERM         yes
+ *      GUPCTL_PAGES                             -EPERM         yes
+ *      a failed pinned check                    one log line   WARN + dump
+ *      max_pages (module parameter)             no             1 to 2^30
+ *
+ *    (*) unlimited with CAP_IPC_LOCK, which root has (see gupctl_charge()).
  *
  * Where the kernel API changed, gupctl_config.h says which side of the
  * change $(KDIR) is on: the Makefile writes it from the build-time probes
@@ -66,11 +85,39 @@ module_param_named(debugfs, gupctl_debugfs, bool, 0444);
 MODULE_PARM_DESC(debugfs,
 		 "Create <debugfs>/gup_test if the kernel has none (default: true)");
 
+/*
+ * The ceiling of max_pages: every count derived from it fits what it is
+ * handed to (vmap()'s and iov_iter_extract_pages()'s unsigned int,
+ * GUPCTL_EXTRACT's __u32 nr_pages, a segment more per IOVEC piece), and a
+ * byte size of it fits a u64.  0 would reach want_pages_array()'s WARN.
+ */
+#define GUPCTL_MAX_PAGES_CEILING	BIT(30)
+
 static unsigned long gupctl_max_pages = 1UL << 20;
+
+static int gupctl_max_pages_set(const char *val, const struct kernel_param *kp)
+{
+	unsigned long n;
+	int ret;
+
+	ret = kstrtoul(val, 0, &n);
+	if (ret)
+		return ret;
+	if (!n || n > GUPCTL_MAX_PAGES_CEILING)
+		return -EINVAL;
+	WRITE_ONCE(gupctl_max_pages, n);
+	return 0;
+}
+
+static const struct kernel_param_ops gupctl_max_pages_ops = {
+	.set = gupctl_max_pages_set,
+	.get = param_get_ulong,
+};
+
 /* Writable by root at run time: a request is checked against one READ_ONCE. */
-module_param_named(max_pages, gupctl_max_pages, ulong, 0644);
+module_param_cb(max_pages, &gupctl_max_pages_ops, &gupctl_max_pages, 0644);
 MODULE_PARM_DESC(max_pages,
-		 "Maximum number of pages per request (default: 1048576)");
+		 "Maximum number of pages per request, 1 to 2^30 (default: 1048576)");
 
 /* FOLL_* bits userspace may pass; symbolic, as the values changed in v6.3. */
 #define GUPCTL_FOLL_VALID	(FOLL_WRITE | FOLL_FORCE | FOLL_NOWAIT | \
@@ -80,6 +127,16 @@ MODULE_PARM_DESC(max_pages,
  * (and internal bits), so the fast commands accept only these.
  */
 #define GUPCTL_FOLL_FAST_VALID	(FOLL_WRITE | FOLL_FORCE)
+
+/*
+ * What upstream's root-only file does that a member of the device's group
+ * must not: see the model above.  Asked only when such a thing is
+ * requested, so that capable() audits a refusal that means something.
+ */
+static bool gupctl_privileged(void)
+{
+	return capable(CAP_SYS_ADMIN);
+}
 
 /*
  * The pins of one PIN_LONGTERM_TEST_START.  @mm is the mm that started them,
@@ -330,6 +387,25 @@ static bool gupctl_folio_longterm_pinnable(struct folio *folio)
 	return folio_zonenum(folio) != ZONE_MOVABLE;
 }
 
+/*
+ * A failed pinned check: upstream's WARN and dump_page() for CAP_SYS_ADMIN.
+ * For a group member one rate-limited line instead: a WARN it could cause
+ * at will would panic a panic_on_warn machine, and dump_page() prints
+ * kernel pointers.  The line still says "gup_test failure", which is what
+ * gupctl looks for in the log.
+ */
+static void gupctl_pin_failure(unsigned long i, struct folio *folio,
+			       const char *what)
+{
+	if (!ns_capable_noaudit(&init_user_ns, CAP_SYS_ADMIN)) {
+		pr_err_ratelimited("gupctl: gup_test failure: pages[%lu] is %s (pid %d)\n",
+				   i, what, task_pid_nr(current));
+		return;
+	}
+	WARN(1, "pages[%lu] is %s\n", i, what);
+	dump_page(&folio->page, "gup_test failure");
+}
+
 static void gupctl_verify_dma_pinned(unsigned int cmd, struct page **pages,
 				     unsigned long nr_pages)
 {
@@ -358,15 +434,13 @@ static void gupctl_verify_dma_pinned(unsigned int cmd, struct page **pages,
 			}
 			folio = page_folio(pages[i]);
 
-			if (WARN(!folio_maybe_dma_pinned(folio),
-				 "pages[%lu] is NOT dma-pinned\n", i)) {
-				dump_page(&folio->page, "gup_test failure");
+			if (!folio_maybe_dma_pinned(folio)) {
+				gupctl_pin_failure(i, folio, "NOT dma-pinned");
 				break;
 			} else if (cmd == PIN_LONGTERM_BENCHMARK &&
-				   WARN(!gupctl_folio_longterm_pinnable(folio),
-					"pages[%lu] is NOT pinnable but pinned\n",
-					i)) {
-				dump_page(&folio->page, "gup_test failure");
+				   !gupctl_folio_longterm_pinnable(folio)) {
+				gupctl_pin_failure(i, folio,
+						   "NOT pinnable but pinned");
 				break;
 			}
 		}
@@ -427,17 +501,50 @@ static long gupctl_gup_call(unsigned int cmd, const struct gup_test *gup,
 }
 
 /*
+ * Charge @nr_pages pins (or references) to @mm as ib_umem_get()
+ * (drivers/infiniband/core/umem.c) does, and iommufd with
+ * IOPT_PAGES_ACCOUNT_MM: mm->pinned_vm, which /proc/PID/status shows as
+ * VmPin, checked against the caller's RLIMIT_MEMLOCK unless it has
+ * CAP_IPC_LOCK.  pinned_vm is an atomic64_t since 70f8a3ca68d3 ("mm: make
+ * mm->pinned_vm an atomic64 counter"), v5.1, older than every kernel this
+ * builds for.  Add first, then take it back if over the limit, so that
+ * concurrent chargers of one mm cannot both slip under it; capable() only
+ * when over the limit, so that a caller within it is not audited as using
+ * the capability.  Callers with CAP_IPC_LOCK are charged too, unlimited.
+ *
+ * Every command charges what it may hold, for as long as it holds it: the
+ * benchmarks and GUPCTL_EXTRACT for the call, the longterm test until STOP.
+ * A call is brief only as long as its faults are: a range ending in a FUSE
+ * or userfaultfd mapping that never answers keeps every earlier page held,
+ * so a benchmark is limited as a longterm pin is.
+ */
+static int gupctl_charge(struct mm_struct *mm, unsigned long nr_pages)
+{
+	unsigned long limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
+	unsigned long pinned;
+
+	pinned = atomic64_add_return(nr_pages, &mm->pinned_vm);
+	if (pinned > limit && !capable(CAP_IPC_LOCK)) {
+		atomic64_sub(nr_pages, &mm->pinned_vm);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void gupctl_uncharge(struct mm_struct *mm, unsigned long nr_pages)
+{
+	atomic64_sub(nr_pages, &mm->pinned_vm);
+}
+
+/*
  * The benchmark and basic-test commands pin (or get) and release within this
- * one ioctl, so nothing is charged to pinned_vm for them: RDMA and vfio
- * charge only what stays pinned after the call returns, and a transient pin
- * of the caller's own mapped memory is what O_DIRECT does for any user.
- * Their size is bounded by max_pages instead.
+ * one ioctl, charged for its length (see gupctl_charge()).
  */
 static int gupctl_gup_test(unsigned int cmd, struct gup_test *gup)
 {
 	bool needs_mmap_lock =
 		cmd != GUP_FAST_BENCHMARK && cmd != PIN_FAST_BENCHMARK;
-	unsigned long i, nr_pages, per_call, addr, nr;
+	unsigned long i, nr_pages, per_call, addr, nr, charged;
 	ktime_t start_time, end_time;
 	struct page **pages;
 	long got;
@@ -446,15 +553,26 @@ static int gupctl_gup_test(unsigned int cmd, struct gup_test *gup)
 	ret = gupctl_validate(cmd, gup);
 	if (ret)
 		return ret;
+	/* dump_page() prints pfns and kernel pointers; FOLL_FORCE breaks COW. */
+	if ((cmd == DUMP_USER_PAGES_TEST || gup->gup_flags & FOLL_FORCE) &&
+	    !gupctl_privileged())
+		return -EPERM;
 
 	nr_pages = gup->size / PAGE_SIZE;
 	/* 0xffffffff (or anything >= nr_pages) means "all in one call". */
 	per_call = min3((unsigned long)gup->nr_pages_per_call, nr_pages,
 			(unsigned long)INT_MAX);
 
+	charged = nr_pages;
+	ret = gupctl_charge(current->mm, charged);
+	if (ret)
+		return ret;
+
 	pages = gupctl_alloc_pages(nr_pages);
-	if (!pages)
-		return -ENOMEM;
+	if (!pages) {
+		ret = -ENOMEM;
+		goto uncharge;
+	}
 
 	if (needs_mmap_lock && mmap_read_lock_killable(current->mm)) {
 		ret = -EINTR;
@@ -507,6 +625,8 @@ static int gupctl_gup_test(unsigned int cmd, struct gup_test *gup)
 		mmap_read_unlock(current->mm);
 free_pages:
 	kvfree(pages);
+uncharge:
+	gupctl_uncharge(current->mm, charged);
 	return ret;
 }
 
@@ -537,31 +657,6 @@ static long gupctl_gup_ioctl(unsigned int cmd, void __user *argp,
 }
 
 /*
- * Charge @nr_pages longterm pins to @mm as ib_umem_get()
- * (drivers/infiniband/core/umem.c) does, and iommufd with
- * IOPT_PAGES_ACCOUNT_MM: mm->pinned_vm, which /proc/PID/status shows as
- * VmPin, checked against the caller's RLIMIT_MEMLOCK unless it has
- * CAP_IPC_LOCK.  pinned_vm is an atomic64_t since 70f8a3ca68d3 ("mm: make
- * mm->pinned_vm an atomic64 counter"), v5.1, older than every kernel this
- * builds for.  Add first, then take it back if over the limit, so that
- * concurrent chargers of one mm cannot both slip under it; capable() only
- * when over the limit, so that a caller within it is not audited as using
- * the capability.  Callers with CAP_IPC_LOCK are charged too, unlimited.
- */
-static int gupctl_charge(struct mm_struct *mm, unsigned long nr_pages)
-{
-	unsigned long limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
-	unsigned long pinned;
-
-	pinned = atomic64_add_return(nr_pages, &mm->pinned_vm);
-	if (pinned > limit && !capable(CAP_IPC_LOCK)) {
-		atomic64_sub(nr_pages, &mm->pinned_vm);
-		return -ENOMEM;
-	}
-	return 0;
-}
-
-/*
  * Unpin and uncharge, once: a second call finds nothing to do.  Any process
  * may get here (STOP on an inherited fd, the last close after fork() or
  * SCM_RIGHTS, the exit of the pins' mm): the charge goes back to the mm
@@ -576,7 +671,7 @@ static void gupctl_pins_end(struct gupctl_pins *p)
 		p->pages = NULL;
 		p->nr_pages = 0;
 	}
-	atomic64_sub(p->charged, &p->mm->pinned_vm);
+	gupctl_uncharge(p->mm, p->charged);
 	p->charged = 0;
 	mutex_unlock(&p->lock);
 }
@@ -770,7 +865,7 @@ unpin:
 free_pages:
 	kvfree(pages);
 uncharge:
-	atomic64_sub(nr_pages, &mm->pinned_vm);
+	gupctl_uncharge(mm, nr_pages);
 	return ret;
 }
 
@@ -900,7 +995,11 @@ static int gupctl_extract_validate(const struct gupctl_extract *ex)
 	} else if (ex->addr) {
 		return -EINVAL;	/* the module's own pages: no address */
 	}
-	if (DIV_ROUND_UP(ex->size, PAGE_SIZE) > READ_ONCE(gupctl_max_pages))
+	/*
+	 * In bytes: DIV_ROUND_UP() of a size within a page of 2^64 wraps to
+	 * 0 pages.  max_pages <= GUPCTL_MAX_PAGES_CEILING: no overflow here.
+	 */
+	if (ex->size > (u64)READ_ONCE(gupctl_max_pages) << PAGE_SHIFT)
 		return -E2BIG;
 	return 0;
 }
@@ -942,7 +1041,8 @@ static int gupctl_kbuf_alloc(struct gupctl_kbuf *kb, u32 iter_type,
 	}
 	switch (iter_type) {
 	case GUPCTL_EXTRACT_BVEC:
-		kb->bvec = kvcalloc(n, sizeof(*kb->bvec), GFP_KERNEL_ACCOUNT);
+		kb->bvec = kvcalloc(n, sizeof(*kb->bvec),
+				    GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
 		if (!kb->bvec)
 			return -ENOMEM;
 		for (i = 0; i < n; i++) {
@@ -1087,12 +1187,20 @@ static long gupctl_extract_ioctl(void __user *argp)
 	ret = gupctl_extract_validate(&ex);
 	if (ret)
 		return ret;
+	/* Kernel pages on request, up to max_pages: not a group's to ask. */
+	if (!gupctl_extract_user(ex.iter_type) && !gupctl_privileged())
+		return -EPERM;
 
 	/* A page more per segment: each may start inside a page. */
 	max = DIV_ROUND_UP(ex.size, PAGE_SIZE) + max(ex.nr_segs, 1U);
+	ret = gupctl_charge(current->mm, max);
+	if (ret)
+		return ret;
 	pages = gupctl_alloc_pages(max);
-	if (!pages)
-		return -ENOMEM;
+	if (!pages) {
+		ret = -ENOMEM;
+		goto uncharge;
+	}
 	if (!gupctl_extract_user(ex.iter_type)) {
 		ret = gupctl_kbuf_alloc(&kb, ex.iter_type, ex.size, ex.fill);
 		if (ret)
@@ -1117,6 +1225,8 @@ free_kbuf:
 	if (!gupctl_extract_user(ex.iter_type))
 		gupctl_kbuf_free(&kb);
 	kvfree(pages);
+uncharge:
+	gupctl_uncharge(current->mm, max);
 	return ret;
 }
 #endif /* GUPCTL_HAVE_IOV_ITER_EXTRACT_PAGES */

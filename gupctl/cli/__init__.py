@@ -59,7 +59,7 @@ class Group(click.Group):
             _output_failed(e)
         except click.UsageError as e:
             where = e.ctx.command_path if e.ctx else "gupctl"
-            _error(f"{e.format_message()} (see `{where} --help`)")
+            _error(f"{_from_env(e)}{e.format_message()} (see `{where} --help`)")
             sys.exit(e.exit_code)
         except click.ClickException as e:
             _error(e.format_message())
@@ -84,8 +84,21 @@ class Group(click.Group):
             sys.exit(signals.exit_status(e))
 
 
-#: Errors of writing stdout: a closed pipe, a full or failing disk.
-_OUTPUT_ERRNOS = {errno.EPIPE, errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG}
+def _from_env(e: click.UsageError) -> str:
+    """'$VAR: ' where the bad value came from an environment variable
+    (GUPCTL_NUMA_NODE for --numa-node), else ""."""
+    param, ctx = getattr(e, "param", None), e.ctx
+    if param is None or ctx is None or param.name is None:
+        return ""
+    if ctx.get_parameter_source(param.name) is not click.core.ParameterSource.ENVIRONMENT:
+        return ""
+    envvar = param.envvar if isinstance(param.envvar, str) else None
+    return f"${envvar}={os.environ.get(envvar, '')!r}: " if envvar else ""
+
+
+#: Errors of writing stdout: a closed pipe, a full or failing disk, a closed
+#: stdout (gupctl/__main__.py's ClosedStdout).
+_OUTPUT_ERRNOS = {errno.EPIPE, errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EBADF}
 
 
 def _output_failed(e: OSError) -> None:
@@ -93,6 +106,9 @@ def _output_failed(e: OSError) -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if e.errno == errno.EPIPE:
         sys.exit(1)  # the reader went away (`| head`): nothing to say
+    if e.errno == errno.EBADF:
+        _error("cannot write the output: stdout is closed (>&-): give it a file, or >/dev/null")
+        sys.exit(1)
     _error(f"cannot write the output: {os.strerror(e.errno or errno.EIO)}: "
            "free space or redirect it elsewhere")  # fmt: skip
     sys.exit(1)

@@ -34,7 +34,12 @@ DEVICE = {
     E.E2BIG: "{command} asks for more pages than the kmod allows: use a smaller --size, or "
     "reload the kmod with max_pages=N",
     E.EBUSY: "{path} already holds longterm test pins: stop them first",
-    E.ENOMEM: "the kernel could not allocate memory for {command}: use a smaller --size",
+    # kmod/gupctl.c gupctl_charge(): every page a command holds counts against
+    # RLIMIT_MEMLOCK without CAP_IPC_LOCK, the benchmarks' included.
+    E.ENOMEM: "the kernel could not allocate memory for {command}, or its pages would exceed "
+    "this process's RLIMIT_MEMLOCK ({memlock}), which gupctl's kmod charges them to without "
+    "CAP_IPC_LOCK: use a smaller --size, or raise the limit (`ulimit -l`, memlock in "
+    "/etc/security/limits.conf)",
     E.EFAULT: "the kernel could not access the buffer for {command}",
     E.EINTR: "{command} was interrupted by a signal",
     E.ENOENT: "{path} does not exist: load the kmod (`{kmod}`) or pass --device",
@@ -93,6 +98,11 @@ MODULE = {
     "end it first",
 }
 
+ENV = {
+    "cache": "{what}: point GUPCTL_CACHE at a directory gupctl may write, as an absolute "
+    "path without commas or white space, or unset it (default: ~/.cache/gupctl)",
+}
+
 PIN_REFUSED = {
     # v6.5 check_vma_flags(): writable_file_mapping_allowed() says -EFAULT.
     (E.EFAULT, "file"): "the kernel refused to longterm-pin {backing} memory: "
@@ -126,7 +136,21 @@ DEVICE_COMMAND: dict[tuple[int | None, str | None], str] = {
     # kmod/gupctl.c gupctl_pages_ioctl(): what a frame holds is root's, as /proc/kpagecount.
     (E.EPERM, "GUPCTL_PAGES"): "{path} refused GUPCTL_PAGES: reading page frames needs "
     "CAP_SYS_ADMIN, as /proc/kpagecount does; run gupctl pins as root",
+    # kmod/gupctl.c's privilege model: what root-only upstream does that a group must not.
+    (E.EPERM, "DUMP_USER_PAGES_TEST"): "{path} refused DUMP_USER_PAGES_TEST: dump_page() "
+    "logs page frame numbers and kernel addresses, so gupctl's kmod keeps it for "
+    "CAP_SYS_ADMIN; run gupctl dump as root",
+    (E.EPERM, "GUPCTL_EXTRACT"): "{path} refused GUPCTL_EXTRACT of kernel pages (bvec, "
+    "kvec, xarray): gupctl's kmod allocates them on request, so it keeps them for "
+    "CAP_SYS_ADMIN; run as root, or extract the caller's own memory (ubuf, iovec)",
 }
+for _name in ("GUP_FAST_BENCHMARK", "PIN_FAST_BENCHMARK", "PIN_LONGTERM_BENCHMARK",
+              "GUP_BASIC_TEST", "PIN_BASIC_TEST"):  # fmt: skip
+    DEVICE_COMMAND[(E.EPERM, _name)] = (
+        f"{{path}} refused {_name}: FOLL_FORCE writes through mappings the caller may not "
+        "write, so gupctl's kmod keeps it for CAP_SYS_ADMIN; drop force from --flags, or run "
+        "as root"
+    )
 
 
 # Commands only gupctl's kmod serves (type 'x'): mm/gup_test.c answers every
@@ -165,7 +189,7 @@ def hint(err: errors.GupctlError) -> str:
         return DEVICE_COMMAND[(err.errno, err.command)].format(path=err.path)
     if isinstance(err, errors.DeviceError) and err.errno in DEVICE:
         return DEVICE[err.errno].format(
-            path=err.path, command=err.command or "open", kmod=KMOD_STEP
+            path=err.path, command=err.command or "open", kmod=KMOD_STEP, memlock=_memlock()
         )
     if isinstance(err, errors.MappingError) and err.errno in MAPPING:
         return MAPPING[err.errno].format(what=err.what, backing=err.backing)
@@ -178,6 +202,8 @@ def hint(err: errors.GupctlError) -> str:
         )
     if isinstance(err, errors.VmError):
         return VM.get(err.kind, "{what}").format(what=err.what, log=err.log)
+    if isinstance(err, errors.EnvError):
+        return ENV[err.kind].format(what=err.what)
     if isinstance(err, errors.CpuError):
         from gupctl import cpus
 

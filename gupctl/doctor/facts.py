@@ -10,7 +10,7 @@ import pwd
 from dataclasses import dataclass
 from pathlib import Path
 
-from gupctl import device, lockdown, module
+from gupctl import abi, device, lockdown, module
 
 # What the probes read; tests point these at trees of their own.
 PROC_MODULES = Path("/proc/modules")
@@ -59,6 +59,8 @@ class Facts:
     #: What `path` is when it is not a gup_test file (device.identify): a
     #: $GUPCTL_DEVICE of /dev/null opens, and answers no gup_test ioctl.
     not_gup_test: str | None = None
+    #: Why `path` opened but did not answer as gup_test (prove()); None: it did.
+    unproven: str | None = None
 
 
 def whoami() -> tuple[str, bool, frozenset[int]]:
@@ -99,9 +101,12 @@ def gather() -> Facts:
         kmod, kmod_error = None, f"{type(e).__name__}: {e}"
     what = identify(path) if path else None
     opened = errno.ENOTTY if what else try_open(path) if path else errno.ENOENT
+    unproven = None
+    if path and opened is None:  # it opens: now one harmless ioctl proves it
+        opened, unproven = prove(path)
     f = Facts(
         release=os.uname().release, user=user, root=root, groups=groups, group_gid=group_gid(),
-        path=path, open_errno=opened, explicit=explicit, not_gup_test=what,
+        path=path, open_errno=opened, explicit=explicit, not_gup_test=what, unproven=unproven,
         misc_errno=try_open(device.MISC_PATH), config=config, config_source=source,
         no_modules=modules_missing(), debugfs=device.debugfs_mounted(),
         lockdown=lockdown.level(LOCKDOWN), efi=EFI.is_dir(), kmod=kmod, kmod_error=kmod_error,
@@ -162,3 +167,26 @@ def package_fix(what: str) -> str:
     """The command that installs `what` ("headers", "dkms", "qemu") on this distribution."""
     install, headers, qemu = PACKAGES[family()]
     return f"{install} {dict(headers=headers, dkms='dkms', qemu=qemu)[what]}"
+
+
+def prove(path: str) -> tuple[int | None, str | None]:
+    """Whether `path` answers as gup_test does: GUP_FAST_BENCHMARK over one
+    page of fresh memory, a reference taken and dropped (no pin), and that
+    page's size written back.  (None, None) if it does; else the errno and
+    what went wrong."""
+    from gupctl.device import Device
+    from gupctl.errors import GupctlError
+    from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec
+
+    arg = abi.ffi.new("struct gup_test *")
+    try:
+        with Mapping(MemorySpec(), PAGE_SIZE) as m, Device(path) as dev:
+            arg.addr, arg.size, arg.nr_pages_per_call = m.addr, PAGE_SIZE, 1
+            dev.ioctl(abi.GUP_FAST_BENCHMARK, arg)
+    except GupctlError as e:
+        code = e.errno or errno.EIO
+        return code, f"opens, but GUP_FAST_BENCHMARK of one page fails: {os.strerror(code)}"
+    if arg.size != PAGE_SIZE:
+        return errno.EPROTO, (f"opens, but GUP_FAST_BENCHMARK of one page wrote back "
+                              f"{arg.size} bytes, not {PAGE_SIZE}")  # fmt: skip
+    return None, None

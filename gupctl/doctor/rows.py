@@ -52,6 +52,8 @@ def device_row(f: Facts) -> Check:
         return Check(name, True, OK, f"{f.path}: {f.user} opens it, served by {by}", None, why)
     if f.path and f.not_gup_test:
         found = f"{f.path} is {f.not_gup_test}, not a gup_test file"
+    elif f.path and f.unproven:
+        found = f"{f.path} {f.unproven}"
     elif f.path and f.open_errno != errno.ENOENT:
         found = f"{f.path}: {os.strerror(f.open_errno or errno.EIO)}"
     elif f.explicit:

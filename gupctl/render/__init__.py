@@ -34,8 +34,21 @@ def console(stderr: bool = False) -> Console:
 
     if stderr:
         return Console(stderr=True, highlight=False, soft_wrap=True)
-    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
-    return Console(highlight=False, width=width)
+    return Console(highlight=False, width=width())
+
+
+#: The narrowest layout a table stays readable in: a narrower $COLUMNS (0, 1)
+#: printed nothing, or a character per line.
+MIN_WIDTH = 60
+
+
+def width() -> int | None:
+    """Columns for tables: $COLUMNS if it is a number, at least MIN_WIDTH; else
+    the terminal's (None: rich asks it), or 160 where stdout is no terminal."""
+    text = os.environ.get("COLUMNS", "").strip()
+    if text.isascii() and text.isdigit():
+        return max(int(text), MIN_WIDTH)
+    return None if sys.stdout.isatty() else 160
 
 
 def as_json(data: Any) -> str:
@@ -63,13 +76,24 @@ def error(message: str) -> None:
     _line(f"gupctl: error: {message}")
 
 
+#: Terminal control characters (C0, DEL, C1), shown as \\xNN: a message quotes
+#: file names, fields and arguments that may hold escape sequences.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+
+
+def escape(text: str) -> str:
+    """`text` safe to print: control characters as \\xNN, and what no encoding
+    can write (an undecodable file name's surrogates) as \\udcNN."""
+    return text.translate(_CONTROL).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _line(text: str) -> None:
     # A closed or broken stderr (2>&-, a gone reader) loses the line, not the
     # command: its exit status still says it (rich discarded such output too).
     if sys.stderr is None:
         return
     with contextlib.suppress(OSError, ValueError):
-        sys.stderr.write(text + "\n")
+        sys.stderr.write(escape(text) + "\n")
         sys.stderr.flush()
 
 

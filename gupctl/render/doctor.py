@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from rich.table import Table
 from rich.text import Text
 
 from gupctl.doctor import Report
+from gupctl.render.table import Table
 
 _STYLE = {"ok": "green", "missing": "bold red", "warn": "yellow", "info": "dim"}
 

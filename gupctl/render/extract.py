@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from rich.table import Table
-
 from gupctl.extract import ExtractResult
 from gupctl.memory import size_label
+from gupctl.render.table import Table
 
 
 def _check(r: ExtractResult) -> str:

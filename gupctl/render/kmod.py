@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from rich.table import Table
-
 from gupctl.install import Installed
 from gupctl.module import ModuleStatus
+from gupctl.render.table import Table
 
 
 def _pairs(title: str, rows: list[tuple[str, str]]) -> Table:

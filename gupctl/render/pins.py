@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from rich.table import Table
-
 from gupctl.memory import PAGE_SIZE, size_label
 from gupctl.pins import Page, PinsReport
+from gupctl.render.table import Table
 
 
 def tables(r: PinsReport) -> list[Table]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
 from rich.text import Text
 
 from gupctl import abi, cpus
 from gupctl.memory import PAGE_SIZE, size_label
+from gupctl.render.table import Table
 
 if TYPE_CHECKING:
     from gupctl.abi_report import AbiReport

@@ -39,6 +39,64 @@ def _doc(**run: object) -> str:
     return json.dumps(data)
 
 
+def _top(**fields: object) -> bytes:
+    """A saved document with top-level `fields` changed."""
+    return json.dumps({**json.loads(_doc()), **fields}).encode()
+
+
+def _balance(**fields: object) -> bytes:
+    """A saved document whose run's balance has `fields` changed."""
+    run = json.loads(_doc())["results"][0]
+    return _doc(balance={**run["balance"], **fields}).encode()
+
+
+def _without(field: str) -> bytes:
+    data = json.loads(_doc())
+    del data["results"][0][field]
+    return json.dumps(data).encode()
+
+
+HUGE = 10**30
+#: Hostile saved runs: file -> (bytes, the words naming the field and the fault).
+HOSTILE: dict[str, tuple[bytes, str]] = {
+    "results_dict.json": (_top(results={"a": "b"}), "results is not a list (an object)"),
+    "results_strings.json": (_top(results=["x"]), "results[0] is not an object (a string)"),
+    "results_null.json": (_top(results=None), "results is not a list (null)"),
+    "kernel_int.json": (_top(kernel=5), "kernel is not a string (an integer)"),
+    "no_kernel.json": (_top(kernel=None), "kernel is not a string (null)"),
+    "no_command.json": (_without("command"), "results[0].command is missing"),
+    "command_null.json": (_doc(command=None).encode(), "results[0].command is not a string"),
+    "command_list.json": (_doc(command=["a"]).encode(), "results[0].command is not a string"),
+    "write_string.json": (_doc(write="yes").encode(), "results[0].write is not true or false"),
+    "repeats_bool.json": (_doc(repeats=True).encode(), "results[0].repeats is not an integer"),
+    "threads_float.json": (_doc(threads=1.5).encode(), "results[0].threads is not an integer"),
+    "size_huge.json": (_doc(size=HUGE).encode(), "results[0].size is out of range"),
+    "size_negative.json": (_doc(size=-4096).encode(), "results[0].size is not positive"),
+    "flags_huge.json": (_doc(gup_flags=HUGE).encode(), "results[0].gup_flags is out of range"),
+    "sample_huge.json": (_doc(get_usec=[HUGE]).encode(), "results[0].get_usec[0] is out of"),
+    "sample_float.json": (_doc(put_usec=[1.5]).encode(), "results[0].put_usec[0] is not an"),
+    "sample_str.json": (_doc(get_usec=["1"]).encode(), "results[0].get_usec[0] is not an"),
+    "samples_dict.json": (_doc(get_usec={"a": 1}).encode(), "results[0].get_usec is not a list"),
+    "samples_nested.json": (_doc(get_usec=[[1]]).encode(), "results[0].get_usec[0] is not an"),
+    "loop_zero.json": (_doc(loop_ns=[0]).encode(), "results[0].loop_ns holds a time"),
+    "loop_str.json": (_doc(loop_ns="fast").encode(), "results[0].loop_ns is not a list"),
+    "cpus_str.json": (_doc(cpus="0").encode(), "results[0].cpus is not a list"),
+    "cpus_huge.json": (_doc(cpus=[HUGE]).encode(), "results[0].cpus[0] is out of range"),
+    "balance_str.json": (_doc(balance="x").encode(), "results[0].balance is not an object"),
+    "balance_list.json": (_doc(balance=[1]).encode(), "results[0].balance is not an object"),
+    "acquired_str.json": (_balance(acquired="1"), "balance.acquired is not an integer"),
+    "acquired_huge.json": (_balance(acquired=HUGE), "balance.acquired is out of range"),
+    "exact_int.json": (_balance(exact=1), "balance.exact is not true or false"),
+    "expected_str.json": (_balance(expected="3"), "balance.expected is not an integer"),
+    "settle_str.json": (_balance(settle_seconds="x"), "balance.settle_seconds is not a finite"),
+    "settle_huge.json": (_balance(settle_seconds=HUGE), "balance.settle_seconds is out of"),
+    "before_short.json": (_balance(before=[1]), "balance.before does not hold 2 values"),
+    "before_str.json": (_balance(before=["a", 1]), "balance.before[0] is not an integer"),
+    "scope_null.json": (_balance(scope=None), "balance.scope is not a string"),
+    "no_balance.json": (_without("balance"), "results[0].balance is missing"),
+    "escape_format.json": (_top(format="\x1b[2J"), "format: '\\x1b[2J'"),
+}
+
 #: Files each case's directory starts with (name -> bytes, or a kind).
 FILES = {
     "list.json": b"[1, 2, 3]",
@@ -55,10 +113,16 @@ FILES = {
     "cpus_per_thread.json": _doc(cpus=[0, 1]).encode(),
     "no_samples.json": _doc(get_usec=[]).encode(),
     "no_results.json": _doc().replace('"results"', '"runs"').encode(),
+    **{name: body for name, (body, _) in HOSTILE.items()},
     "regular": b"",
+    "good.json": _doc().encode(),
     "dir": "dir",
     "fifo": "fifo",
 }
+
+
+#: Case.stdout for a closed stdout (>&-).
+CLOSED = "&-"
 
 
 @dataclass(frozen=True)
@@ -67,17 +131,22 @@ class Case:
     status: int
     words: tuple[str, ...]  # each must appear in the one line
     stdout: str | None = None  # a file to send stdout to (/dev/full)
+    env: tuple[tuple[str, str], ...] = ()  # variables set for the case
 
     @property
     def id(self) -> str:
-        return " ".join(self.argv)[:70] + (" >" + self.stdout if self.stdout else "")
+        env = " ".join(f"{k}={v!r}" for k, v in self.env)
+        text = " ".join(self.argv)[:70] + (" >" + self.stdout if self.stdout else "")
+        return f"{env} {text}" if env else text
 
 
 def _cases() -> list[Case]:
     cases: list[Case] = []
 
-    def add(status: int, words: str | tuple[str, ...], *argv: str, stdout: str | None = None):
-        cases.append(Case(argv, status, (words,) if isinstance(words, str) else words, stdout))
+    def add(status: int, words: str | tuple[str, ...], *argv: str, stdout: str | None = None,
+            env: dict[str, str] | None = None):  # fmt: skip
+        words = (words,) if isinstance(words, str) else words
+        cases.append(Case(argv, status, words, stdout, tuple((env or {}).items())))
 
     # Sizes, for every command that takes one.
     for command in (("bench",), ("test",), ("dump", "0"), ("longterm", "start"),
@@ -167,16 +236,22 @@ def _cases() -> list[Case]:
                         ("deep.json", "nests too deeply"), ("latin1.json", "not UTF-8"),
                         ("notjson.json", "is not JSON"), ("empty.json", "is not JSON"),
                         ("nan.json", "NaN"), ("inf.json", "Infinity"),
-                        ("negative.json", "get_usec is not a list of timings"),
+                        ("negative.json", "results[0].get_usec[0] is out of range (-5)"),
                         ("zero_per_call.json", "nr_pages_per_call is not positive"),
                         ("string_size.json", "size is not an integer"),
-                        ("bad_cpus.json", "cpus is not a list of CPU numbers"),
+                        ("bad_cpus.json", "results[0].cpus holds a negative CPU number"),
                         ("cpus_per_thread.json", "cpus does not name one CPU per thread"),
-                        ("no_samples.json", "get_usec is not a list of timings"),
-                        ("no_results.json", "missing or malformed field"),
+                        ("no_samples.json", "results[0].get_usec has no samples"),
+                        ("no_results.json", "results is missing"),
                         ("absent.json", "does not exist"), ("dir", "cannot read")):  # fmt: skip
         add(1, (name.removesuffix(".json"), words), "compare", name, name)
         add(1, (name.removesuffix(".json"), words), "plot", name, "--json")
+    for name, (_, words) in HOSTILE.items():
+        add(1, (name, words), "compare", name, name)
+        add(1, (name, words), "plot", name, "--json")
+    # Files that are no file of results: a fifo nobody writes, endless zeros.
+    add(1, ("fifo is not JSON",), "compare", "fifo", "fifo")
+    add(1, ("/dev/zero is larger than 256 MiB",), "plot", "/dev/zero", "--json")
     # The rest.
     add(1, ("unknown machine 'nosuch'", "use one of"), "abi", "--machine", "nosuch")
     add(2, ("No such command 'nosuch'", "--help"), "kmod", "nosuch")
@@ -193,6 +268,22 @@ def _cases() -> list[Case]:
     add(2, ("Missing option", "--pid"), "pins")
     add(2, ("Missing argument",), "check")
     add(2, ("no memory-only NUMA node", "gupctl vm -- gupctl check"), "check", "--", "true")
+    # Environment variables: validated as their option is, and named.
+    for bad in ("x", "99", "²", "-1"):
+        for argv in (("bench",), ("test",), ("check", "--", "true"), ("selftest", "--list")):
+            add(2, (f"$GUPCTL_NUMA_NODE={bad!r}", "--numa-node"), *argv,
+                env={"GUPCTL_NUMA_NODE": bad})  # fmt: skip
+    for bad, words in (("relative", "not an absolute path"), ("/dev/null", "be a directory"),
+                       ("/dev/null/sub", "be a directory"), ("/tmp/a,b", "comma"),
+                       ("/tmp/a b", "white space"), ("/tmp/a\nb", "control")):  # fmt: skip
+        add(1, ("$GUPCTL_CACHE=", words, "point GUPCTL_CACHE at"), "vm", "--", "true",
+            env={"GUPCTL_CACHE": bad})  # fmt: skip
+    # Output that is no regular file: written in place or refused, never replaced.
+    add(1, ("cannot write fifo", "No such device or address"), "plot", "good.json", "-o", "fifo")
+    add(1, ("cannot write /dev/full", "No space left"), "plot", "good.json", "-o", "/dev/full")
+    # Names that are escape sequences, or not UTF-8: escaped in the one line.
+    add(1, ("\\x1b[2J.json does not exist",), "compare", "\x1b[2J.json", "good.json")
+    add(1, ("\\udcff.json does not exist",), "plot", "\udcff.json", "--json")
     add(2, ("--numa-node", "is not a NUMA node"), "check", "--numa-node", "99", "--", "true")
     for bad in ("0", "x"):
         add(2, ("--pid",), "pins", "--pid", bad)
@@ -203,6 +294,8 @@ def _cases() -> list[Case]:
         add(2, ("--range", words), "pins", "--pid", "1", "--range", bad)
     add(1, ("cannot write the output", "No space left on device"), "abi", stdout="/dev/full")
     add(1, ("cannot write the output",), "abi", "--json", stdout="/dev/full")
+    for argv in (("abi",), ("doctor", "--json"), ("kmod", "status"), ("vmstat", "--json")):
+        add(1, ("cannot write the output", "stdout is closed"), *argv, stdout=CLOSED)
     return cases
 
 
@@ -241,14 +334,17 @@ def _qemus() -> list[str]:
 def _run(case: Case, where: Path) -> tuple[int, str, list[str]]:
     _populate(where)
     before = sorted(os.listdir(where))
-    out = open(case.stdout, "w") if case.stdout else subprocess.DEVNULL  # noqa: SIM115
+    closed = case.stdout == CLOSED
+    out = open(case.stdout, "w") if case.stdout and not closed else subprocess.DEVNULL  # noqa: SIM115
     try:
         proc = subprocess.run([sys.executable, "-m", "gupctl", *case.argv], cwd=where,
                               stdout=out, stderr=subprocess.PIPE, text=True, timeout=60,
-                              env={**os.environ, MARK: "1", "GUPCTL_DEVICE": "", "NO_COLOR": "1",
+                              preexec_fn=(lambda: os.close(1)) if closed else None,
+                              env={**os.environ, **dict(case.env), MARK: "1", "GUPCTL_DEVICE": "",
+                                   "NO_COLOR": "1",
                                    "COLUMNS": "200"})  # fmt: skip
     finally:
-        if case.stdout:
+        if case.stdout and not closed:
             out.close()  # type: ignore[union-attr]
     left = sorted(set(os.listdir(where)) - set(before))
     return proc.returncode, proc.stderr, left
@@ -264,8 +360,8 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[Case, tuple[int, 
     return results
 
 
-def test_at_least_80_cases() -> None:
-    assert len(CASES) >= 80 and len({c.id for c in CASES}) == len(CASES)
+def test_at_least_316_cases() -> None:
+    assert len(CASES) >= 316 and len({c.id for c in CASES}) == len(CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)

@@ -74,6 +74,9 @@ class Machine:
         # stands for, unless a test says otherwise (self.not_gup_test).
         self.not_gup_test: str | None = None
         monkeypatch.setattr(facts, "identify", lambda path: self.not_gup_test)
+        # ... and answers GUP_FAST_BENCHMARK, unless a test says otherwise.
+        self.proof: tuple[int | None, str | None] = (None, None)
+        monkeypatch.setattr(facts, "prove", lambda path: self.proof)
         monkeypatch.setattr(module, "status", self._status)
         monkeypatch.setattr(qemu, "kvm_usable", lambda: self.kvm)
         which = shutil.which
@@ -302,6 +305,18 @@ def test_an_explicit_device_that_is_no_gup_test_is_not_ready(machine: Machine,
     row = machine.rows()["gup_test device"]
     assert row.status == "missing" and row.fix == "unset GUPCTL_DEVICE"
     assert row.found == "/dev/null is the character device 1:3, not a gup_test file"
+
+
+def test_a_device_that_opens_but_does_not_answer_is_not_ready(machine: Machine) -> None:
+    """Opening proves nothing: the one-page GUP_FAST_BENCHMARK must answer too."""
+    path = machine.device("misc")
+    machine.set_kmod(loaded=True, device=path, dkms_installed=[RELEASE])
+    machine.proof = (errno.ENOTTY, "opens, but GUP_FAST_BENCHMARK of one page fails: x")
+    r = machine.report()
+    assert not r.ready and doctor.exit_status(r.checks) == 1
+    row = machine.rows()["gup_test device"]
+    assert row.status == "missing"
+    assert row.found == f"{path} opens, but GUP_FAST_BENCHMARK of one page fails: x"
 
 
 def test_optional_rows_warn_and_never_block(machine: Machine) -> None:

@@ -99,7 +99,7 @@ def test_save_to_missing_directory_is_one_line(cli: CliRunner, fake: str, tmp_pa
     [(None, "does not exist: save results first with `gupctl bench ... --save"),
      ("{not json", "is not JSON"),
      ("[]", "is not a gupctl-bench/1 document"),
-     ('{"format": "gupctl-bench/1", "kernel": "6.12"}', "missing or malformed field"),
+     ('{"format": "gupctl-bench/1", "kernel": "6.12"}', "gupctl is missing"),
      ('{"format": "gupctl-bench/2"}', "format: 'gupctl-bench/2'")],
 )  # fmt: skip
 def test_bad_files_are_one_line_hints(cli: CliRunner, tmp_path, content: str | None,
