@@ -21,9 +21,9 @@ import pytest
 from conftest import extract_available, oracle_counters
 from procs import NOBODY, errno_of, run_as
 
-from gupctl import abi, extract, longterm, pagemap, pins
+from gupctl import abi, extract, flags, longterm, pagemap, pins
 from gupctl.device import Device
-from gupctl.errors import DeviceError
+from gupctl.errors import DeviceError, GupctlError
 from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec
 
 pytestmark = pytest.mark.kmod  # the model is the kmod's; upstream's file is root-only
@@ -80,8 +80,13 @@ def _extract(iter_type: str, size: int = SIZE):
 
 
 def _pages(dev: Device, node: int) -> None:
+    """GUPCTL_PAGES of a frame of the caller's own memory where it may read its
+    pagemap (root), else of pfn 1: a group member may ask about neither."""
     with Mapping(MemorySpec(numa_node=node), SIZE) as m:
-        pfn = pagemap.frames(m.addr, 1)[0].pfn
+        try:
+            pfn = pagemap.frames(m.addr, PAGE_SIZE)[0].pfn
+        except GupctlError:  # /proc/self/pagemap after setuid(): EACCES
+            pfn = 1
         pins.inspect(dev, [pfn])
 
 
@@ -94,7 +99,7 @@ def _longterm(size: int):
     return row
 
 
-FORCE = abi.FOLL_FORCE
+FORCE = flags.table()["force"]  # this kernel's FOLL_FORCE (renumbered in v6.3)
 #: name: (row, errno as a group member, errno as root).  Root keeps
 #: CAP_IPC_LOCK, so RLIMIT_MEMLOCK does not limit it.
 ROWS: dict[str, tuple[Callable[[Device, int], None], int, int]] = {
