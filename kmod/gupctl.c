@@ -1364,23 +1364,30 @@ uncharge:
  * reference, as /proc/kpageflags and /proc/kpagecount take theirs (see
  * fs/proc/page.c; 7.3's snapshot_page(), which retries, is not exported):
  * the folio may be split or freed meanwhile, so a snapshot is kept only if
- * the folio and its order are the same after it.  Under
+ * the folio and its order are the same after it.  A folio freed and
+ * reallocated at the same order between the two reads is not seen: the
+ * snapshot then mixes the two, as /proc/kpagecount's can.  Under
  * CONFIG_DEBUG_VM_PGFLAGS a head that turns tail mid-read could still trip
  * const_folio_flags()'s VM_BUG_ON; Debian's kernels do not set it.
  */
 static int gupctl_folio_pincount(struct folio *folio)
 {
 	/*
-	 * Large folios keep _pincount (on 32-bit kernels with
-	 * folio_has_pincount(), 7.3's, only from order 2; older ones keep it
-	 * for order 1 too, which this reports as none); small ones count each
-	 * pin as GUP_PIN_COUNTING_BIAS references.
+	 * Where folio_maybe_dma_pinned() reads the pins from, through the
+	 * helper that says when folio->_pincount holds them: large folios
+	 * (on 32-bit 7.3 kernels only from order 2); small ones count each
+	 * pin as GUP_PIN_COUNTING_BIAS references, reported as none here.
 	 */
-	if (!folio_test_large(folio))
-		return -1;
-	if (!IS_ENABLED(CONFIG_64BIT) && folio_order(folio) < 2)
+#ifdef GUPCTL_HAVE_FOLIO_HAS_PINCOUNT
+	if (!folio_has_pincount(folio))
 		return -1;
 	return atomic_read(&folio->_pincount);
+#else
+	/* 6.1: _pincount is "do not use directly"; its accessor is this. */
+	if (!folio_test_large(folio))
+		return -1;
+	return atomic_read(folio_pincount_ptr(folio));
+#endif
 }
 
 static void gupctl_page_info(struct gupctl_page *rec)
