@@ -1,4 +1,5 @@
-"""The ioctl ABI fuzzed (tests/kernel/fuzz.py): at least 10,000 ioctls per kernel.
+"""The ioctl ABI fuzzed (tests/kernel/fuzz.py): at least 10,000 ioctls per kernel,
+as root, and on the kmod also as a member of /dev/gup_test's group.
 
 The fuzzer runs in a child bound to the memory-only node, under
 panic_on_warn=1: any WARN ends the guest and with it the run.  Afterwards the
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import stat
 import sys
 import time
 import traceback
@@ -24,8 +26,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from conftest import oracle_counters
 from fuzz import GUP_STRUCT, PAGE, WARNS, Arena, Fuzzer, Op
+from procs import NOBODY, drop
 
 from gupctl import abi, flags, kmsg, process
 from gupctl.device import locate
@@ -34,6 +38,9 @@ from gupctl.numa import bind_task
 SEED = int(os.environ.get("GUPCTL_FUZZ_SEED") or random.randrange(1 << 32))
 IOCTLS = int(os.environ.get("GUPCTL_FUZZ_IOCTLS") or 10_000)
 PANIC_ON_WARN = Path("/proc/sys/kernel/panic_on_warn")
+#: The group member's RLIMIT_MEMLOCK: the fuzzer's arena is 4 MiB, and its
+#: requests go past it, which the kmod must refuse (ENOMEM), not pin.
+GROUP_MEMLOCK = 2 << 20
 
 
 def _kmod() -> bool:
@@ -50,8 +57,9 @@ def panic_on_warn(value: int) -> Iterator[None]:
         PANIC_ON_WARN.write_text(f"{old}\n")
 
 
-def _in_child(node: int | None, work) -> dict:
-    """Run `work(arena)` in a forked child bound to `node`; its JSON result."""
+def _in_child(node: int | None, work, as_group: bool = False) -> dict:
+    """Run `work(arena)` in a forked child bound to `node` (as uid 65534 in the
+    device's group, with a small RLIMIT_MEMLOCK, if `as_group`); its JSON result."""
     rfd, wfd = os.pipe()
     pid = process.fork()
     if pid == 0:
@@ -60,6 +68,8 @@ def _in_child(node: int | None, work) -> dict:
             os.close(rfd)
             if node is not None:
                 bind_task(node)
+            if as_group:
+                drop(GROUP_MEMLOCK, True)
             arena = Arena.make()
             out = work(arena)
             arena.close()
@@ -81,14 +91,36 @@ def _in_child(node: int | None, work) -> dict:
 
 
 def test_fuzz(node) -> None:
-    device = locate()
+    _fuzz(node, locate(), IOCTLS, as_group=False)
+
+
+@pytest.mark.kmod  # the device a group may be given is the kmod's
+def test_fuzz_as_group_member(node) -> None:
+    """The same stream from uid 65534 in /dev/gup_test's group: what the group is
+    refused (EPERM) or over its RLIMIT_MEMLOCK (ENOMEM) must stay refused, and
+    nothing it can reach may WARN (panic_on_warn) or leave a pin behind."""
+    device = "/dev/gup_test"
+    st = os.stat(device)
+    os.chown(device, 0, NOBODY)
+    os.chmod(device, 0o660)
+    try:
+        out = _fuzz(node, device, IOCTLS, as_group=True)
+    finally:
+        os.chown(device, st.st_uid, st.st_gid)
+        os.chmod(device, stat.S_IMODE(st.st_mode))
+    results = {result for _, result, _ in out["counts"]}
+    assert "EPERM" in results, "the group was refused nothing: FORCE and DUMP are root's"
+
+
+def _fuzz(node, device: str, ioctls: int, as_group: bool) -> dict:
     hold_back = not _kmod()
-    print(f"fuzz seed: GUPCTL_FUZZ_SEED={SEED} ({IOCTLS} ioctls on {device})")
+    who = "uid 65534 in the device's group" if as_group else "root"
+    print(f"fuzz seed: GUPCTL_FUZZ_SEED={SEED} ({ioctls} ioctls on {device} as {who})")
 
     def work(arena: Arena) -> dict:
         fuzzer = Fuzzer(SEED, device, arena, hold_back)
         start = time.monotonic()
-        issued = fuzzer.run(IOCTLS)
+        issued = fuzzer.run(ioctls)
         fuzzer.close()
         counts = [[name, result, n] for (name, result), n in sorted(fuzzer.counts.items())]
         return {"issued": issued, "seconds": time.monotonic() - start, "counts": counts,
@@ -97,7 +129,7 @@ def test_fuzz(node) -> None:
 
     before = oracle_counters(node)
     with panic_on_warn(1):
-        out = _in_child(node, work)
+        out = _in_child(node, work, as_group)
     after = oracle_counters(node)
     acquired, released = after[0] - before[0], after[1] - before[1]
     held = out["held_back"] or "none"
@@ -105,12 +137,13 @@ def test_fuzz(node) -> None:
           f"released {released}; held back (upstream WARNs): {held}")  # fmt: skip
     for name, result, n in out["counts"]:
         print(f"  {name:28} {result:12} {n}")
-    assert out["issued"] == IOCTLS, f"seed {SEED}: {out['issued']} ioctls"
+    assert out["issued"] == ioctls, f"seed {SEED}: {out['issued']} ioctls"
     assert acquired > 0, "no ioctl pinned anything: the fuzzer is not reaching GUP"
     assert acquired == released, f"seed {SEED}: {acquired - released} pins outstanding"
     assert not out["rw_zero_pages"], (
         f"seed {SEED}: a page of the prefaulted region became the shared zero page"
     )
+    return out
 
 
 def _representatives() -> dict[str, tuple[abi.Command, int, int, int, str]]:
