@@ -243,7 +243,7 @@ def _repeat(device: Device, spec: RunSpec, mapping: Mapping,
         measured = device.repeat(spec.command, arg, spec.size, spec.repeats, stop)
     except DeviceError as e:
         # Where GUP's first call faults, mm/gup_test.c answers success with
-        # size 0 and kmod/gupctl.c answers that call's -EFAULT: one diagnosis.
+        # size 0 and kmod/gupctl_gup.c answers that call's -EFAULT: one diagnosis.
         if e.errno != errno.EFAULT:
             raise
         raise Truncated(name, spec.size, 0, spec.memory.describe(), write) from None

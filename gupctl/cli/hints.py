@@ -34,7 +34,7 @@ DEVICE = {
     E.E2BIG: "{command} asks for more pages than the kmod allows: use a smaller --size, or "
     "reload the kmod with max_pages=N",
     E.EBUSY: "{path} already holds longterm test pins: stop them first",
-    # kmod/gupctl.c gupctl_charge(): every page a command holds counts against
+    # kmod/gupctl_main.c gupctl_charge(): every page a command holds counts against
     # RLIMIT_MEMLOCK without CAP_IPC_LOCK, the benchmarks' included.
     E.ENOMEM: "the kernel could not allocate memory for {command}, or its pages would exceed "
     "this process's RLIMIT_MEMLOCK ({memlock}), which gupctl's kmod charges them to without "
@@ -117,7 +117,7 @@ PIN_REFUSED = {
     (E.EINVAL, ""): "{path} refused PIN_LONGTERM_TEST_START: up to 6.12 the in-kernel "
     "gup_test's longterm pins are global and another process holds them (`gupctl longterm "
     "stop`, then retry); 6.1's has no longterm commands (load the kmod)",
-    # kmod/gupctl.c gupctl_charge(): longterm pins count against RLIMIT_MEMLOCK, as RDMA's.
+    # kmod/gupctl_main.c gupctl_charge(): longterm pins count against RLIMIT_MEMLOCK, as RDMA's.
     (E.ENOMEM, ""): "{path} refused PIN_LONGTERM_TEST_START (ENOMEM): the pins would exceed "
     "this process's RLIMIT_MEMLOCK ({memlock}), which the kmod charges them to without "
     "CAP_IPC_LOCK; raise it (`ulimit -l`, memlock in /etc/security/limits.conf) or use a "
@@ -126,17 +126,17 @@ PIN_REFUSED = {
 
 # Errnos whose meaning depends on the command (keyed by errno and command name).
 DEVICE_COMMAND: dict[tuple[int | None, str | None], str] = {
-    # kmod/gupctl.c gupctl_longterm_read(): READ only from the mm that started the pins.
+    # kmod/gupctl_longterm.c gupctl_longterm_read(): READ only from the mm that started the pins.
     (E.EPERM, "PIN_LONGTERM_TEST_READ"): "{path} refused PIN_LONGTERM_TEST_READ: another "
     "process started these pins (the fd was inherited through fork() or passed); read them "
     "in the process that started them",
-    # kmod/gupctl.c: built against a kernel without iov_iter_extract_pages() (v6.3+).
+    # kmod/gupctl_extract.c: built against a kernel without iov_iter_extract_pages() (v6.3+).
     (E.EOPNOTSUPP, "GUPCTL_EXTRACT"): "{path} has no iov_iter_extract_pages(): this kernel "
     "predates v6.3, where it came in; run on 6.3 or newer (`gupctl vm --kernel 6.12 -- ...`)",
-    # kmod/gupctl.c gupctl_pages_ioctl(): what a frame holds is root's, as /proc/kpagecount.
+    # kmod/gupctl_pages.c gupctl_pages_ioctl(): what a frame holds is root's, as /proc/kpagecount.
     (E.EPERM, "GUPCTL_PAGES"): "{path} refused GUPCTL_PAGES: reading page frames needs "
     "CAP_SYS_ADMIN, as /proc/kpagecount does; run gupctl pins as root",
-    # kmod/gupctl.c's privilege model: what root-only upstream does that a group must not.
+    # kmod/gupctl_main.c's privilege model: what root-only upstream does that a group must not.
     (E.EPERM, "DUMP_USER_PAGES_TEST"): "{path} refused DUMP_USER_PAGES_TEST: dump_page() "
     "logs page frame numbers and kernel addresses, so gupctl's kmod keeps it for "
     "CAP_SYS_ADMIN; run gupctl dump as root",

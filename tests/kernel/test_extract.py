@@ -30,7 +30,7 @@ SIZE, OFFSET, SEGS = 40 * 1024, 300, 3
 
 def spanned(iter_type: str, size: int, offset: int, segs: int) -> int:
     """Pages the extraction must hand back: each IOVEC segment starts where the
-    last ended, inside a page (kmod/gupctl.c gupctl_extract_iter())."""
+    last ended, inside a page (kmod/gupctl_extract.c gupctl_extract_iter())."""
 
     def pages(a: int, b: int) -> int:
         return -(-b // PAGE) - a // PAGE

@@ -5,7 +5,7 @@ acquired and released deltas equal, read by oracle_counters()) and a clean
 kernel log (conftest's dmesg_stays_clean).  The kmod and the in-kernel
 gup_test differ where the pinning process dies while another process still
 holds its file (fork, SCM_RIGHTS): the kmod ends the pins with the mm that
-took them (an mmu_notifier, kmod/gupctl.c), upstream keeps them until the
+took them (an mmu_notifier, kmod/gupctl_longterm.c), upstream keeps them until the
 last close.  Both are asserted, each on its own implementation.
 """
 

@@ -3,7 +3,7 @@
 The kmod charges PIN_LONGTERM_TEST_START's pins to the starting process's
 mm->pinned_vm against RLIMIT_MEMLOCK (unless CAP_IPC_LOCK), as RDMA's
 ib_umem_get() does, uncharges that same mm on STOP and on the last close,
-and lets only that mm READ the pinned pages (see kmod/gupctl.c).  Oracles:
+and lets only that mm READ the pinned pages (see kmod/gupctl_longterm.c).  Oracles:
 VmPin in /proc/PID/status (mm->pinned_vm, in kB), node 1's pin counters read
 by root, and the errno the kernel gives.
 

@@ -1,5 +1,5 @@
 """The kmod's privilege model, row by row: what a member of the device's group
-may do, and what stays root's (kmod/gupctl.c's header has the table, the
+may do, and what stays root's (kmod/gupctl_main.c's header has the table, the
 README too).
 
 Each row runs as uid 65534 in the device's group (root:65534 0660, as a udev

@@ -2,7 +2,7 @@
 
 gupctl's kmod, and the in-kernel gup_test of 6.12 and of 7.3, answer some
 requests differently.  FACTS says what each should answer, read from its
-source (mm/gup_test.c of each release, kmod/gupctl.c); these tests make the
+source (mm/gup_test.c of each release, kmod/gupctl_*.c); these tests make the
 requests and check the answers against the pin counters of the VM's
 memory-only node.  An implementation without an entry fails: its facts must
 be looked up before it is tested.
@@ -38,8 +38,8 @@ class Facts:
 
 
 FACTS = {
-    # kmod/gupctl.c: gupctl_check_range(), struct gupctl_file, and
-    # gupctl_gup_test() returning the first GUP call's errno.
+    # kmod/: gupctl_check_range() (gupctl_main.c), struct gupctl_file (gupctl.h),
+    # and gupctl_gup_test() (gupctl_gup.c) returning the first GUP call's errno.
     "kmod": Facts(
         per_file=True, wrapped_errno=errno.EINVAL, busy_errno=errno.EBUSY, fault_errno=errno.EFAULT
     ),

@@ -93,8 +93,8 @@ def test_dkms_status_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_rule_names_the_kmod_device() -> None:
-    """The udev rule matches what kmod/gupctl.c registers: misc device gup_test."""
-    source = (ROOT / "kmod" / "gupctl.c").read_text()
+    """The udev rule matches what kmod/gupctl_main.c registers: misc device gup_test."""
+    source = (ROOT / "kmod" / "gupctl_main.c").read_text()
     assert '.name\t\t= "gup_test"' in source or '.name = "gup_test"' in source
     assert 'KERNEL=="gup_test", SUBSYSTEM=="misc"' in module.RULE_TEXT
     assert f'GROUP="{module.GROUP}", MODE="0660"' in module.RULE_TEXT
@@ -121,7 +121,7 @@ def test_sources_copied_are_the_kmods(system: Path, monkeypatch: pytest.MonkeyPa
             for p in (system / "usr/src/gupctl-0.1.0").rglob("*")
             if p.is_file()
         )
-        assert "gupctl.c" in copied and "dkms.conf" in copied and "probes/Kbuild" in copied
+        assert "gupctl_main.c" in copied and "dkms.conf" in copied and "probes/Kbuild" in copied
         assert not [c for c in copied if c.endswith((".o", ".ko"))]
         raise install.ModuleError("dkms build failed", kind, command, log)  # fmt: skip
 
