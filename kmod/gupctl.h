@@ -62,6 +62,14 @@ int gupctl_charge(struct mm_struct *mm, unsigned long nr_pages);
 /* gupctl_uncharge() - give back what gupctl_charge() charged */
 void gupctl_uncharge(struct mm_struct *mm, unsigned long nr_pages);
 
+/* gupctl_alloc_charged() - gupctl_alloc_pages() after gupctl_charge(), or ERR_PTR */
+struct page **gupctl_alloc_charged(struct mm_struct *mm,
+				   unsigned long nr_pages);
+
+/* gupctl_free_charged() - kvfree() what gupctl_alloc_charged() gave, uncharged */
+void gupctl_free_charged(struct mm_struct *mm, struct page **pages,
+			 unsigned long nr_pages);
+
 /* gupctl_gup_ioctl() - the benchmark and basic-test commands (gupctl_gup.c) */
 long gupctl_gup_ioctl(unsigned int cmd, void __user *argp,
 		      const struct gupctl_abi *abi);

@@ -267,14 +267,9 @@ long gupctl_extract_ioctl(void __user *argp)
 
 	/* A page more per segment: each may start inside a page. */
 	max = DIV_ROUND_UP(ex.size, PAGE_SIZE) + max(ex.nr_segs, 1U);
-	ret = gupctl_charge(current->mm, max);
-	if (ret)
-		return ret;
-	pages = gupctl_alloc_pages(max);
-	if (!pages) {
-		ret = -ENOMEM;
-		goto uncharge;
-	}
+	pages = gupctl_alloc_charged(current->mm, max);
+	if (IS_ERR(pages))
+		return PTR_ERR(pages);
 	if (!gupctl_extract_user(ex.iter_type)) {
 		ret = gupctl_kbuf_alloc(&kb, ex.iter_type, ex.size, ex.fill);
 		if (ret)
@@ -298,9 +293,7 @@ long gupctl_extract_ioctl(void __user *argp)
 free_kbuf:
 	if (!gupctl_extract_user(ex.iter_type))
 		gupctl_kbuf_free(&kb);
-	kvfree(pages);
-uncharge:
-	gupctl_uncharge(current->mm, max);
+	gupctl_free_charged(current->mm, pages, max);
 	return ret;
 }
 #else

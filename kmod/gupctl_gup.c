@@ -285,15 +285,9 @@ static int gupctl_gup_test(unsigned int cmd, struct gup_test *gup)
 			(unsigned long)INT_MAX);
 
 	charged = nr_pages;
-	ret = gupctl_charge(current->mm, charged);
-	if (ret)
-		return ret;
-
-	pages = gupctl_alloc_pages(nr_pages);
-	if (!pages) {
-		ret = -ENOMEM;
-		goto uncharge;
-	}
+	pages = gupctl_alloc_charged(current->mm, charged);
+	if (IS_ERR(pages))
+		return PTR_ERR(pages);
 
 	if (needs_mmap_lock && mmap_read_lock_killable(current->mm)) {
 		ret = -EINTR;
@@ -353,9 +347,7 @@ static int gupctl_gup_test(unsigned int cmd, struct gup_test *gup)
 	if (needs_mmap_lock)
 		mmap_read_unlock(current->mm);
 free_pages:
-	kvfree(pages);
-uncharge:
-	gupctl_uncharge(current->mm, charged);
+	gupctl_free_charged(current->mm, pages, charged);
 	return ret;
 }
 

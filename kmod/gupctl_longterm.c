@@ -268,15 +268,9 @@ static int gupctl_longterm_start(struct gupctl_file *gf, void __user *argp,
 
 	nr_pages = args.size / PAGE_SIZE;
 	/* Before any work: over the limit, nothing is pinned or kept. */
-	ret = gupctl_charge(mm, nr_pages);
-	if (ret)
-		return ret;
-
-	pages = gupctl_alloc_pages(nr_pages);
-	if (!pages) {
-		ret = -ENOMEM;
-		goto uncharge;
-	}
+	pages = gupctl_alloc_charged(mm, nr_pages);
+	if (IS_ERR(pages))
+		return PTR_ERR(pages);
 
 	if (args.flags & PIN_LONGTERM_TEST_FLAG_USE_WRITE)
 		gup_flags |= FOLL_WRITE;
@@ -342,9 +336,7 @@ static int gupctl_longterm_start(struct gupctl_file *gf, void __user *argp,
 unpin:
 	unpin_user_pages(pages, done);
 free_pages:
-	kvfree(pages);
-uncharge:
-	gupctl_uncharge(mm, nr_pages);
+	gupctl_free_charged(mm, pages, nr_pages);
 	return ret;
 }
 

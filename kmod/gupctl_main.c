@@ -268,6 +268,34 @@ void gupctl_uncharge(struct mm_struct *mm, unsigned long nr_pages)
 	atomic64_sub(nr_pages, &mm->pinned_vm);
 }
 
+/*
+ * The page array of a command that will hold up to @nr_pages, charged to
+ * @mm before anything is pinned: over the limit, nothing is kept.
+ */
+struct page **gupctl_alloc_charged(struct mm_struct *mm,
+				   unsigned long nr_pages)
+{
+	struct page **pages;
+	int ret;
+
+	ret = gupctl_charge(mm, nr_pages);
+	if (ret)
+		return ERR_PTR(ret);
+	pages = gupctl_alloc_pages(nr_pages);
+	if (!pages) {
+		gupctl_uncharge(mm, nr_pages);
+		return ERR_PTR(-ENOMEM);
+	}
+	return pages;
+}
+
+void gupctl_free_charged(struct mm_struct *mm, struct page **pages,
+			 unsigned long nr_pages)
+{
+	kvfree(pages);
+	gupctl_uncharge(mm, nr_pages);
+}
+
 /* @cmd is a native command number; @abi gives the caller's struct sizes. */
 static long gupctl_dispatch(struct file *file, unsigned int cmd,
 			    void __user *argp, const struct gupctl_abi *abi)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import os
 import resource
+import stat
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -167,3 +169,17 @@ def errno_of(call: Callable[[], object]) -> int:
     except DeviceError as e:
         return e.errno or -1
     return 0
+
+
+@contextmanager
+def group_device(path: str) -> Iterator[None]:
+    """`path` as a udev rule giving a group access leaves it (root:65534 0660)
+    while in the block, then as it was."""
+    st = os.stat(path)
+    os.chown(path, 0, NOBODY)
+    os.chmod(path, 0o660)
+    try:
+        yield
+    finally:
+        os.chown(path, st.st_uid, st.st_gid)
+        os.chmod(path, stat.S_IMODE(st.st_mode))

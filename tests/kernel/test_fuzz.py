@@ -19,7 +19,6 @@ import errno
 import json
 import os
 import random
-import stat
 import sys
 import time
 import traceback
@@ -30,7 +29,7 @@ from pathlib import Path
 import pytest
 from conftest import oracle_counters
 from fuzz import GUP_STRUCT, PAGE, WARNS, Arena, Fuzzer, Op
-from procs import NOBODY, drop
+from procs import drop, group_device
 
 from gupctl import abi, flags, kmsg, process, release
 from gupctl.device import locate
@@ -100,15 +99,8 @@ def test_fuzz_as_group_member(node) -> None:
     """The same stream from uid 65534 in /dev/gup_test's group: what the group is
     refused (EPERM) or over its RLIMIT_MEMLOCK (ENOMEM) must stay refused, and
     nothing it can reach may WARN (panic_on_warn) or leave a pin behind."""
-    device = "/dev/gup_test"
-    st = os.stat(device)
-    os.chown(device, 0, NOBODY)
-    os.chmod(device, 0o660)
-    try:
-        out = _fuzz(node, device, IOCTLS, as_group=True)
-    finally:
-        os.chown(device, st.st_uid, st.st_gid)
-        os.chmod(device, stat.S_IMODE(st.st_mode))
+    with group_device("/dev/gup_test"):
+        out = _fuzz(node, "/dev/gup_test", IOCTLS, as_group=True)
     results = {result for _, result, _ in out["counts"]}
     assert "EPERM" in results, "the group was refused nothing: FORCE and DUMP are root's"
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from procs import NOBODY, Forked, Peer, deltas, run_as, vmpin_kb
+from procs import NOBODY, Forked, Peer, deltas, group_device, run_as, vmpin_kb
 from procs import drop as _drop
 from procs import vmpin_or_none as _vmpin_or_none
 
@@ -83,20 +83,14 @@ def reachable_interpreter() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def group_device(node) -> Iterator[None]:
+def device_for_the_group(node) -> Iterator[None]:
     """/dev/gup_test as a udev rule for a group would leave it: root:65534 0660."""
     if node is None:
         pytest.fail("exact counts need a memory-only node: run in gupctl's VM")
     if not os.path.exists(DEVICE):
         pytest.fail(f"no {DEVICE}: is gupctl.ko loaded?")
-    st = os.stat(DEVICE)
-    os.chown(DEVICE, 0, NOBODY)
-    os.chmod(DEVICE, 0o660)
-    try:
+    with group_device(DEVICE):
         yield
-    finally:
-        os.chown(DEVICE, st.st_uid, st.st_gid)
-        os.chmod(DEVICE, stat.S_IMODE(st.st_mode))
 
 
 def start_errno(dev: Device, mapping: Mapping, size: int) -> int:

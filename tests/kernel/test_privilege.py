@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from conftest import extract_available, oracle_counters
-from procs import NOBODY, errno_of, run_as
+from procs import errno_of, group_device, run_as
 
 from gupctl import abi, extract, flags, longterm, pagemap, pins
 from gupctl.device import Device
@@ -36,20 +35,14 @@ MAX_PAGES = Path("/sys/module/gupctl/parameters/max_pages")
 
 
 @pytest.fixture(autouse=True)
-def group_device(node) -> Iterator[None]:
+def device_for_the_group(node) -> Iterator[None]:
     """/dev/gup_test as a udev rule for a group leaves it: root:65534 0660."""
     if node is None:
         pytest.fail("exact counts need a memory-only node: run in gupctl's VM")
     if not os.path.exists(DEVICE):
         pytest.fail(f"no {DEVICE}: is gupctl.ko loaded?")
-    st = os.stat(DEVICE)
-    os.chown(DEVICE, 0, NOBODY)
-    os.chmod(DEVICE, 0o660)
-    try:
+    with group_device(DEVICE):
         yield
-    finally:
-        os.chown(DEVICE, st.st_uid, st.st_gid)
-        os.chmod(DEVICE, stat.S_IMODE(st.st_mode))
 
 
 def _gup(command: abi.Command, size: int = SIZE, flags: int = 0, dump: bool = False):
