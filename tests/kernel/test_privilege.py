@@ -12,13 +12,13 @@ others), and for the limits the module's own parameter file.
 from __future__ import annotations
 
 import errno
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import extract_available, oracle_counters
-from procs import errno_of, group_device, run_as
+from procs import errno_of, run_as
+from test_nonroot import device_for_the_group  # noqa: F401 (autouse: root:65534 0660)
 
 from gupctl import abi, extract, flags, longterm, pagemap, pins
 from gupctl.device import Device
@@ -32,17 +32,6 @@ SIZE = 16 * PAGE_SIZE
 MEMLOCK = 4 * SIZE  # RLIMIT_MEMLOCK of every row: OVER goes past it
 OVER = 8 * SIZE
 MAX_PAGES = Path("/sys/module/gupctl/parameters/max_pages")
-
-
-@pytest.fixture(autouse=True)
-def device_for_the_group(node) -> Iterator[None]:
-    """/dev/gup_test as a udev rule for a group leaves it: root:65534 0660."""
-    if node is None:
-        pytest.fail("exact counts need a memory-only node: run in gupctl's VM")
-    if not os.path.exists(DEVICE):
-        pytest.fail(f"no {DEVICE}: is gupctl.ko loaded?")
-    with group_device(DEVICE):
-        yield
 
 
 def _gup(command: abi.Command, size: int = SIZE, flags: int = 0, dump: bool = False):
