@@ -144,5 +144,5 @@ class EnvError(GupctlError):
         super().__init__(f"${variable}={value!r} {problem}")
         self.variable = variable
         self.value = value
-        #: what it should hold: "cache", "mirror" or "kmod_dir" (hints.ENV)
+        #: what it should name: "cache" (the next step is hints.ENV[kind])
         self.kind = kind

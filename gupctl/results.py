@@ -128,19 +128,20 @@ def _run(d: dict[str, Any], where: str) -> RunResult:
     for name in ("get_usec", "put_usec"):
         if d.get(name) == []:
             raise schema.SchemaError(f"{where}.{name}", "has no samples")
-    run: RunResult = schema.build(RunResult, d, where)
+    kw = schema.kwargs(RunResult, d, where)
     for name in ("size", "nr_pages", "nr_pages_per_call", "repeats", "threads"):
-        if getattr(run, name) < 1:
+        if kw[name] < 1:  # before RunResult divides by them
             raise schema.SchemaError(f"{where}.{name}", "is not positive")
-    if any(ns <= 0 for ns in run.loop_ns):
+    if any(ns <= 0 for ns in kw.get("loop_ns", [])):
         raise schema.SchemaError(f"{where}.loop_ns", "holds a time that is not positive")
-    if any(cpu < 0 for cpu in run.cpus):
+    cpus = kw.get("cpus", [])
+    if any(cpu < 0 for cpu in cpus):
         raise schema.SchemaError(f"{where}.cpus", "holds a negative CPU number")
-    if run.cpus and len(run.cpus) != run.threads:
+    if cpus and len(cpus) != kw["threads"]:
         raise schema.SchemaError(f"{where}.cpus", "does not name one CPU per thread")
     # The statistics in the file are not read: RunResult derives them from
     # the samples, so that compare and plot read the same numbers.
-    return run
+    return RunResult(**kw)
 
 
 @dataclass(frozen=True)

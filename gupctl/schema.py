@@ -34,10 +34,16 @@ class SchemaError(ValueError):
 
 def build(cls: type, value: Any, where: str) -> Any:
     """An instance of dataclass `cls` from the JSON object `value`."""
+    return cls(**kwargs(cls, value, where))
+
+
+def kwargs(cls: type, value: Any, where: str) -> dict[str, Any]:
+    """The arguments of dataclass `cls` that the JSON object `value` holds, each
+    checked: for a caller with more to check before `cls` derives anything."""
     if not isinstance(value, dict):
         raise SchemaError(where, f"is not an object ({_kind(value)})")
     hints = typing.get_type_hints(cls)
-    kwargs = {}
+    found = {}
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
@@ -45,8 +51,8 @@ def build(cls: type, value: Any, where: str) -> Any:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise SchemaError(f"{where}.{f.name}", "is missing")
             continue
-        kwargs[f.name] = check(hints[f.name], value[f.name], f"{where}.{f.name}")
-    return cls(**kwargs)
+        found[f.name] = check(hints[f.name], value[f.name], f"{where}.{f.name}")
+    return found
 
 
 def check(hint: Any, value: Any, where: str) -> Any:
