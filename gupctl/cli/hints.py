@@ -179,7 +179,7 @@ def hint(err: errors.GupctlError) -> str:
                     backing=err.backing, path=err.path, memlock=_memlock()
                 )
     if isinstance(err, errors.DeviceNotFound):
-        return NOT_FOUND[err.diagnosis].format(tried=", ".join(err.tried))
+        return _not_found(err)
     if isinstance(err, errors.Truncated):
         return _truncated(err)
     if isinstance(err, errors.DeviceError) and err.command == "identify":
@@ -215,6 +215,18 @@ def hint(err: errors.GupctlError) -> str:
         names = (f"{n} ({', '.join(a)})" if a else n for n, a in err.known.items())
         return f"{err.what}: use one of {', '.join(names)}"
     return str(err)
+
+
+def _not_found(err: errors.DeviceNotFound) -> str:
+    """No gup_test file: the next step, which is the VM where no module can load."""
+    if err.diagnosis == errors.DIAG_NO_KMOD:
+        from gupctl.doctor.facts import modules_missing
+
+        why = modules_missing()
+        if why:
+            return (f"no gup_test here: CONFIG_GUP_TEST is off, and {why}, so gupctl's kmod "
+                    "cannot load either: run in its VM: `gupctl vm -- gupctl ...`")  # fmt: skip
+    return NOT_FOUND[err.diagnosis].format(tried=", ".join(err.tried))
 
 
 def _memlock() -> str:

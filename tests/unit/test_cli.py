@@ -15,6 +15,7 @@ from conftest import patch_ioctl
 from gupctl import abi
 from gupctl.cli import main
 from gupctl.device import Device
+from gupctl.doctor import facts
 from gupctl.errors import DeviceError
 
 
@@ -151,9 +152,24 @@ def test_not_found_says_which(cli: CliRunner, monkeypatch: pytest.MonkeyPatch, m
     monkeypatch.setattr(device, "candidates", lambda explicit=None: ["/nonexistent/gup_test"])
     monkeypatch.setattr(device, "debugfs_mounted", lambda: mounted)
     monkeypatch.setattr(device, "kernel_config", lambda option: config)
+    monkeypatch.setattr(facts, "modules_missing", lambda: None)
     result = cli.invoke(main, ["test"])
     assert result.exit_code == 1
     assert diagnosis in result.stderr and "sudo gupctl kmod install" in result.stderr
+
+
+def test_not_found_without_modules_sends_to_the_vm(cli: CliRunner, monkeypatch) -> None:
+    """No gup_test and no module loading: the kmod cannot help, the VM can."""
+    from gupctl import device
+
+    monkeypatch.setattr(device, "candidates", lambda explicit=None: ["/nonexistent/gup_test"])
+    monkeypatch.setattr(device, "debugfs_mounted", lambda: True)
+    monkeypatch.setattr(device, "kernel_config", lambda option: False)
+    monkeypatch.setattr(facts, "modules_missing", lambda: "module loading is disabled")
+    result = cli.invoke(main, ["test"])
+    assert result.exit_code == 1
+    assert "module loading is disabled" in result.stderr and "gupctl vm --" in result.stderr
+    assert "kmod install" not in result.stderr
 
 
 @pytest.mark.parametrize("command", [abi.GUPCTL_EXTRACT, abi.GUPCTL_PAGES])
