@@ -88,13 +88,16 @@ class VmError(GupctlError):
 class ModuleError(GupctlError):
     """`gupctl kmod` could not build, install, load or unload the kmod."""
 
-    def __init__(self, what: str, kind: str, command: str, log: str | None = None) -> None:
+    def __init__(self, what: str, kind: str, command: str, log: str | None = None,
+                 release: str | None = None) -> None:  # fmt: skip
         super().__init__(what)
         #: one of "root", "sources", "dkms", "headers", "user", "build", "load", "busy"
         self.kind = kind
         #: the `gupctl kmod` subcommand
         self.command = command
         self.log = log
+        #: the kernel it was for, where not the running one (`kmod build --kernel`)
+        self.release = release
 
 
 class FlagsError(GupctlError):

@@ -59,7 +59,7 @@ def build(rel: str | None = None) -> Path:
     rel = rel or module.release()
     kdir = module.headers(rel)
     if kdir is None:
-        raise ModuleError(f"no headers for kernel {rel}", "headers", "build")
+        raise ModuleError(f"no headers for kernel {rel}", "headers", "build", release=rel)
     return kmod.build(Kernel(rel, BOOT / f"vmlinuz-{rel}", MODULES / rel, kdir))
 
 

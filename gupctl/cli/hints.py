@@ -198,7 +198,10 @@ def hint(err: errors.GupctlError) -> str:
         return RESULTS.get(err.kind, "{what}").format(what=err.what, path=err.path, err=reason)
     if isinstance(err, errors.ModuleError):
         return MODULE[err.kind].format(
-            what=err.what, command=err.command, log=err.log, release=os.uname().release
+            what=err.what,
+            command=err.command,
+            log=err.log,
+            release=err.release or os.uname().release,
         )
     if isinstance(err, errors.VmError):
         return VM.get(err.kind, "{what}").format(what=err.what, log=err.log)

@@ -257,6 +257,7 @@ def _cases() -> list[Case]:
     # The rest.
     add(1, ("unknown machine 'nosuch'", "use one of"), "abi", "--machine", "nosuch")
     add(2, ("No such command 'nosuch'", "--help"), "kmod", "nosuch")
+    add(1, ("linux-headers-9.99.9-bogus",), "kmod", "build", "--kernel", "9.99.9-bogus")
     add(2, ("No such option '--nosuch'", "--help"), "doctor", "--nosuch")
     add(2, ("No such command", "--help"), "nosuch")
     add(2, ("--hold",), "longterm", "start", "--hold", "-1")
