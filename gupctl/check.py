@@ -45,6 +45,9 @@ class CheckResult:
     outstanding: int  # after settling; below 0: pins taken before CMD released during it
     settle_seconds: float  # how long settling took
     leaked: bool  # pins outstanding once CMD is gone and the kernel's work settled
+    # Whether the node holds memory only: on a node with CPUs other processes'
+    # pins count too, and the balance is CMD's plus theirs.
+    exact: bool = True
 
 
 def check(command: list[str], node: int, settle: float = SETTLE_SECONDS,
@@ -78,4 +81,5 @@ def check(command: list[str], node: int, settle: float = SETTLE_SECONDS,
         released=after.nr_foll_pin_released - before.nr_foll_pin_released,
         outstanding_at_exit=at_exit.outstanding - before.outstanding, outstanding=outstanding,
         settle_seconds=time.monotonic() - ended, leaked=outstanding > 0,
+        exact=node in numa.memory_only_nodes(),
     )  # fmt: skip

@@ -47,6 +47,9 @@ def check(numa_node: int | None, settle: float, use_json: bool, command: tuple[s
                                "per-CPU counts); run gupctl check as root")  # fmt: skip
     # CMD's stdout goes to stderr: stdout holds the report alone (--json).
     result = c.check(list(command), numa_node, settle, stdout=sys.stderr.fileno())
+    if not result.exact:
+        render.warn(f"node {numa_node} has CPUs: other processes' pins of memory there count "
+                    "too, so the balance is not exact; a memory-only node makes it so")  # fmt: skip
     render.emit(result, use_json)
     if result.leaked:
         waited = f"{result.settle_seconds:.1f} s"

@@ -114,6 +114,16 @@ def test_leak_is_caught(gupctl, node, tmp_path) -> None:
     assert settles(outstanding, 0) == 0  # the survivor's ring took the pins with it
 
 
+def test_a_node_with_cpus_is_not_exact(gupctl) -> None:
+    """Node 0 has the guest's CPUs: the verdict says the count is not exact, and why."""
+    ran = gupctl("check", "--numa-node", "0", "--json", "--", "true", check=False)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.json()["exact"] is False
+    assert "node 0 has CPUs" in ran.stderr and "not exact" in ran.stderr
+    memory_only = gupctl("check", "--json", "--", "true")
+    assert memory_only.json()["exact"] is True
+
+
 def test_a_missing_command_is_one_line(gupctl) -> None:
     ran = gupctl("check", "--", "/nonexistent/cmd", check=False)
     assert ran.returncode == 1 and ran.stderr.count("\n") == 1
