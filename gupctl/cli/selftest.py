@@ -60,6 +60,9 @@ def selftest(patterns: tuple[str, ...], list_only: bool, size: int, timeout: flo
     if not cases:
         raise click.UsageError(f"no case matches {' '.join(patterns)} (see --list)")
     if list_only:
+        if use_json:  # each case as it is defined: name, kind and what it varies
+            render.emit(cases, True)
+            return
         for case in cases:
             sys.stdout.write(case.name + "\n")
         return

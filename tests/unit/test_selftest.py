@@ -209,3 +209,19 @@ def test_runner_runs_one_at_a_time_without_exact_counts(monkeypatch: pytest.Monk
     env = Env("/nonexistent", 1 << 20, None, "6.12.0", None, exact_counts=False)
     report = runner.run([_gup_case("a"), _gup_case("b")], env, timeout=30)
     assert [r.status for r in report.results] == ["pass", "pass"], report.results
+
+
+def test_list_json_is_each_case_as_defined() -> None:
+    """`selftest --list --json`: JSON of the cases (name, kind, what each varies),
+    the same cases `--list` names, in the same order."""
+    import json
+    import subprocess
+    import sys
+
+    def run(*args: str) -> str:
+        argv = [sys.executable, "-m", "gupctl", "selftest", "--list", *args, "pin_fast.*"]
+        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+    data = json.loads(run("--json"))
+    assert [c["name"] for c in data] == run().split()
+    assert data and all(c["kind"] == "gup" and c["params"]["command"] == "pin_fast" for c in data)
