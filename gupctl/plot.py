@@ -132,11 +132,21 @@ def _num(v: float) -> str:
     return f"{v:g}"
 
 
+#: Characters XML 1.0 cannot hold even as references (C0 but tab and line
+#: ends), shown as \xNN: a saved run's fields and the title come from files.
+_NOT_XML = {c: f"\\x{c:02x}" for c in range(0x20) if c not in (0x09, 0x0A, 0x0D)}
+
+
+def _xml(s: str) -> str:
+    """`s` escaped for SVG text or an attribute's value, always well-formed."""
+    return escape(s.translate(_NOT_XML).encode("utf-8", "backslashreplace").decode())
+
+
 def _text(
     x: float, y: float, s: str, size: int = 12, anchor: str = "start", extra: str = ""
 ) -> str:
     return (f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}"{extra}>'
-            f"{escape(s)}</text>")  # fmt: skip
+            f"{_xml(s)}</text>")  # fmt: skip
 
 
 def svg(all_series: Sequence[Series], title: str, notes: Sequence[str] = ()) -> str:
@@ -188,7 +198,7 @@ def svg(all_series: Sequence[Series], title: str, notes: Sequence[str] = ()) -> 
 
 
 def _series(s: Series, color: str, xa: _Axis, ya: _Axis) -> list[str]:
-    out = [f'<g class="series" data-name={quoteattr(s.name)}>']
+    out = [f'<g class="series" data-name="{_xml(s.name).replace(chr(34), "&quot;")}">']
     for phase, dash in (("get", ""), ("put", ' stroke-dasharray="7 4"')):
         # A log axis has no place for 0 ns (a put too fast for the kernel's µs clock).
         pts = [(xa(p.pages_per_call), ya(v), p.pages_per_call, v) for p in s.points
@@ -199,7 +209,7 @@ def _series(s: Series, color: str, xa: _Axis, ya: _Axis) -> list[str]:
         fill = color if phase == "get" else "white"
         for x, y, n, v in pts:
             out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{fill}" '
-                       f'stroke="{color}" stroke-width="1.5"><title>{escape(s.name)}, n={n}: '
+                       f'stroke="{color}" stroke-width="1.5"><title>{_xml(s.name)}, n={n}: '
                        f"{phase} {v:.1f} ns/page</title></circle>")  # fmt: skip
     out.append("</g>")
     return out

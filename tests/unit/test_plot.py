@@ -124,3 +124,14 @@ def test_plot_of_no_runs(cli: CliRunner, tmp_path) -> None:
     results.save(doc(), str(empty))
     result = cli.invoke(main, ["plot", str(empty), "-o", str(tmp_path / "p.svg")])
     assert result.exit_code == 1 and "no runs to plot" in result.stderr
+
+
+def test_control_characters_leave_the_svg_well_formed() -> None:
+    """A title or a field holding ESC, NUL or a surrogate is shown escaped, and the
+    SVG still parses (XML 1.0 cannot hold those even as references)."""
+    s = plot.series([('a\x1b[31m\x00\udcff"<', sweep())])
+    root = parse(plot.svg(s, "title \x1b[2J \x07", ["note \x01"]))
+    texts = ["".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert "title \\x1b[2J \\x07" in texts
+    names = [g.get("data-name") for g in root.findall(".//s:g[@class='series']", NS)]
+    assert names and all(n.startswith('a\\x1b[31m\\x00\\udcff"<') for n in names)
