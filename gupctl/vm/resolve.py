@@ -55,9 +55,26 @@ def find(spec: str | None = None, headers: bool = True) -> Kernel:
     return k
 
 
+#: How a kernel image starts: the EFI stub's PE header (x86 and arm64 Debian
+#: images), x86's boot protocol header at 0x202 (Documentation/arch/x86/
+#: boot.rst), a gzip stream (arm64 Image.gz) or an ELF vmlinux (ppc64el).
+_IMAGE_MAGIC = ((0, b"MZ"), (0x202, b"HdrS"), (0, b"\x1f\x8b"), (0, b"\x7fELF"))
+
+
+def _is_kernel_image(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            head = f.read(0x206)
+    except OSError:
+        return False
+    return any(head[at : at + len(magic)] == magic for at, magic in _IMAGE_MAGIC)
+
+
 def _by_path(path: Path) -> Kernel:
     if not path.is_file():
         raise VmError(f"no kernel image at {path}", "kernel")
+    if not _is_kernel_image(path):
+        raise VmError(f"{path} is no kernel image (no EFI, x86 boot, gzip or ELF header)", "kernel")
     release = path.name.removeprefix("vmlinuz-")
     for k in installed():
         if k.release == release:

@@ -118,6 +118,7 @@ FILES = {
     **{name: body for name, (body, _) in HOSTILE.items()},
     "regular": b"",
     "good.json": _doc().encode(),
+    "vmlinuz-json": b'{"a kernel": false}\n',
     "dir": "dir",
     "fifo": "fifo",
 }
@@ -212,6 +213,7 @@ def _cases() -> list[Case]:
     for bad in ("-1", "nan"):
         add(2, ("--timeout", "positive number of seconds"), "vm", "--timeout", bad, "--", "true")
     add(1, ("'nosuch'", "kernel series"), "vm", "--kernel", "nosuch", "--", "true")
+    add(1, ("vmlinuz-json is no kernel image",), "vm", "--kernel", "./vmlinuz-json", "--", "true")
     add(2, ("--lockdown", "nosuch"), "vm", "--lockdown", "nosuch", "--", "true")
     add(2, ("Missing argument",), "vm")
     # Numbers in other scripts' digits: int() takes '١' for 1, and isdigit() takes '²'.
