@@ -147,5 +147,5 @@ class EnvError(GupctlError):
         super().__init__(f"${variable}={value!r} {problem}")
         self.variable = variable
         self.value = value
-        #: what it should name: "cache" (the next step is hints.ENV[kind])
+        #: what it should name: "cache", "mirror" or "kmod_dir" (hints.ENV[kind])
         self.kind = kind

@@ -101,6 +101,10 @@ MODULE = {
 ENV = {
     "cache": "{what}: point GUPCTL_CACHE at a directory gupctl may write, as an absolute "
     "path without commas or white space, or unset it (default: ~/.cache/gupctl)",
+    "mirror": "{what}: set it to a Debian archive's URL (http://deb.debian.org/debian), or "
+    "unset it",
+    "kmod_dir": "{what}: point it at a gupctl checkout's kmod/, or unset it to use the kmod "
+    "sources gupctl carries",
 }
 
 PIN_REFUSED = {

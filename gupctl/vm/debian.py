@@ -26,12 +26,22 @@ from pathlib import Path
 
 from gupctl import cache
 from gupctl import release as _release
-from gupctl.errors import VmError
+from gupctl.errors import EnvError, VmError
 
 log = getLogger(__name__)
 
-MIRROR = os.environ.get("GUPCTL_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-SECURITY = os.environ.get("GUPCTL_DEBIAN_SECURITY", "http://deb.debian.org/debian-security")
+
+def _archive(variable: str, default: str) -> str:
+    """$`variable` (an archive's URL), else `default`; EnvError naming it for
+    what apt's sources.list cannot take (one token: a scheme and no space)."""
+    value = os.environ.get(variable) or default
+    if not re.fullmatch(r"(https?|file)://[^\s\[\]]+", value):
+        raise EnvError(variable, value, "is not an http://, https:// or file:// URL", "mirror")
+    return value
+
+
+MIRROR = _archive("GUPCTL_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+SECURITY = _archive("GUPCTL_DEBIAN_SECURITY", "http://deb.debian.org/debian-security")
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 #: suite -> archive.  Kernels reach bookworm through bookworm-security.
 SUITES = {

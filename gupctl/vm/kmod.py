@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 
 from gupctl import cache
-from gupctl.errors import VmError
+from gupctl.errors import EnvError, VmError
 from gupctl.vm.build import SIGNING_CERT, SIGNING_KEY
 from gupctl.vm.debian import tool
 from gupctl.vm.kernel import Kernel
@@ -34,6 +34,8 @@ def source_dir() -> Path:
     """The kmod's sources: $GUPCTL_KMOD_DIR, else this checkout's kmod/, else
     the copy an installed wheel carries (setup.py puts it in gupctl/kmod-src)."""
     explicit = os.environ.get("GUPCTL_KMOD_DIR")
+    if explicit and not (Path(explicit) / "Kbuild").exists():
+        raise EnvError("GUPCTL_KMOD_DIR", explicit, "holds no kmod sources (no Kbuild)", "kmod_dir")
     package = Path(__file__).resolve().parents[1]
     tried = [Path(explicit)] if explicit else [package.parent / "kmod", package / "kmod-src"]
     for path in tried:

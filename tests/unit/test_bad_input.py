@@ -283,6 +283,10 @@ def _cases() -> list[Case]:
                        ("/tmp/a b", "white space"), ("/tmp/a\nb", "control")):  # fmt: skip
         add(1, ("$GUPCTL_CACHE=", words, "point GUPCTL_CACHE at"), "vm", "--", "true",
             env={"GUPCTL_CACHE": bad})  # fmt: skip
+    for variable, bad in (("GUPCTL_DEBIAN_MIRROR", "ftp://x y"), ("GUPCTL_DEBIAN_SECURITY", "x")):
+        add(1, (f"${variable}=", "URL"), "vm", "--kernel", "7.2", "--", "true",
+            env={variable: bad})  # fmt: skip
+    add(1, ("$GUPCTL_KMOD_DIR=", "no Kbuild"), "vm", "--", "true", env={"GUPCTL_KMOD_DIR": "/"})
     # Output that is no regular file: written in place or refused, never replaced.
     add(1, ("cannot write fifo", "No such device or address"), "plot", "good.json", "-o", "fifo")
     add(1, ("cannot write /dev/full", "No space left"), "plot", "good.json", "-o", "/dev/full")
