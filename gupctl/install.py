@@ -100,7 +100,8 @@ def _dkms_install(src: Path, ver: str, rel: str) -> Path:
 
 
 def _allow(users: list[str]) -> None:
-    """The group, its members and the udev rule that gives it the device."""
+    """The group, its members, the udev rule that gives it the device, and the
+    memlock limit its members' pins are charged to (at their next login)."""
     try:
         grp.getgrnam(GROUP)
     except KeyError:
@@ -109,6 +110,8 @@ def _allow(users: list[str]) -> None:
         _run(["usermod", "--append", "--groups", GROUP, user], "install", "user")
     module.UDEV_RULE.parent.mkdir(parents=True, exist_ok=True)
     module.UDEV_RULE.write_text(module.RULE_TEXT)
+    module.LIMITS.parent.mkdir(parents=True, exist_ok=True)
+    module.LIMITS.write_text(module.LIMITS_TEXT)
     if shutil.which("udevadm"):
         subprocess.run(["udevadm", "control", "--reload-rules"], capture_output=True)
 
@@ -205,7 +208,7 @@ def uninstall() -> list[str]:
     gone = [str(p) for p in sorted(module.SRC_ROOT.glob(f"{NAME}-*"))]
     if shutil.which("dkms"):
         _dkms_remove_all()
-    for path in (module.MODULES_LOAD, module.UDEV_RULE):
+    for path in (module.MODULES_LOAD, module.UDEV_RULE, module.LIMITS):
         if path.exists():
             path.unlink()
             gone.append(str(path))

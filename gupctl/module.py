@@ -34,7 +34,17 @@ MOK_PUB = DKMS_TREE / "mok.pub"
 SIG_ENFORCE = Path("/sys/module/module/parameters/sig_enforce")
 UDEV_RULE = Path("/etc/udev/rules.d/70-gupctl.rules")
 MODULES_LOAD = Path("/etc/modules-load.d/gupctl.conf")
+LIMITS = Path("/etc/security/limits.d/90-gupctl.conf")
 #: The kmod's misc device node, opened to the group (udev applies it on add).
+#: RLIMIT_MEMLOCK a member of the group gets at login (pam_limits), in KiB:
+#: the kmod charges every page a command holds to it (RDMA's users get one
+#: the same way), and gupctl's default benchmark holds 128 MiB.
+GROUP_MEMLOCK_KIB = 1 << 20
+LIMITS_TEXT = (
+    "# gupctl: what members of the gupctl group may pin through /dev/gup_test "
+    "(written by `gupctl kmod install --user`)\n"
+    f"@{GROUP} - memlock {GROUP_MEMLOCK_KIB}\n"
+)
 RULE_TEXT = (
     "# gupctl: members of the gupctl group may open /dev/gup_test "
     "(written by `gupctl kmod install --user`)\n"

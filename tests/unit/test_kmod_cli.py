@@ -26,6 +26,7 @@ def system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name, rel in (("SRC_ROOT", "usr/src"), ("DKMS_TREE", "var/lib/dkms"),
                       ("UDEV_RULE", "etc/udev/rules.d/70-gupctl.rules"),
                       ("MODULES_LOAD", "etc/modules-load.d/gupctl.conf"),
+                      ("LIMITS", "etc/security/limits.d/90-gupctl.conf"),
                       ("SYS_MODULE", "sys/module"), ("DEVICE", "dev/gup_test")):  # fmt: skip
         monkeypatch.setattr(module, name, tmp_path / rel)
     return tmp_path
