@@ -45,10 +45,15 @@ def _usable(variable: str, value: str, path: Path) -> Path:
     if _UNSAFE & set(str(path)):
         problem = "holds a comma, white space or a control character, which QEMU cannot take"
         raise EnvError(variable, value, problem, "cache")
-    existing = next(p for p in (path, *path.parents) if os.path.lexists(p))
+    existing = _nearest(path)
     if not existing.is_dir():
         raise EnvError(variable, value, f"cannot be a directory ({existing} is not one)", "cache")
     return path
+
+
+def _nearest(path: Path) -> Path:
+    """`path`, or its nearest ancestor that exists (at worst /)."""
+    return next(p for p in (path, *path.parents) if os.path.lexists(p))
 
 
 def _source() -> tuple[str, str]:
@@ -62,7 +67,7 @@ def _source() -> tuple[str, str]:
 def writable(path: Path) -> None:
     """EnvError (naming the variable behind the cache) unless `path`, in the
     cache, can be made and written: checked before a build, not after it."""
-    existing = next(p for p in (path, *path.parents) if os.path.lexists(p))
+    existing = _nearest(path)
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         variable, value = _source()
         raise EnvError(variable, value, f"leaves no writable cache ({existing})", "cache")

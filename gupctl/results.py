@@ -78,7 +78,7 @@ def load(path: str) -> SavedResults:
         raise ResultsError(f"{path} nests too deeply to be results", path, "json") from e
     found = data.get("format") if isinstance(data, dict) else None
     if found != FORMAT:
-        what = f"{path} is not a {FORMAT} document (format: {_shown(found)})"
+        what = f"{path} is not a {FORMAT} document (format: {schema.shown(found)})"
         raise ResultsError(what, path, "format")
     try:
         missing = next((k for k in (*META, "results") if k not in data), None)
@@ -107,12 +107,6 @@ def _read(path: str) -> bytes:
 
 
 META = ("gupctl", "kernel", "machine", "hostname", "date", "device")
-
-
-def _shown(value: Any) -> str:
-    """A value from the file as a message may quote it: short, and escaped (repr)."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _no_constant(name: str) -> float:

@@ -106,7 +106,7 @@ def _int(value: Any, where: str, low: int = -INT_LIMIT) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise SchemaError(where, f"is not an integer ({_kind(value)})")
     if not low <= value < INT_LIMIT:
-        raise SchemaError(where, f"is out of range ({_short(value)})")
+        raise SchemaError(where, f"is out of range ({shown(value)})")
     return value
 
 
@@ -124,6 +124,11 @@ def _kind(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _short(value: int) -> str:
-    text = str(value) if value.bit_length() < 200 else f"an integer of {value.bit_length()} bits"
+def shown(value: Any) -> str:
+    """A value from a file as a message may quote it: short, and escaped (repr);
+    an integer too long to print whole, by its size."""
+    if isinstance(value, int) and value.bit_length() >= 200:
+        text = f"an integer of {value.bit_length()} bits"
+    else:
+        text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
