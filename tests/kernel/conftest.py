@@ -23,6 +23,18 @@ DEVICES = ("/sys/kernel/debug/gup_test", "/dev/gup_test")
 PROBLEM = kmsg.PROBLEM
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    """The kernel these tests run on, as its own uname says, at the top of the log."""
+    u = os.uname()
+    if os.path.exists("/sys/module/gupctl"):
+        served = "gupctl's kmod"
+    elif any(os.path.exists(d) for d in DEVICES):
+        served = "the in-kernel gup_test"
+    else:
+        served = "nothing"
+    return f"kernel: uname -m {u.machine}, uname -r {u.release}; gup_test served by {served}"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "kmod: tests of gupctl's kmod, not of gup_test's ABI")
     config.addinivalue_line("markers", "lockdown: tests of a kernel booted with lockdown=")
