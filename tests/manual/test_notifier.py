@@ -4,6 +4,14 @@ Registering a notifier takes mm_take_all_locks(): every anon_vma and
 i_mmap_rwsem of the mm, under a global mutex.  A START/STOP loop that did so
 each time stalled every rmap walk on the machine.  Oracle: a kprobe on
 mm_take_all_locks() (tracefs), whose hit count is the kernel's own.
+
+Not in CI: arming and removing the kprobe patches kernel text, and once a
+7.3 guest under TCG took an int3 Oops in __schedule() right after this test
+(TCG and cross-modified code), which ended every test after it.  Run it by
+hand in a VM of its own, with tests/kernel's conftest loaded as a plugin:
+
+    gupctl vm --kernel 7.3 -- env PYTHONPATH=tests/kernel \
+        python -m pytest -p no:cacheprovider -p conftest tests/manual/test_notifier.py
 """
 
 from __future__ import annotations
