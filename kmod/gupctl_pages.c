@@ -15,15 +15,16 @@
 #include "gupctl.h"
 
 /*
- * GUPCTL_PAGES (gupctl_pages.h): a snapshot of each frame, taken without a
- * reference, as /proc/kpageflags and /proc/kpagecount take theirs (see
- * fs/proc/page.c; 7.3's snapshot_page(), which retries, is not exported):
- * the folio may be split or freed meanwhile, so a snapshot is kept only if
- * the folio and its order are the same after it.  A folio freed and
- * reallocated at the same order between the two reads is not seen: the
- * snapshot then mixes the two, as /proc/kpagecount's can.  Under
- * CONFIG_DEBUG_VM_PGFLAGS a head that turns tail mid-read could still trip
- * const_folio_flags()'s VM_BUG_ON; Debian's kernels do not set it.
+ * GUPCTL_PAGES (gupctl_pages.h): a snapshot of each frame, taken under a
+ * speculative reference, as compaction's isolate_migratepages_block() and
+ * memory-failure take theirs on frames they did not allocate: the folio
+ * cannot be freed (and so not reallocated) while it is read, and a frame
+ * whose count is already zero is free (or frozen) and has no pins to show.
+ * /proc/kpagecount reads without one (fs/proc/page.c) and can mix a freed
+ * folio's counts with its successor's; 7.3's snapshot_page(), which
+ * retries, is not exported.  Under CONFIG_DEBUG_VM_PGFLAGS a head that
+ * turns tail mid-read could still trip const_folio_flags()'s VM_BUG_ON;
+ * Debian's kernels do not set it.
  */
 static int gupctl_folio_pincount(struct folio *folio)
 {
@@ -45,11 +46,25 @@ static int gupctl_folio_pincount(struct folio *folio)
 #endif
 }
 
+/*
+ * Fill @rec from @folio, on which the caller holds one reference of its
+ * own: that one is left out of the count.  folio_maybe_dma_pinned() sees
+ * it, which matters only to a small folio exactly one reference short of
+ * GUP_PIN_COUNTING_BIAS.
+ */
+static void gupctl_folio_info(struct gupctl_page *rec, struct folio *folio)
+{
+	rec->order = folio_order(folio);
+	rec->refcount = folio_ref_count(folio) - 1;
+	rec->pincount = gupctl_folio_pincount(folio);
+	if (folio_maybe_dma_pinned(folio))
+		rec->flags |= GUPCTL_PAGE_PINNED;
+}
+
 static void gupctl_page_info(struct gupctl_page *rec)
 {
 	struct folio *folio;
 	struct page *page;
-	unsigned int order;
 	int tries;
 
 	if (rec->pfn != (unsigned long)rec->pfn)	/* beyond a 32-bit pfn */
@@ -61,26 +76,22 @@ static void gupctl_page_info(struct gupctl_page *rec)
 	rec->node = page_to_nid(page);
 	strscpy(rec->zone, page_zone(page)->name, sizeof(rec->zone));
 	/*
-	 * A split or a free may change the folio between two reads: keep a
-	 * snapshot only if the folio and its order are the same after it.
+	 * The reference pins the folio, not the frame's place in it: a split
+	 * between page_folio() and folio_try_get() leaves the frame in another
+	 * folio, so look again under the reference.
 	 */
 	for (tries = 0; tries < 3; tries++) {
 		folio = page_folio(page);
-		order = folio_order(folio);
-		rec->refcount = folio_ref_count(folio);
-		rec->pincount = gupctl_folio_pincount(folio);
-		if (folio_maybe_dma_pinned(folio))
-			rec->flags |= GUPCTL_PAGE_PINNED;
-		else
-			rec->flags &= ~GUPCTL_PAGE_PINNED;
-		if (page_folio(page) == folio && folio_order(folio) == order) {
-			rec->order = order;
+		if (!folio_try_get(folio))
+			return;		/* free or frozen: order 0, no count */
+		if (page_folio(page) == folio) {
+			gupctl_folio_info(rec, folio);
+			folio_put(folio);
 			return;
 		}
+		folio_put(folio);
 	}
-	rec->flags = GUPCTL_PAGE_ONLINE | GUPCTL_PAGE_UNSTABLE;
-	rec->refcount = 0;
-	rec->pincount = 0;
+	rec->flags |= GUPCTL_PAGE_UNSTABLE;
 }
 
 long gupctl_pages_ioctl(void __user *argp)

@@ -20,7 +20,7 @@
 /* struct gupctl_page.flags */
 #define GUPCTL_PAGE_ONLINE	0x1	/* pfn_to_online_page() found it */
 #define GUPCTL_PAGE_PINNED	0x2	/* folio_maybe_dma_pinned() */
-#define GUPCTL_PAGE_UNSTABLE	0x4	/* split or freed while read: no snapshot */
+#define GUPCTL_PAGE_UNSTABLE	0x4	/* split under each try: no snapshot */
 
 #define GUPCTL_PAGES_MAX	65536	/* records per request */
 
@@ -28,8 +28,10 @@
  * In: pfn.  Out, the rest, all of it written: for an online frame, its
  * folio's order, folio_ref_count(), _pincount where the folio has one (large
  * folios; else -1, and a pin is GUP_PIN_COUNTING_BIAS of the refcount), the
- * node and the zone's name.  For any other frame, flags 0 and the rest 0.
- * A folio that kept changing while it was read (three tries) comes back
+ * node and the zone's name, read under a reference of the kmod's own, which
+ * the refcount leaves out.  A free (or frozen) frame: ONLINE, with order,
+ * refcount and pincount 0.  For any other frame, flags 0 and the rest 0.
+ * A frame whose folio was split under each of three tries comes back
  * ONLINE | UNSTABLE with order, refcount and pincount 0.
  */
 struct gupctl_page {
