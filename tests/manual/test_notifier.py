@@ -5,6 +5,7 @@ i_mmap_rwsem of the mm, under a global mutex.  A START/STOP loop that did so
 each time stalled every rmap walk on the machine.  Oracle: a kprobe on
 mm_take_all_locks() (tracefs), whose hit count is the kernel's own.
 
+CI checks the same by cost instead (tests/kernel/test_notifier_walk.py).
 Not in CI: arming and removing the kprobe patches kernel text, and once a
 7.3 guest under TCG took an int3 Oops in __schedule() right after this test
 (TCG and cross-modified code), which ended every test after it.  Run it by
