@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -139,6 +140,17 @@ def _outstanding(node: int | None) -> int:
     return acquired - released
 
 
+def _before_gupctl(stderr: str, sig: signal.Signals) -> bool:
+    """Whether `stderr` is CPython's KeyboardInterrupt from before gupctl's first
+    line: SIGINT while runpy still looks for the module, every frame frozen.
+    The interpreter installs its SIGINT handler before it runs any of the
+    program, and nothing a program can do reaches further back (__main__.py
+    catches it from its own first line on).  The exit is still 130."""
+    frames = re.findall(r'^\s*File "([^"]*)"', stderr, re.MULTILINE)
+    return (sig == signal.SIGINT and stderr.rstrip().endswith("KeyboardInterrupt")
+            and stderr.count("Traceback") == 1 and all(f.startswith("<frozen ") for f in frames))
+
+
 def test_seed_is_printed() -> None:
     print(f"signal test seed: GUPCTL_SIGNAL_SEED={SEED}")
 
@@ -164,7 +176,8 @@ def test_signal_leaves_nothing_behind(name: str, sig: signal.Signals, phase: str
     proc.wait(timeout=120)
     stderr = err.text()
     where = f"(seed {SEED}: {name}, {sig.name} in {phase}, after {delay})"
-    assert "Traceback" not in stderr and "Exception ignored" not in stderr, f"{where}\n{stderr}"
+    if not _before_gupctl(stderr, sig):
+        assert "Traceback" not in stderr and "Exception ignored" not in stderr, f"{where}\n{stderr}"
     # longterm's documented end of a hold is a signal: it unpins, reports, exits 0.
     allowed = {128 + sig, -sig} | ({0} if name == "longterm" else set())
     assert proc.returncode in allowed, f"{where} exit {proc.returncode}: {stderr}"
