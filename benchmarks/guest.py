@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import loop_profile, strace  # noqa: E402
 from gupctl import device, numa  # noqa: E402
+from gupctl.memory import anon_huge_bytes  # noqa: E402
 
 COMMANDS = {"gup_fast_benchmark": "-u", "pin_fast_benchmark": "-a", "pin_longterm_benchmark": "-L"}
 PER_CALL = {"1": "1", "512": "512", "all": "-1"}  # gupctl's spelling -> C's -n
@@ -243,16 +244,8 @@ def loop_cost(run: Runner, bare: str, c_pages: str, rounds: int, repeats: int,
 
 
 def _thp_share(addr: int, size: int) -> float:
-    """The share of [addr, addr + size) that THP backs: AnonHugePages over
-    Size of its mapping in /proc/self/smaps."""
-    with open("/proc/self/smaps") as f:
-        text = f.read()
-    for block in re.split(r"\n(?=[0-9a-f]+-[0-9a-f]+ )", text):
-        start, end = (int(x, 16) for x in block.split(" ", 1)[0].split("-"))
-        if start <= addr < end:
-            fields = dict(re.findall(r"^(\w+):\s+(\d+) kB", block, re.MULTILINE))
-            return int(fields["AnonHugePages"]) * 1024 / size
-    raise SystemExit(f"no mapping at {addr:#x} in /proc/self/smaps")
+    """The share of [addr, addr + size) that THP backs (the mapping is its own VMA)."""
+    return anon_huge_bytes(addr) / size
 
 
 def thp_fast(node: int, cpu: int, rounds: int, repeats: int) -> dict[str, dict[str, list]]:

@@ -109,10 +109,11 @@ def host(args: argparse.Namespace) -> None:
             env = dict(os.environ)
             if kmod_dir:
                 env["GUPCTL_KMOD_DIR"] = kmod_dir
+            inside = [sys.executable, str(HERE / "notifier.py"), "--guest", "--rounds",
+                      str(args.rounds)]  # fmt: skip
             out = subprocess.run(
                 [sys.executable, "-m", "gupctl", "vm", "--kernel", args.kernel, "--kmod", "--",
-                 sys.executable, str(HERE / "notifier.py"), "--guest", "--rounds", str(args.rounds)],
-                env=env, check=True, capture_output=True, text=True).stdout  # fmt: skip
+                 *inside], env=env, check=True, capture_output=True, text=True).stdout  # fmt: skip
             data = json.loads(out.strip().splitlines()[-1])
             r = stats.ratio(data["idle"], data["loaded"])
             idle = stats.pooled_median(data["idle"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import mmap
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,19 @@ def thp_size() -> int:
         return int(path.read_text())
     except (OSError, ValueError):
         return 2 << 20
+
+
+def anon_huge_bytes(addr: int) -> int:
+    """AnonHugePages of the mapping that holds `addr`, in bytes: how much of it
+    THP backs (/proc/self/smaps, as cow.c's check_huge_anon() reads it)."""
+    with open("/proc/self/smaps") as f:
+        text = f.read()
+    for block in re.split(r"\n(?=[0-9a-f]+-[0-9a-f]+ )", text):
+        start, end = (int(x, 16) for x in block.split(" ", 1)[0].split("-"))
+        if start <= addr < end:
+            fields = dict(re.findall(r"^(\w+):\s+(\d+) kB", block, re.MULTILINE))
+            return int(fields.get("AnonHugePages", 0)) * 1024
+    raise MappingError(f"no mapping at {addr:#x} in /proc/self/smaps", errno.EFAULT, "smaps")
 
 
 def hugetlb_sizes() -> list[int]:
@@ -198,7 +212,11 @@ class Mapping:
 
     def protect_readonly(self) -> None:
         """mprotect(PROT_READ): gup_longterm.c maps R/O before R/O pins."""
-        self._call(lib.mprotect(self._ptr(), self.size, mmap.PROT_READ), "mprotect")
+        self.protect(mmap.PROT_READ)
+
+    def protect(self, prot: int) -> None:
+        """mprotect() the whole mapping to `prot` (mmap.PROT_* bits)."""
+        self._call(lib.mprotect(self._ptr(), self.size, prot), "mprotect")
 
     def _bind(self, node: int) -> None:
         err = numa.bind_range(self.addr, self.size, node)

@@ -27,6 +27,7 @@ KPAGEFLAGS = Path("/proc/kpageflags")
 KPAGECOUNT = Path("/proc/kpagecount")
 ZONEINFO = Path("/proc/zoneinfo")
 _PRESENT = 1 << 63
+_EXCLUSIVE = 1 << 56  # PM_MMAP_EXCLUSIVE: mapped by this process alone (v4.2)
 _PFN_MASK = (1 << 55) - 1
 # include/uapi/linux/kernel-page-flags.h
 KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL, KPF_ZERO_PAGE = 15, 16, 24
@@ -61,10 +62,19 @@ def frames(addr: int, size: int) -> list[Frame]:
     return out
 
 
-def pagemap(addr: int, n: int, pid: int | str = "self") -> list[tuple[bool, int]]:
-    """(present, pfn) of the `n` pages from `addr` of process `pid`.  Reading
-    pagemap faults nothing in.  Pages past what pagemap covers (the vsyscall
-    page, beyond TASK_SIZE) read as absent.
+@dataclass(frozen=True)
+class Entry:
+    """One word of /proc/PID/pagemap (Documentation/admin-guide/mm/pagemap.rst)."""
+
+    present: bool
+    pfn: int
+    exclusive: bool  # PM_MMAP_EXCLUSIVE: the page's mapcount is 1
+
+
+def entries(addr: int, n: int, pid: int | str = "self") -> list[Entry]:
+    """The pagemap entries of the `n` pages from `addr` of process `pid`.
+    Reading pagemap faults nothing in.  Pages past what pagemap covers (the
+    vsyscall page, beyond TASK_SIZE) read as absent.
 
     Raises GupctlError when the file cannot be read, or page frame numbers
     are hidden (they need CAP_SYS_ADMIN).
@@ -79,11 +89,16 @@ def pagemap(addr: int, n: int, pid: int | str = "self") -> list[tuple[bool, int]
     except OSError as e:
         raise GupctlError(f"cannot read {path}", e.errno) from None
     words = struct.unpack(f"={len(raw) // 8}Q", raw)  # native-endian, as pagemap.rst says
-    out = [(bool(w & _PRESENT), w & _PFN_MASK) for w in words]
-    if any(on for on, _ in out) and not any(pfn for _, pfn in out):
+    out = [Entry(bool(w & _PRESENT), w & _PFN_MASK, bool(w & _EXCLUSIVE)) for w in words]
+    if any(e.present for e in out) and not any(e.pfn for e in out):
         raise GupctlError("page frame numbers are hidden: reading them needs CAP_SYS_ADMIN; "
                           "run gupctl as root")  # fmt: skip
-    return out + [(False, 0)] * (n - len(out))
+    return out + [Entry(False, 0, False)] * (n - len(out))
+
+
+def pagemap(addr: int, n: int, pid: int | str = "self") -> list[tuple[bool, int]]:
+    """(present, pfn) of the `n` pages from `addr` of process `pid` (see entries())."""
+    return [(e.present, e.pfn) for e in entries(addr, n, pid)]
 
 
 def kpageflags(pfns: list[int]) -> dict[int, int]:

@@ -6,8 +6,9 @@
 - its dump case (`gup_test -ct -F 0x1 0 19 0x1000`);
 - gup_longterm.c's pinnability matrix: memfd, tmpfs file, ext4 file, hugetlb
   memfd per huge page size, x {R/O, R/W} x {slow, fast} x {shared, private};
-- cow.c's R/O longterm pin checks: pin R/O, write through the mapping, read
-  through the pin, compare; with and without a fork() sharing the pages;
+- cow.c's R/O longterm pin checks: pin R/O pages that are COW-shared with a
+  child, were shared, or were made R/O-exclusive; write through the mapping,
+  read through the pin, compare (selftest/cow.py);
 - gupctl's own: where a ZONE_MOVABLE exists, longterm pins move pages out of
   it and short-term pins move nothing (placement.py).
 
@@ -104,14 +105,14 @@ def longterm_should_work(backing: str, shared: bool, write: bool, release: str) 
 
 
 def cow_cases() -> list[Case]:
-    """cow.c's R/O longterm pin tests on anonymous memory."""
+    """cow.c's R/O longterm pin tests on anonymous memory, in each of its
+    states (selftest/cow.py), with GUP and GUP-fast."""
     cases = []
     for mem in ("anon", "thp", "hugetlb"):
-        for fast in ("slow", "fast"):
-            for fork in ("nofork", "fork"):
-                params: dict[str, object] = {"memory": mem, "fast": fast == "fast",
-                                             "fork": fork == "fork"}  # fmt: skip
-                cases.append(Case(f"cow_ro_pin.{mem}.{fast}.{fork}", "cow", params))
+        for state in ("shared", "previously_shared", "ro_exclusive"):
+            for fast in ("slow", "fast"):
+                params: dict[str, object] = {"memory": mem, "fast": fast == "fast", "state": state}
+                cases.append(Case(f"cow_ro_pin.{mem}.{state}.{fast}", "cow", params))
     return cases
 
 

@@ -9,42 +9,22 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 
-from gupctl import bench, longterm, process, vmstat
+from gupctl import bench, longterm, vmstat
 from gupctl.device import Device
 from gupctl.errors import GupctlError, MappingError, Truncated
-from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec, hugetlb_page_size, thp_size
-from gupctl.selftest import placement, regress
+from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec
+from gupctl.selftest import cow, placement, regress
 from gupctl.selftest.cases import GUP_COMMANDS, Case, longterm_should_work
-from gupctl.selftest.outcome import Env, Outcome
+from gupctl.selftest.outcome import Env, Outcome, skip_if_no_hugepages
 
 
 def run_case(case: Case, env: Env) -> Outcome:
     """Dispatch on the case's kind."""
     with Device(env.device) as dev:
-        kinds = {"gup": _gup, "dump": _dump, "longterm": _longterm, "cow": _cow,
+        kinds = {"gup": _gup, "dump": _dump, "longterm": _longterm, "cow": cow.run,
                  "placement": placement.run, "regress": regress.run}  # fmt: skip
         return kinds[case.kind](dev, case, env)
-
-
-def _skip_if_no_hugepages(e: MappingError, spec: MemorySpec, length: int) -> Outcome:
-    """A skip when the pool of huge pages is what is missing (fewer free than
-    `length` bytes need); anything else (an EINVAL for a size the pool has,
-    say) stays the case's failure."""
-    if not spec.hugetlb or e.errno not in (errno.ENOMEM, errno.EINVAL, errno.ENOSPC):
-        raise e
-    size = spec.hugetlb_size or hugetlb_page_size()
-    pool = f"/sys/kernel/mm/hugepages/hugepages-{size // 1024}kB"
-    try:
-        with open(f"{pool}/free_hugepages") as f:
-            free = int(f.read())
-    except OSError:
-        return Outcome("skip", f"no pool of {size // 1024} kB huge pages ({e})")
-    if free * size < length:
-        return Outcome("skip", f"{free} free {size // 1024} kB huge pages, {length} bytes "
-                       f"needed ({pool}/nr_hugepages)")  # fmt: skip
-    raise e
 
 
 def _gup(dev: Device, case: Case, env: Env) -> Outcome:
@@ -58,7 +38,7 @@ def _gup(dev: Device, case: Case, env: Env) -> Outcome:
     try:
         result = bench.run(dev, run, gate=env.pinning())
     except MappingError as e:
-        return _skip_if_no_hugepages(e, spec, env.size)
+        return skip_if_no_hugepages(e, spec, env.size)
     except Truncated as e:
         return Outcome("fail", f"truncated: kernel covered {e.got} of {e.asked} bytes")
     b = result.balance
@@ -118,7 +98,7 @@ def _longterm(dev: Device, case: Case, env: Env) -> Outcome:
                 mapping.protect_readonly()  # as gup_longterm.c does for R/O pins
             worked = _try_longterm_pin(dev, mapping, write, bool(p["fast"]))
     except MappingError as e:
-        return _skip_if_no_hugepages(e, spec, size)
+        return skip_if_no_hugepages(e, spec, size)
     after = vmstat.snapshot(env.node)
     pinned = size // PAGE_SIZE if worked else 0
     balance = vmstat.Balance.between(before, after, pinned)
@@ -149,53 +129,3 @@ def _try_longterm_pin(dev: Device, mapping: Mapping, write: bool, fast: bool) ->
         raise
     longterm.stop(dev)
     return True
-
-
-def _cow_spec(memory: str) -> tuple[MemorySpec, int]:
-    if memory == "thp":
-        return MemorySpec(thp=True), thp_size()
-    if memory == "hugetlb":
-        return MemorySpec(hugetlb=True), hugetlb_page_size()
-    return MemorySpec(thp=False), PAGE_SIZE
-
-
-def _cow(dev: Device, case: Case, env: Env) -> Outcome:
-    """cow.c: an R/O longterm pin must see what is written through the mapping later."""
-    p = case.params
-    spec, size = _cow_spec(str(p["memory"]))
-    try:
-        mapping = Mapping(spec, size)
-    except MappingError as e:
-        return _skip_if_no_hugepages(e, spec, size)
-    child = _fork_sharer() if p["fork"] else None
-    try:
-        mapping.fill(0x55)
-        longterm.start(dev, mapping.addr, size, write=False, fast=bool(p["fast"]))
-        try:
-            mapping.fill(0xAA)  # after a fork, this write is the COW fault
-            seen = longterm.read(dev, size)
-        finally:
-            longterm.stop(dev)
-        now = mapping.read(0, size)
-    finally:
-        if child:
-            os.kill(child, 9)
-            os.waitpid(child, 0)
-        mapping.close()
-    if seen != now:
-        stale = sum(seen[i] != now[i] for i in range(0, size, PAGE_SIZE))
-        return Outcome("fail", f"the pin sees stale data in {stale} of {size // PAGE_SIZE} "
-                       "pages: the R/O pin and the mapping diverged")  # fmt: skip
-    return Outcome("pass")
-
-
-def _fork_sharer() -> int:
-    """A child that keeps the parent's pages COW-shared until it is killed."""
-    pid = process.fork()
-    if pid == 0:
-        try:
-            while True:
-                signal.pause()
-        finally:
-            os._exit(0)  # never back into the caller's code
-    return pid

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+from gupctl.errors import MappingError
+from gupctl.memory import MemorySpec, hugetlb_page_size
 
 
 @dataclass(frozen=True)
@@ -48,3 +52,22 @@ class Outcome:
     status: str  # "pass", "fail", "skip"
     reason: str = ""
     details: dict[str, object] = field(default_factory=dict)
+
+
+def skip_if_no_hugepages(e: MappingError, spec: MemorySpec, length: int) -> Outcome:
+    """A skip when the pool of huge pages is what is missing (fewer free than
+    `length` bytes need); anything else (an EINVAL for a size the pool has,
+    say) stays the case's failure."""
+    if not spec.hugetlb or e.errno not in (errno.ENOMEM, errno.EINVAL, errno.ENOSPC):
+        raise e
+    size = spec.hugetlb_size or hugetlb_page_size()
+    pool = f"/sys/kernel/mm/hugepages/hugepages-{size // 1024}kB"
+    try:
+        with open(f"{pool}/free_hugepages") as f:
+            free = int(f.read())
+    except OSError:
+        return Outcome("skip", f"no pool of {size // 1024} kB huge pages ({e})")
+    if free * size < length:
+        return Outcome("skip", f"{free} free {size // 1024} kB huge pages, {length} bytes "
+                       f"needed ({pool}/nr_hugepages)")  # fmt: skip
+    raise e

@@ -147,8 +147,12 @@ def _before_gupctl(stderr: str, sig: signal.Signals) -> bool:
     program, and nothing a program can do reaches further back (__main__.py
     catches it from its own first line on).  The exit is still 130."""
     frames = re.findall(r'^\s*File "([^"]*)"', stderr, re.MULTILINE)
-    return (sig == signal.SIGINT and stderr.rstrip().endswith("KeyboardInterrupt")
-            and stderr.count("Traceback") == 1 and all(f.startswith("<frozen ") for f in frames))
+    return (
+        sig == signal.SIGINT
+        and stderr.rstrip().endswith("KeyboardInterrupt")
+        and stderr.count("Traceback") == 1
+        and all(f.startswith("<frozen ") for f in frames)
+    )
 
 
 def test_seed_is_printed() -> None:

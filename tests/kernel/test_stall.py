@@ -74,8 +74,9 @@ def _stretched(node: int | None, peer: Peer) -> dict[str, int]:
     stalls; while it does, the parent looks, and a second one is tried."""
     libc = ctypes.CDLL(None, use_errno=True)
     size = PAGES * PAGE_SIZE
-    with Device(DEVICE) as dev, Mapping(MemorySpec(numa_node=node, thp=False), size) as m, \
-            Mapping(MemorySpec(numa_node=node, thp=False), size) as other, Userfaultfd() as uffd:  # fmt: skip
+    memory = MemorySpec(numa_node=node, thp=False)
+    with Device(DEVICE) as dev, Mapping(memory, size) as m, Mapping(memory, size) as other, \
+            Userfaultfd() as uffd:  # fmt: skip
         last = m.addr + size - PAGE_SIZE
         uffd.register(last, PAGE_SIZE)
         assert libc.madvise(ctypes.c_void_p(last), PAGE_SIZE, MADV_DONTNEED) == 0
@@ -114,8 +115,9 @@ def _stalled_read(node: int | None, peer: Peer) -> dict[str, float | int]:
     """In the group member: START, then a READ into a buffer whose first page
     stalls; while it does, STOP from another thread of the same process."""
     size = 8 * PAGE_SIZE
+    missing = MemorySpec(prefault=False, thp=False)
     with Device(DEVICE) as dev, Mapping(MemorySpec(numa_node=node), size) as m, \
-            Mapping(MemorySpec(prefault=False, thp=False), size) as dest, Userfaultfd() as uffd:  # fmt: skip
+            Mapping(missing, size) as dest, Userfaultfd() as uffd:  # fmt: skip
         longterm.start(dev, m.addr, size, write=True, fast=False)
         uffd.register(dest.addr, size)
         where = abi.ffi.new("uint64_t *", dest.addr)

@@ -46,23 +46,25 @@ class Userfaultfd:
 
     def register(self, addr: int, size: int) -> None:
         """Faults on missing pages of [addr, addr+size) wait for this uffd."""
-        fcntl.ioctl(self.fd, UFFDIO_REGISTER,
-                    bytearray(struct.pack("QQQQ", addr, size, UFFDIO_REGISTER_MODE_MISSING, 0)))
+        fcntl.ioctl(
+            self.fd,
+            UFFDIO_REGISTER,
+            bytearray(struct.pack("QQQQ", addr, size, UFFDIO_REGISTER_MODE_MISSING, 0)),
+        )
 
     def fault(self, timeout: float) -> int | None:
         """The address of the next fault waiting on this uffd, or None after `timeout` s."""
         if not select.select([self.fd], [], [], timeout)[0]:
             return None
         msg = os.read(self.fd, MSG_SIZE)
-        event, = struct.unpack_from("B", msg, 0)
+        (event,) = struct.unpack_from("B", msg, 0)
         assert event == UFFD_EVENT_PAGEFAULT, f"uffd event {event:#x}, not a page fault"
         return struct.unpack_from("Q", msg, 16)[0]  # arg.pagefault.address
 
     def serve(self, addr: int, size: int) -> None:
         """Map the zero page over [addr, addr+size) and wake whoever waits there."""
         try:
-            fcntl.ioctl(self.fd, UFFDIO_ZEROPAGE,
-                        bytearray(struct.pack("QQQq", addr, size, 0, 0)))
+            fcntl.ioctl(self.fd, UFFDIO_ZEROPAGE, bytearray(struct.pack("QQQq", addr, size, 0, 0)))
         except OSError as e:
             if e.errno != errno.EEXIST:  # served already: the waiter is woken anyway
                 raise

@@ -1,0 +1,127 @@
+"""cow.c's R/O longterm pin tests (do_test_ro_pin()), as cow.c takes them.
+
+The pages are written first (populated, exclusive).  Then one of cow.c's
+states is made:
+
+- `shared`: a fork()ed child still maps them (COW-shared, R/O in both);
+- `previously_shared`: the child has exited, so they are mapped R/O but by
+  this process alone, and not marked exclusive;
+- `ro_exclusive`: mprotect(PROT_READ), clear_refs softdirty (so that the
+  next mprotect() cannot map them R/W again at once), mprotect(RW).
+
+An R/O longterm pin must then unshare what needs it, so that a write through
+the mapping lands where the pin sees it: PIN_LONGTERM_TEST_READ must read
+what the mapping reads.  A kernel that pins the shared page and lets the
+write fault copy it is the bug these tests exist for.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from gupctl import longterm, process
+from gupctl.device import Device
+from gupctl.errors import GupctlError, MappingError
+from gupctl.memory import (
+    PAGE_SIZE,
+    Mapping,
+    MemorySpec,
+    anon_huge_bytes,
+    hugetlb_page_size,
+    thp_size,  # fmt: skip
+)
+from gupctl.selftest.cases import Case
+from gupctl.selftest.outcome import Env, Outcome, skip_if_no_hugepages
+
+STATES = ("shared", "previously_shared", "ro_exclusive")
+MEMORY = ("anon", "thp", "hugetlb")
+FILL, WRITE = 0x01, 0xFF  # cow.c: memset(mem, 1) to populate, memset(mem, 0xff) to modify
+CLEAR_REFS = "/proc/self/clear_refs"
+
+
+def spec(memory: str, node: int | None = None) -> tuple[MemorySpec, int]:
+    """cow.c's memory: one base page, one PMD-sized THP, or one huge page."""
+    if memory == "thp":
+        return MemorySpec(thp=True, numa_node=node), thp_size()
+    if memory == "hugetlb":
+        return MemorySpec(hugetlb=True, numa_node=node), hugetlb_page_size()
+    return MemorySpec(thp=False, numa_node=node), PAGE_SIZE
+
+
+@contextmanager
+def state(mapping: Mapping, name: str) -> Iterator[None]:
+    """`mapping`'s pages, written already, in cow.c's state `name` for the
+    block; a sharing child is gone when the block ends."""
+    child = None
+    try:
+        if name in ("shared", "previously_shared"):
+            child = _fork_sharer()
+            if name == "previously_shared":
+                _end(child)  # cow.c: the child _exit()s, the parent wait()s
+                child = None
+        elif name == "ro_exclusive":
+            mapping.protect(mmap.PROT_READ)
+            with open(CLEAR_REFS, "w") as f:
+                f.write("4")  # clear_softdirty()
+            mapping.protect(mmap.PROT_READ | mmap.PROT_WRITE)
+        else:
+            raise ValueError(f"no cow.c state {name!r}")
+        yield
+    finally:
+        if child:
+            _end(child)
+
+
+def run(dev: Device, case: Case, env: Env) -> Outcome:
+    """do_test_ro_pin(): pin R/O in the state, write through the mapping,
+    read through the pin, compare."""
+    p = case.params
+    mem_spec, size = spec(str(p["memory"]), env.node)
+    try:
+        mapping = Mapping(mem_spec, size)
+    except MappingError as e:
+        return skip_if_no_hugepages(e, mem_spec, size)
+    with mapping:
+        mapping.fill(FILL)
+        if p["memory"] == "thp" and anon_huge_bytes(mapping.addr) < size:
+            return Outcome("skip", "did not get a THP populated")  # as cow.c skips
+        with state(mapping, str(p["state"])):
+            try:
+                longterm.start(dev, mapping.addr, size, write=False, fast=bool(p["fast"]))
+            except GupctlError as e:
+                if e.errno == errno.EINVAL:  # cow.c: a skip
+                    return Outcome("skip", f"PIN_LONGTERM_TEST_START: {os.strerror(e.errno)}")
+                raise
+            try:
+                mapping.fill(WRITE)
+                seen = longterm.read(dev, size)
+            finally:
+                longterm.stop(dev)
+            now = mapping.read(0, size)
+    if seen != now:
+        stale = sum(seen[i] != now[i] for i in range(0, size, PAGE_SIZE))
+        return Outcome("fail", f"longterm R/O pin is not reliable: the pin sees stale data "
+                       f"in {stale} of {size // PAGE_SIZE} pages")  # fmt: skip
+    return Outcome("pass")
+
+
+def _fork_sharer() -> int:
+    """A child that keeps the parent's pages COW-shared until it is killed."""
+    pid = process.fork()
+    if pid == 0:
+        try:
+            while True:
+                signal.pause()
+        finally:
+            os._exit(0)  # never back into the caller's code
+    return pid
+
+
+def _end(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)

@@ -1,0 +1,55 @@
+"""cow.c's states are what they claim (selftest/cow.py), by the kernel's own word.
+
+Before the R/O pin: /proc/self/pagemap's PM_MMAP_EXCLUSIVE and
+/proc/kpagecount say who maps each page; `shared` is mapped twice and not
+exclusively, the other two once and exclusively.  After it: `gupctl pins`
+(GUPCTL_PAGES) sees every page pinned once, each page is exclusive, and a
+shared page was unshared: the pin holds a new page, not the child's.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from gupctl import longterm, pagemap, pins
+from gupctl.device import Device
+from gupctl.memory import PAGE_SIZE, Mapping
+from gupctl.selftest import cow
+
+pytestmark = pytest.mark.kmod  # GUPCTL_PAGES is the kmod's
+
+DEVICE = "/dev/gup_test"
+
+
+def _who_maps(addr: int, size: int) -> tuple[list[int], set[bool], set[int]]:
+    """The pfns, PM_MMAP_EXCLUSIVE bits and kpagecount values of the range."""
+    entries = pagemap.entries(addr, size // PAGE_SIZE)
+    assert all(e.present for e in entries), "a page of the range is not present"
+    pfns = [e.pfn for e in entries]
+    counts = pagemap.kpagecount(sorted(set(pfns)))
+    return pfns, {e.exclusive for e in entries}, {counts[p] for p in pfns}
+
+
+@pytest.mark.parametrize("memory", ["anon", "thp"])
+@pytest.mark.parametrize("state", cow.STATES)
+def test_state_is_what_it_claims(memory: str, state: str, node) -> None:
+    spec, size = cow.spec(memory, node)
+    with Device(DEVICE) as dev, Mapping(spec, size) as m:
+        m.fill(cow.FILL)
+        with cow.state(m, state):
+            before, exclusive, mapcounts = _who_maps(m.addr, size)
+            longterm.start(dev, m.addr, size, write=False, fast=False)
+            try:
+                held = pins.query(dev, os.getpid(), m.addr, m.addr + size)
+                after, exclusive_after, _ = _who_maps(m.addr, size)
+            finally:
+                longterm.stop(dev)
+    shared = state == "shared"
+    assert exclusive == {not shared}, f"{state}: PM_MMAP_EXCLUSIVE {exclusive}"
+    assert mapcounts == {2 if shared else 1}, f"{state}: kpagecount {mapcounts}"
+    assert (held.pinned, held.pins) == (size // PAGE_SIZE, size // PAGE_SIZE)
+    assert exclusive_after == {True}, f"{state}: the R/O pin left a page shared"
+    if shared:
+        assert not set(before) & set(after), "the R/O pin kept the page the child maps"
