@@ -141,9 +141,10 @@ def run(device: Device, spec: DumpSpec) -> DumpResult:
 
 def dump_pages(
     device: Device, mapping: Mapping, indexes: Sequence[int], *, pin: bool = False,
-    gup_flags: int = 0,
+    gup_flags: int = 0, per_call: int | None = None,
 ) -> DumpResult:  # fmt: skip
-    """DUMP_USER_PAGES_TEST over all of `mapping`, dumping the pages at 0-based `indexes`.
+    """DUMP_USER_PAGES_TEST over all of `mapping`, dumping the pages at 0-based
+    `indexes`, `per_call` pages a GUP call (default: all in one).
 
     The pin balance is counted on the mapping's NUMA node if it has one.
     """
@@ -153,7 +154,7 @@ def dump_pages(
     nr_pages = mapping.size // PAGE_SIZE
     arg = abi.ffi.new("struct gup_test *")
     arg.addr, arg.size = mapping.addr, mapping.size
-    arg.nr_pages_per_call = nr_pages
+    arg.nr_pages_per_call = per_call or nr_pages
     arg.gup_flags = gup_flags
     arg.test_flags = abi.GUP_TEST_FLAG_DUMP_PAGES_USE_PIN if pin else 0
     for slot, index in enumerate(indexes):

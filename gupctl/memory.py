@@ -71,6 +71,11 @@ def size_label(size: int) -> str:
     return f"{size} B"
 
 
+def thp_available() -> bool:
+    """Whether this kernel has THP (CONFIG_TRANSPARENT_HUGEPAGE): its sysfs directory."""
+    return Path("/sys/kernel/mm/transparent_hugepage").is_dir()
+
+
 def thp_size() -> int:
     """The PMD-sized THP size, for aligning THP mappings."""
     path = Path("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")

@@ -13,11 +13,12 @@ from contextlib import nullcontext
 
 from gupctl import balance, vmstat
 from gupctl.device import locate
-from gupctl.memory import hugetlb_sizes
+from gupctl.errors import MappingError
+from gupctl.memory import hugetlb_page_size, hugetlb_sizes
 from gupctl.selftest import cases as cases_mod
 from gupctl.selftest import placement
 from gupctl.selftest.outcome import Env
-from gupctl.selftest.resources import scratch_ext4
+from gupctl.selftest.resources import hugepages_root, hugetlb_pools, scratch_ext4
 from gupctl.selftest.runner import CaseResult, Report, run
 
 __all__ = ["CaseResult", "Report", "list_cases", "selftest"]
@@ -39,13 +40,22 @@ def selftest(patterns: tuple[str, ...] = (), device: str | None = None,
     needs_ext4 = any(c.params.get("backing") == "ext4" for c in selected)
     exact = node is not None and vmstat.can_refresh()
     given = nullcontext((ext4_dir, "the ext4 cases were not selected"))
-    with scratch_ext4() if needs_ext4 and ext4_dir is None else given as (ext4, no_ext4):
+    with scratch_ext4() if needs_ext4 and ext4_dir is None else given as (ext4, no_ext4), \
+            hugetlb_pools(_hugetlb_need(selected, size), hugepages_root(node)):  # fmt: skip
         env = Env(path, size, node, os.uname().release, ext4, exact_counts=exact,
                   no_ext4=no_ext4)  # fmt: skip
         if exact:
             return run(selected, env, timeout, progress)
         report, pins = _windowed(lambda: run(selected, env, timeout, progress), node)
         return Report.of(report.kernel, report.device, report.node, report.results, pins)
+
+
+def _hugetlb_need(selected: list[cases_mod.Case], size: int) -> dict[int, int]:
+    try:
+        default = hugetlb_page_size()
+    except MappingError:
+        return {}  # no hugetlb: its cases skip
+    return cases_mod.hugetlb_need(selected, size, default)
 
 
 def _windowed(op: Callable[[], Report], node: int | None) -> tuple[Report, vmstat.Balance]:

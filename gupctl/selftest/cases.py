@@ -2,8 +2,9 @@
 
 - run_vmtests.sh's gup matrix: {THP, no THP, hugetlb} x {gup-fast, gup,
   pin-fast, pin, pin-longterm} x {write, read-only} x {shared, private} x
-  {1, 512, 123, all pages per call} (upstream runs 1, 512 and 123);
-- its dump case (`gup_test -ct -F 0x1 0 19 0x1000`);
+  {1, 512, 123, all pages per call}, hugetlb over twice the size;
+- its four default runs (`-u`/`-a`, `-n 1`/`-n -1`) and its dump case
+  (`gup_test -ct -F 0x1 0 19 0x1000`);
 - gup_longterm.c's pinnability matrix: memfd, tmpfs file, ext4 file, hugetlb
   memfd per huge page size, x {R/O, R/W} x {slow, fast} x {shared, private};
 - cow.c's R/O longterm pin checks: pin R/O pages that are COW-shared with a
@@ -32,6 +33,9 @@ GUP_COMMANDS = {
 MEMORY = ("thp", "nothp", "hugetlb")
 PAGES_PER_CALL = {"n1": 1, "n512": 512, "n123": 123, "nall": abi.ALL_PAGES}
 LONGTERM_BACKINGS = ("memfd", "tmpfs", "ext4")
+#: run_vmtests.sh maps 256 MB for its hugetlb runs (hugetlb_mb), twice
+#: gup_test's 128 MB default: the gup matrix maps twice the run's size there.
+HUGETLB_FACTOR = 2
 
 
 @dataclass(frozen=True)
@@ -58,13 +62,29 @@ def gup_matrix() -> list[Case]:
     return cases
 
 
+def default_runs() -> list[Case]:
+    """run_vmtests.sh's `gup_test -u|-a -n 1|-1`: gup-fast and pin-fast, write,
+    private, over memory whose THP policy is left as the system has it."""
+    cases = []
+    for cmd in ("gup_fast", "pin_fast"):
+        for n in ("n1", "nall"):
+            params = {"command": cmd, "memory": "default", "shared": False, "write": True,
+                      "per_call": PAGES_PER_CALL[n]}  # fmt: skip
+            cases.append(Case(f"{cmd}.default.private.write.{n}", "gup", params))
+    return cases
+
+
 def dump_cases() -> list[Case]:
-    """`gup_test -ct -F 0x1 0 19 0x1000`: dump pages 0, 19 and 4096 of THP memory."""
+    """`gup_test -ct -F 0x1 0 19 0x1000`: get_user_pages() with FOLL_WRITE, one
+    page a call, over THP memory, dumping pages 0, 19 and 4096; and gupctl's
+    own two, each in one call: pinned (`-p`), and on small pages, R/O."""
     pages = [0, 19, 4096]
     return [
-        Case("dump.thp.pin.p0_19_4096", "dump", {"indexes": pages, "pin": True}),
-        Case("dump.nothp.get.p0_19_4096", "dump", {"indexes": pages, "pin": False}),
-    ]
+        Case("dump.thp.get.write.n1.p0_19_4096", "dump",
+             {"indexes": pages, "pin": False, "thp": True, "write": True, "per_call": 1}),
+        Case("dump.thp.pin.p0_19_4096", "dump", {"indexes": pages, "pin": True, "thp": True}),
+        Case("dump.nothp.get.p0_19_4096", "dump", {"indexes": pages, "pin": False, "thp": False}),
+    ]  # fmt: skip
 
 
 def size_label(size: int) -> str:
@@ -151,8 +171,27 @@ def regress_cases(movable: bool) -> list[Case]:
 def all_cases(hugetlb_sizes: list[int], movable: bool = False) -> list[Case]:
     """Every case, in running order; those that need a ZONE_MOVABLE where
     there is one (`movable`)."""
-    cases = gup_matrix() + dump_cases() + longterm_matrix(hugetlb_sizes) + cow_cases()
+    cases = gup_matrix() + default_runs() + dump_cases() + longterm_matrix(hugetlb_sizes)
+    cases += cow_cases()
     return cases + (placement_cases() if movable else []) + regress_cases(movable)
+
+
+def hugetlb_need(cases: list[Case], size: int, default_size: int) -> dict[int, int]:
+    """Huge pages of each size the largest of `cases` maps at once (cases that
+    use hugetlb run one at a time): the gup matrix HUGETLB_FACTOR times
+    `size`, a longterm or cow case one page."""
+    need: dict[int, int] = {}
+    for c in cases:
+        if c.params.get("memory") == "hugetlb" and c.kind == "gup":
+            hp, pages = default_size, -(-size * HUGETLB_FACTOR // default_size)
+        elif c.params.get("memory") == "hugetlb" and c.kind == "cow":
+            hp, pages = default_size, 1
+        elif c.params.get("backing") == "hugetlb":
+            hp, pages = int(c.params["hugetlb_size"]), 1  # type: ignore[call-overload]
+        else:
+            continue
+        need[hp] = max(need.get(hp, 0), pages)
+    return need
 
 
 def select(cases: list[Case], patterns: tuple[str, ...]) -> list[Case]:

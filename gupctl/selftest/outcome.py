@@ -58,6 +58,8 @@ def skip_if_no_hugepages(e: MappingError, spec: MemorySpec, length: int) -> Outc
     """A skip when the pool of huge pages is what is missing (fewer free than
     `length` bytes need); anything else (an EINVAL for a size the pool has,
     say) stays the case's failure."""
+    if spec.hugetlb and e.errno == errno.ENOSYS:  # hugetlb_page_size(): no hugetlb at all
+        return Outcome("skip", "HugeTLB is unavailable")  # upstream's words
     if not spec.hugetlb or e.errno not in (errno.ENOMEM, errno.EINVAL, errno.ENOSPC):
         raise e
     size = spec.hugetlb_size or hugetlb_page_size()

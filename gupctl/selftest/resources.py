@@ -7,6 +7,7 @@ in tmpfs serves (root, mkfs.ext4 and loop support needed).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -56,3 +57,41 @@ def scratch_ext4(where: str = "/dev/shm") -> Iterator[tuple[str | None, str]]:
         if mounted or os.path.ismount(mnt):
             _run("umount", str(mnt))
         shutil.rmtree(work, ignore_errors=True)
+
+
+HUGEPAGES = Path("/sys/kernel/mm/hugepages")
+
+
+def hugepages_root(node: int | None) -> Path:
+    """The pools the cases draw from: node `node`'s when they are bound to it
+    (a task bound by MPOL_BIND may reserve only the free huge pages of its
+    nodes: hugetlb_acct_memory()), else the system's."""
+    if node is None:
+        return HUGEPAGES
+    return Path(f"/sys/devices/system/node/node{node}/hugepages")
+
+
+@contextmanager
+def hugetlb_pools(need: dict[int, int], root: Path = HUGEPAGES) -> Iterator[None]:
+    """Pools of huge pages under `root` with `need[size]` free pages of each
+    size for the block, as upstream's hugetlb_setup() grows them (vm_util.c):
+    each pool short of pages is grown by what it lacks, and set back to its
+    old size on exit.  Where it cannot be grown (not root, no memory), the
+    cases that need it skip, as upstream's do."""
+    grown: list[tuple[Path, str]] = []
+    try:
+        for size, pages in need.items():
+            pool = root / f"hugepages-{size // 1024}kB"
+            try:
+                free = int((pool / "free_hugepages").read_text())
+                total = (pool / "nr_hugepages").read_text()
+                if free < pages:
+                    (pool / "nr_hugepages").write_text(str(int(total) + pages - free))
+                    grown.append((pool / "nr_hugepages", total))
+            except OSError:
+                continue  # no such pool, or not root: the cases report it
+        yield
+    finally:
+        for path, total in reversed(grown):
+            with contextlib.suppress(OSError):
+                path.write_text(total)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import junitparser
 from conftest import oracle_counters
 
-# run_vmtests.sh's gup matrix (plus all-pages-per-call), dump, gup_longterm's
-# matrix for memfd/tmpfs/ext4 and at least one hugetlb size, cow's R/O pins.
-MIN_CASES = 3 * 5 * 2 * 2 * 4 + 2 + 4 * 8 + 12
+from gupctl.selftest.resources import hugepages_root
+
+# run_vmtests.sh's gup matrix (plus all-pages-per-call), its default runs and
+# dump (and gupctl's two), gup_longterm's matrix for memfd/tmpfs/ext4 and at
+# least one hugetlb size, cow's R/O pins in three states.
+MIN_CASES = 3 * 5 * 2 * 2 * 4 + 4 + 3 + 4 * 8 + 18
 
 
 def test_full_selftest(gupctl, node, tmp_path) -> None:
@@ -54,10 +58,27 @@ def test_selftest_subset(gupctl, node) -> None:
     counts = report["counts"]
     bad = [f"{r['name']}: {r.get('reason')}" for r in report["results"] if r["status"] != "pass"]
     assert not bad, "\n".join(bad)
-    assert counts["pass"] == len(report["results"]) == 40 + 12 + 2
+    assert counts["pass"] == len(report["results"]) == 40 + 18 + 3
     assert ran.returncode == 0, ran.stderr
     acquired, released = after[0] - before[0], after[1] - before[1]
     assert acquired == released > 0
+
+
+def test_an_empty_hugetlb_pool_is_grown_then_restored(gupctl, node) -> None:
+    """As upstream's hugetlb_setup(): a run that needs huge pages the pool lacks
+    grows the pool (here from nothing to the 256 MB the gup matrix maps, on
+    the node the cases are bound to), and sets it back when the run ends."""
+    pool = Path("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages")
+    used = hugepages_root(node) / "hugepages-2048kB" / "nr_hugepages"
+    before = pool.read_text()
+    pool.write_text("0")
+    try:
+        ran = gupctl("selftest", "--json", "gup.hugetlb.private.write.n1", check=False)
+        during = ran.json()["results"][0]
+        assert (during["status"], during["reason"]) == ("pass", "")
+        assert used.read_text().strip() == "0", "the pool was not set back"
+    finally:
+        pool.write_text(before)
 
 
 def test_list_and_patterns(gupctl) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import junitparser
 import pytest
 
-from gupctl.selftest import cases, runner
+from gupctl.selftest import cases, resources, runner
 from gupctl.selftest.outcome import Env, Outcome
 
 ENV = Env("/nonexistent", 1 << 20, None, "6.12.0", None)
@@ -225,3 +225,31 @@ def test_list_json_is_each_case_as_defined() -> None:
     data = json.loads(run("--json"))
     assert [c["name"] for c in data] == run().split()
     assert data and all(c["kind"] == "gup" and c["params"]["command"] == "pin_fast" for c in data)
+
+
+def test_hugetlb_need_is_the_largest_case_per_size() -> None:
+    all_ = cases.all_cases([2 << 20, 1 << 30])
+    need = cases.hugetlb_need(all_, 128 << 20, 2 << 20)
+    # the gup matrix maps 256 MB of 2 MB pages; longterm 1 GB cases one page
+    assert need == {2 << 20: 128, 1 << 30: 1}
+    assert cases.hugetlb_need(cases.select(all_, ("cow_ro_pin.*",)), 128 << 20, 2 << 20) == {
+        2 << 20: 1}  # fmt: skip
+    assert cases.hugetlb_need(cases.select(all_, ("pin.thp.*",)), 128 << 20, 2 << 20) == {}
+
+
+def _pool(root: Path, kb: int, nr: int, free: int) -> Path:
+    pool = root / f"hugepages-{kb}kB"
+    pool.mkdir()
+    (pool / "nr_hugepages").write_text(str(nr))
+    (pool / "free_hugepages").write_text(str(free))
+    return pool
+
+
+def test_hugetlb_pools_grow_what_is_short_and_set_it_back(tmp_path: Path) -> None:
+    short = _pool(tmp_path, 2048, 10, 4)
+    enough = _pool(tmp_path, 1048576, 2, 2)
+    with resources.hugetlb_pools({2 << 20: 128, 1 << 30: 1, 64 << 10: 3}, tmp_path):
+        assert (short / "nr_hugepages").read_text() == str(10 + 128 - 4)
+        assert (enough / "nr_hugepages").read_text() == "2"  # not touched
+    assert (short / "nr_hugepages").read_text() == "10"
+    assert not (tmp_path / "hugepages-64kB").exists()  # no such pool: left to the cases
