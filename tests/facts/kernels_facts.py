@@ -42,3 +42,20 @@ def source_file(series: str, relpath: str) -> str:
                         "--wildcards", f"*/{relpath}"], check=True)  # fmt: skip
 
     return (cache.entry("facts", name, make) / relpath).read_text()
+
+
+def selftests_dir(series: str) -> Path:
+    """tools/testing/selftests/{mm,vm}/ of Debian's linux-source-`series` (vm/
+    before v6.3; whichever the tarball has), extracted once into the cache."""
+    tarball = debian.source_tarball(series)
+    name = cache.key([build.source_identity(tarball), "selftests/mm+vm"])
+
+    def make(scratch: Path) -> None:
+        # One of the two is absent from every tarball: tar exits 2 for it.
+        subprocess.run(["tar", "-xf", str(tarball), "-C", str(scratch), "--strip-components=1",
+                        "--wildcards", "*/tools/testing/selftests/mm/*",
+                        "*/tools/testing/selftests/vm/*"], capture_output=True)  # fmt: skip
+        if not any((scratch / "tools/testing/selftests" / d).is_dir() for d in ("mm", "vm")):
+            raise RuntimeError(f"no tools/testing/selftests/mm or vm in {tarball}")
+
+    return cache.entry("facts", name, make) / "tools" / "testing" / "selftests"
