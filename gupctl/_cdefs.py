@@ -76,6 +76,7 @@ void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset);
 int munmap(void *addr, size_t length);
 int madvise(void *addr, size_t length, int advice);
 int mprotect(void *addr, size_t length, int prot);
+void *mremap(void *old_address, size_t old_size, size_t new_size, int flags, ...);
 long syscall(long number, ...);
 void *memset(void *s, int c, size_t n);
 int usleep(unsigned int usec);

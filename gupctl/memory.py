@@ -76,6 +76,20 @@ def thp_available() -> bool:
     return Path("/sys/kernel/mm/transparent_hugepage").is_dir()
 
 
+def thp_sizes() -> list[int]:
+    """The anonymous THP sizes this kernel can allocate, smallest first: the
+    mTHP sizes of /sys/kernel/mm/transparent_hugepage/hugepages-*kB (v6.8),
+    else the PMD size alone; none without THP."""
+    if not thp_available():
+        return []
+    root = Path("/sys/kernel/mm/transparent_hugepage")
+    # Anonymous sizes have an `enabled` knob (shmem-only ones, shmem_enabled),
+    # as the selftests' __thp_supported_orders() reads them.
+    found = [int(d.name.removeprefix("hugepages-").removesuffix("kB")) * 1024
+             for d in root.glob("hugepages-*kB") if (d / "enabled").exists()]  # fmt: skip
+    return sorted(found) or [thp_size()]
+
+
 def thp_size() -> int:
     """The PMD-sized THP size, for aligning THP mappings."""
     path = Path("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")

@@ -71,13 +71,13 @@ class Entry:
     exclusive: bool  # PM_MMAP_EXCLUSIVE: the page's mapcount is 1
 
 
-def entries(addr: int, n: int, pid: int | str = "self") -> list[Entry]:
+def entries(addr: int, n: int, pid: int | str = "self", require_pfns: bool = True) -> list[Entry]:
     """The pagemap entries of the `n` pages from `addr` of process `pid`.
     Reading pagemap faults nothing in.  Pages past what pagemap covers (the
     vsyscall page, beyond TASK_SIZE) read as absent.
 
-    Raises GupctlError when the file cannot be read, or page frame numbers
-    are hidden (they need CAP_SYS_ADMIN).
+    Raises GupctlError when the file cannot be read, or, if `require_pfns`,
+    page frame numbers are hidden (they need CAP_SYS_ADMIN).
     """
     path = Path(f"/proc/{pid}/pagemap")
     try:
@@ -90,7 +90,7 @@ def entries(addr: int, n: int, pid: int | str = "self") -> list[Entry]:
         raise GupctlError(f"cannot read {path}", e.errno) from None
     words = struct.unpack(f"={len(raw) // 8}Q", raw)  # native-endian, as pagemap.rst says
     out = [Entry(bool(w & _PRESENT), w & _PFN_MASK, bool(w & _EXCLUSIVE)) for w in words]
-    if any(e.present for e in out) and not any(e.pfn for e in out):
+    if require_pfns and any(e.present for e in out) and not any(e.pfn for e in out):
         raise GupctlError("page frame numbers are hidden: reading them needs CAP_SYS_ADMIN; "
                           "run gupctl as root")  # fmt: skip
     return out + [Entry(False, 0, False)] * (n - len(out))

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import ExitStack
 
 from gupctl import balance, vmstat
 from gupctl.device import locate
 from gupctl.errors import MappingError
-from gupctl.memory import hugetlb_page_size, hugetlb_sizes
+from gupctl.memory import hugetlb_page_size, hugetlb_sizes, thp_size, thp_sizes
 from gupctl.selftest import cases as cases_mod
-from gupctl.selftest import placement
+from gupctl.selftest import placement, resources
 from gupctl.selftest.outcome import Env
-from gupctl.selftest.resources import hugepages_root, hugetlb_pools, scratch_ext4
 from gupctl.selftest.runner import CaseResult, Report, run
 
 __all__ = ["CaseResult", "Report", "list_cases", "selftest"]
@@ -27,7 +26,13 @@ __all__ = ["CaseResult", "Report", "list_cases", "selftest"]
 def list_cases(patterns: tuple[str, ...] = ()) -> list[cases_mod.Case]:
     """The cases this machine would run, filtered by shell-style name patterns."""
     movable = placement.has_movable()
-    return cases_mod.select(cases_mod.all_cases(hugetlb_sizes(), movable), patterns)
+    try:
+        default_hugetlb: int | None = hugetlb_page_size()
+    except MappingError:
+        default_hugetlb = None
+    every = cases_mod.all_cases(hugetlb_sizes(), movable, tuple(thp_sizes()), thp_size(),
+                                default_hugetlb)  # fmt: skip
+    return cases_mod.select(every, patterns)
 
 
 def selftest(patterns: tuple[str, ...] = (), device: str | None = None,
@@ -39,9 +44,14 @@ def selftest(patterns: tuple[str, ...] = (), device: str | None = None,
     selected = list_cases(patterns)
     needs_ext4 = any(c.params.get("backing") == "ext4" for c in selected)
     exact = node is not None and vmstat.can_refresh()
-    given = nullcontext((ext4_dir, "the ext4 cases were not selected"))
-    with scratch_ext4() if needs_ext4 and ext4_dir is None else given as (ext4, no_ext4), \
-            hugetlb_pools(_hugetlb_need(selected, size), hugepages_root(node)):  # fmt: skip
+    with ExitStack() as stack:
+        if needs_ext4 and ext4_dir is None:
+            ext4, no_ext4 = stack.enter_context(resources.scratch_ext4())
+        else:
+            ext4, no_ext4 = ext4_dir, "the ext4 cases were not selected"
+        pools = _hugetlb_need(selected, size)
+        stack.enter_context(resources.hugetlb_pools(pools, resources.hugepages_root(node)))
+        stack.enter_context(resources.thp_sizes_allowed(_thp_need(selected)))
         env = Env(path, size, node, os.uname().release, ext4, exact_counts=exact,
                   no_ext4=no_ext4)  # fmt: skip
         if exact:
@@ -56,6 +66,17 @@ def _hugetlb_need(selected: list[cases_mod.Case], size: int) -> dict[int, int]:
     except MappingError:
         return {}  # no hugetlb: its cases skip
     return cases_mod.hugetlb_need(selected, size, default)
+
+
+def _thp_need(selected: list[cases_mod.Case]) -> list[int]:
+    """The THP sizes cow.c's layouts of `selected` populate."""
+    return sorted(
+        {
+            c.params["layout"].size
+            for c in selected  # type: ignore[attr-defined]
+            if c.kind == "cow" and c.params["layout"].kind == "thp"
+        }
+    )  # type: ignore[attr-defined]
 
 
 def _windowed(op: Callable[[], Report], node: int | None) -> tuple[Report, vmstat.Balance]:

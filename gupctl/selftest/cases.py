@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gupctl import abi
+from gupctl.memory import PAGE_SIZE
 from gupctl.release import version
 
 GUP_COMMANDS = {
@@ -124,15 +125,47 @@ def longterm_should_work(backing: str, shared: bool, write: bool, release: str) 
     return version(release)[:2] < (6, 5)
 
 
-def cow_cases() -> list[Case]:
-    """cow.c's R/O longterm pin tests on anonymous memory, in each of its
-    states (selftest/cow.py), with GUP and GUP-fast."""
+#: cow.c's do_run_with_thp() runs that gupctl has (it lacks the swapped-out ones).
+THP_RUNS = ("pte_mapped_thp", "single_pte_of_thp", "partial_mremap_thp", "partial_shared_thp")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One of cow.c's layouts: `kind` base, thp or hugetlb; `size` the THP or
+    huge page size; `run` do_run_with_thp()'s reshaping ("pmd" for none)."""
+
+    name: str
+    kind: str
+    size: int = PAGE_SIZE
+    run: str = "pmd"
+
+
+def layouts(thp_sizes: list[int], pmd: int, hugetlb_sizes: list[int],
+            default_hugetlb: int | None) -> list[Layout]:  # fmt: skip
+    """run_anon_test_case()'s layouts but the swapped-out ones, in its order."""
+    out = [Layout("anon", "base")]
+    for size in thp_sizes:
+        label = size_label(size)
+        if size == pmd:
+            out.append(Layout("thp", "thp", size))
+        out += [Layout(f"{run}_{label}", "thp", size, run) for run in THP_RUNS]
+    # The default huge page size only: cow.c also runs 1 GB pages, whose pin
+    # read back and compared takes past the case's time limit under TCG.
+    if default_hugetlb is not None and default_hugetlb in hugetlb_sizes:
+        out.append(Layout("hugetlb", "hugetlb", default_hugetlb))
+    return out
+
+
+def cow_cases(cow_layouts: list[Layout]) -> list[Case]:
+    """cow.c's R/O longterm pin tests on anonymous memory, on each of its
+    layouts, in each of its states (selftest/cow.py), with GUP and GUP-fast."""
     cases = []
-    for mem in ("anon", "thp", "hugetlb"):
+    for layout in cow_layouts:
         for state in ("shared", "previously_shared", "ro_exclusive"):
             for fast in ("slow", "fast"):
-                params: dict[str, object] = {"memory": mem, "fast": fast == "fast", "state": state}
-                cases.append(Case(f"cow_ro_pin.{mem}.{state}.{fast}", "cow", params))
+                params: dict[str, object] = {"layout": layout, "fast": fast == "fast",
+                                             "state": state}  # fmt: skip
+                cases.append(Case(f"cow_ro_pin.{layout.name}.{state}.{fast}", "cow", params))
     return cases
 
 
@@ -168,11 +201,16 @@ def regress_cases(movable: bool) -> list[Case]:
     return [Case(f"regress.{name}", "regress") for name in names]
 
 
-def all_cases(hugetlb_sizes: list[int], movable: bool = False) -> list[Case]:
+def all_cases(hugetlb_sizes: list[int], movable: bool = False,
+              thp_sizes: tuple[int, ...] = (2 << 20,), pmd: int = 2 << 20,
+              default_hugetlb: int | None = None) -> list[Case]:  # fmt: skip
     """Every case, in running order; those that need a ZONE_MOVABLE where
-    there is one (`movable`)."""
+    there is one (`movable`); cow.c's per THP size in `thp_sizes` (the PMD
+    size `pmd` among them) and per huge page size (`default_hugetlb`, the
+    default, else the first)."""
     cases = gup_matrix() + default_runs() + dump_cases() + longterm_matrix(hugetlb_sizes)
-    cases += cow_cases()
+    default = default_hugetlb or (hugetlb_sizes[0] if hugetlb_sizes else None)
+    cases += cow_cases(layouts(list(thp_sizes), pmd, hugetlb_sizes, default))
     return cases + (placement_cases() if movable else []) + regress_cases(movable)
 
 
@@ -184,8 +222,8 @@ def hugetlb_need(cases: list[Case], size: int, default_size: int) -> dict[int, i
     for c in cases:
         if c.params.get("memory") == "hugetlb" and c.kind == "gup":
             hp, pages = default_size, -(-size * HUGETLB_FACTOR // default_size)
-        elif c.params.get("memory") == "hugetlb" and c.kind == "cow":
-            hp, pages = default_size, 1
+        elif c.kind == "cow" and c.params["layout"].kind == "hugetlb":  # type: ignore[attr-defined]
+            hp, pages = c.params["layout"].size, 1  # type: ignore[attr-defined]
         elif c.params.get("backing") == "hugetlb":
             hp, pages = int(c.params["hugetlb_size"]), 1  # type: ignore[call-overload]
         else:

@@ -25,38 +25,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from gupctl import longterm, process
+from gupctl._libc import ffi, lib
 from gupctl.device import Device
 from gupctl.errors import GupctlError, MappingError
-from gupctl.memory import (
-    PAGE_SIZE,
-    Mapping,
-    MemorySpec,
-    anon_huge_bytes,
-    hugetlb_page_size,
-    thp_size,  # fmt: skip
-)
-from gupctl.selftest.cases import Case
+from gupctl.memory import PAGE_SIZE, MemorySpec
+from gupctl.selftest.cases import Case, Layout
+from gupctl.selftest.cow_memory import NotPopulated, populated
 from gupctl.selftest.outcome import Env, Outcome, skip_if_no_hugepages
 
 STATES = ("shared", "previously_shared", "ro_exclusive")
-MEMORY = ("anon", "thp", "hugetlb")
 FILL, WRITE = 0x01, 0xFF  # cow.c: memset(mem, 1) to populate, memset(mem, 0xff) to modify
 CLEAR_REFS = "/proc/self/clear_refs"
 
 
-def spec(memory: str, node: int | None = None) -> tuple[MemorySpec, int]:
-    """cow.c's memory: one base page, one PMD-sized THP, or one huge page."""
-    if memory == "thp":
-        return MemorySpec(thp=True, numa_node=node), thp_size()
-    if memory == "hugetlb":
-        return MemorySpec(hugetlb=True, numa_node=node), hugetlb_page_size()
-    return MemorySpec(thp=False, numa_node=node), PAGE_SIZE
-
-
 @contextmanager
-def state(mapping: Mapping, name: str) -> Iterator[None]:
-    """`mapping`'s pages, written already, in cow.c's state `name` for the
-    block; a sharing child is gone when the block ends."""
+def state(addr: int, size: int, name: str) -> Iterator[None]:
+    """The pages of [addr, addr + size), written already, in cow.c's state
+    `name` for the block; a sharing child is gone when the block ends."""
     child = None
     try:
         if name in ("shared", "previously_shared"):
@@ -65,10 +50,10 @@ def state(mapping: Mapping, name: str) -> Iterator[None]:
                 _end(child)  # cow.c: the child _exit()s, the parent wait()s
                 child = None
         elif name == "ro_exclusive":
-            mapping.protect(mmap.PROT_READ)
+            _protect(addr, size, mmap.PROT_READ)
             with open(CLEAR_REFS, "w") as f:
                 f.write("4")  # clear_softdirty()
-            mapping.protect(mmap.PROT_READ | mmap.PROT_WRITE)
+            _protect(addr, size, mmap.PROT_READ | mmap.PROT_WRITE)
         else:
             raise ValueError(f"no cow.c state {name!r}")
         yield
@@ -78,36 +63,45 @@ def state(mapping: Mapping, name: str) -> Iterator[None]:
 
 
 def run(dev: Device, case: Case, env: Env) -> Outcome:
-    """do_test_ro_pin(): pin R/O in the state, write through the mapping,
-    read through the pin, compare."""
+    """do_test_ro_pin() on the case's layout: pin R/O in the state, write
+    through the mapping, read through the pin, compare."""
     p = case.params
-    mem_spec, size = spec(str(p["memory"]), env.node)
+    layout: Layout = p["layout"]  # type: ignore[assignment]
     try:
-        mapping = Mapping(mem_spec, size)
+        with populated(layout, env.node) as (addr, size), state(addr, size, str(p["state"])):
+            return _ro_pin(dev, addr, size, bool(p["fast"]))
+    except NotPopulated as e:
+        return Outcome("skip", str(e))  # as cow.c skips
     except MappingError as e:
-        return skip_if_no_hugepages(e, mem_spec, size)
-    with mapping:
-        mapping.fill(FILL)
-        if p["memory"] == "thp" and anon_huge_bytes(mapping.addr) < size:
-            return Outcome("skip", "did not get a THP populated")  # as cow.c skips
-        with state(mapping, str(p["state"])):
-            try:
-                longterm.start(dev, mapping.addr, size, write=False, fast=bool(p["fast"]))
-            except GupctlError as e:
-                if e.errno == errno.EINVAL:  # cow.c: a skip
-                    return Outcome("skip", f"PIN_LONGTERM_TEST_START: {os.strerror(e.errno)}")
-                raise
-            try:
-                mapping.fill(WRITE)
-                seen = longterm.read(dev, size)
-            finally:
-                longterm.stop(dev)
-            now = mapping.read(0, size)
+        if layout.kind != "hugetlb":
+            raise
+        return skip_if_no_hugepages(e, MemorySpec(hugetlb=True, hugetlb_size=layout.size),
+                                    layout.size)  # fmt: skip
+
+
+def _ro_pin(dev: Device, addr: int, size: int, fast: bool) -> Outcome:
+    try:
+        longterm.start(dev, addr, size, write=False, fast=fast)
+    except GupctlError as e:
+        if e.errno == errno.EINVAL:  # cow.c: a skip
+            return Outcome("skip", f"PIN_LONGTERM_TEST_START: {os.strerror(e.errno)}")
+        raise
+    try:
+        lib.memset(ffi.cast("void *", addr), WRITE, size)
+        seen = longterm.read(dev, size)
+    finally:
+        longterm.stop(dev)
+    now = bytes(ffi.buffer(ffi.cast("char *", addr), size))
     if seen != now:
         stale = sum(seen[i] != now[i] for i in range(0, size, PAGE_SIZE))
         return Outcome("fail", f"longterm R/O pin is not reliable: the pin sees stale data "
                        f"in {stale} of {size // PAGE_SIZE} pages")  # fmt: skip
     return Outcome("pass")
+
+
+def _protect(addr: int, size: int, prot: int) -> None:
+    if lib.mprotect(ffi.cast("void *", addr), size, prot) != 0:
+        raise MappingError("mprotect", ffi.errno, "cow state")
 
 
 def _fork_sharer() -> int:

@@ -38,12 +38,9 @@ NOT_YET = [
     "cow: vmsplice()*",
     "cow: *iouring*",
     "gup_longterm: io_uring fixed buffer*",
-    "cow: R/O GUP* | base_page_swap",
-    "cow: R/O GUP* | thp_swap *",
-    "cow: R/O GUP* | pte_mapped_thp*",
-    "cow: R/O GUP* | single_pte_of_thp*",
-    "cow: R/O GUP* | partial_*",
-    "cow: R/O GUP* | hugetlb 1048576 kB",
+    "cow: R/O GUP* | base_page_swap",  # the VM has no swap yet
+    "cow: R/O GUP* | *_swap * kB",
+    "cow: R/O GUP* | hugetlb 1048576 kB",  # past a case's time limit under TCG
     "cow: R/O longterm GUP* | *",
 ]
 
@@ -140,18 +137,29 @@ def anon_layouts(source: str) -> list[str]:
 
 RO_PIN = re.compile(r"R/O GUP(-fast)? pin on R/O-mapped (shared|previously-shared|exclusive) page")
 STATES = {"shared": "shared", "previously-shared": "previously_shared", "exclusive": "ro_exclusive"}
-COW_MEMORY = {"base_page": "anon", f"thp {PMD_SIZE >> 10} kB": "thp",
-              f"hugetlb {DEFAULT_HUGETLB >> 10} kB": "hugetlb"}  # fmt: skip
+THP_RUNS = ("pte_mapped_thp", "single_pte_of_thp", "partial_mremap_thp", "partial_shared_thp")
+
+
+def cow_layout(layout: str) -> str | None:
+    """gupctl's name of a cow.c layout ("pte_mapped_thp 16 kB"), or None."""
+    fixed = {"base_page": "anon", f"thp {PMD_SIZE >> 10} kB": "thp",
+             f"hugetlb {DEFAULT_HUGETLB >> 10} kB": "hugetlb"}  # fmt: skip
+    run, _, size = layout.partition(" ")
+    if run in THP_RUNS:
+        return f"{run}_{cases.size_label(int(size.removesuffix(' kB')) << 10)}"
+    return fixed.get(layout)
+
+
 LONGTERM = re.compile(r"R/([OW]) longterm GUP(-fast)? pin in MAP_(SHARED|PRIVATE) file mapping")
 LONGTERM_BACKINGS = {"memfd": "memfd", "tmpfile": "tmpfs", "local tmpfile": "ext4"}
 
 
 def cow_case(desc: str, layout: str) -> str | None:
-    m = RO_PIN.fullmatch(desc)
-    if not m or layout not in COW_MEMORY:
+    m, name = RO_PIN.fullmatch(desc), cow_layout(layout)
+    if not m or not name:
         return None
     fast = "fast" if m.group(1) else "slow"
-    return f"cow_ro_pin.{COW_MEMORY[layout]}.{STATES[m.group(2)]}.{fast}"
+    return f"cow_ro_pin.{name}.{STATES[m.group(2)]}.{fast}"
 
 
 def longterm_case(desc: str, backing: str) -> str | None:
@@ -194,7 +202,8 @@ def _group(label: str) -> str:
 
 @pytest.mark.parametrize("series", SERIES)
 def test_every_upstream_result_is_mapped_or_listed(series: str) -> None:
-    names = {c.name for c in cases.all_cases(HUGETLB_SIZES)}
+    names = {c.name for c in cases.all_cases(HUGETLB_SIZES, False, tuple(THP_SIZES), PMD_SIZE,
+                                             DEFAULT_HUGETLB)}  # fmt: skip
     results = upstream_results(series)
     assert results, f"no upstream gup results found in linux-source-{series}"
     unknown = [f"{label} -> {name}" for label, name in results if name and name not in names]
@@ -226,3 +235,6 @@ def test_a_new_upstream_case_fails_the_test() -> None:
         "pin.hugetlb.shared.read.nall")  # fmt: skip
     assert cow_case("R/O GUP-fast pin on R/O-mapped exclusive page", "base_page") == (
         "cow_ro_pin.anon.ro_exclusive.fast")  # fmt: skip
+    assert cow_case("R/O GUP pin on R/O-mapped shared page", "pte_mapped_thp 16 kB") == (
+        "cow_ro_pin.pte_mapped_thp_16k.shared.slow")  # fmt: skip
+    assert cow_case("R/O GUP pin on R/O-mapped shared page", "pte_mapped_thp_swap 16 kB") is None

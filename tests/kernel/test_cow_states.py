@@ -15,8 +15,10 @@ import pytest
 
 from gupctl import longterm, pagemap, pins
 from gupctl.device import Device
-from gupctl.memory import PAGE_SIZE, Mapping
-from gupctl.selftest import cow
+from gupctl.memory import PAGE_SIZE, thp_size
+from gupctl.selftest import cow, resources
+from gupctl.selftest.cases import Layout
+from gupctl.selftest.cow_memory import populated
 
 pytestmark = pytest.mark.kmod  # GUPCTL_PAGES is the kmod's
 
@@ -32,20 +34,25 @@ def _who_maps(addr: int, size: int) -> tuple[list[int], set[bool], set[int]]:
     return pfns, {e.exclusive for e in entries}, {counts[p] for p in pfns}
 
 
-@pytest.mark.parametrize("memory", ["anon", "thp"])
+LAYOUTS = {"anon": Layout("anon", "base"), "thp": Layout("thp", "thp", thp_size()),
+           "pte_mapped_thp_64k": Layout("pte_mapped_thp_64k", "thp", 64 << 10, "pte_mapped_thp"),
+           "partial_shared_thp": Layout("partial_shared_thp", "thp", thp_size(),
+                                        "partial_shared_thp")}  # fmt: skip
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
 @pytest.mark.parametrize("state", cow.STATES)
-def test_state_is_what_it_claims(memory: str, state: str, node) -> None:
-    spec, size = cow.spec(memory, node)
-    with Device(DEVICE) as dev, Mapping(spec, size) as m:
-        m.fill(cow.FILL)
-        with cow.state(m, state):
-            before, exclusive, mapcounts = _who_maps(m.addr, size)
-            longterm.start(dev, m.addr, size, write=False, fast=False)
-            try:
-                held = pins.query(dev, os.getpid(), m.addr, m.addr + size)
-                after, exclusive_after, _ = _who_maps(m.addr, size)
-            finally:
-                longterm.stop(dev)
+def test_state_is_what_it_claims(layout: str, state: str, node) -> None:
+    memory = populated(LAYOUTS[layout], node)
+    with resources.thp_sizes_allowed([64 << 10]), Device(DEVICE) as dev, \
+            memory as (addr, size), cow.state(addr, size, state):  # fmt: skip
+        before, exclusive, mapcounts = _who_maps(addr, size)
+        longterm.start(dev, addr, size, write=False, fast=False)
+        try:
+            held = pins.query(dev, os.getpid(), addr, addr + size)
+            after, exclusive_after, _ = _who_maps(addr, size)
+        finally:
+            longterm.stop(dev)
     shared = state == "shared"
     assert exclusive == {not shared}, f"{state}: PM_MMAP_EXCLUSIVE {exclusive}"
     assert mapcounts == {2 if shared else 1}, f"{state}: kpagecount {mapcounts}"

@@ -253,3 +253,17 @@ def test_hugetlb_pools_grow_what_is_short_and_set_it_back(tmp_path: Path) -> Non
         assert (enough / "nr_hugepages").read_text() == "2"  # not touched
     assert (short / "nr_hugepages").read_text() == "10"
     assert not (tmp_path / "hugepages-64kB").exists()  # no such pool: left to the cases
+
+
+def test_cow_layouts_are_cow_cs_but_swap() -> None:
+    thp = tuple((4 << 10) << order for order in range(2, 10))  # the VM's: 16 kB to 2 MB
+    got = cases.layouts(list(thp), 2 << 20, [2 << 20, 1 << 30], 2 << 20)
+    names = [layout.name for layout in got]
+    # base page, PMD THP, four reshaped runs per THP size, the default huge page
+    assert len(names) == len(set(names)) == 1 + 1 + 4 * 8 + 1
+    assert {"anon", "thp", "hugetlb", "pte_mapped_thp_16k", "partial_mremap_thp_2m"} <= set(names)
+    assert not [n for n in names if "swap" in n or n == "hugetlb_1g"]
+    cow = cases.cow_cases(got)
+    assert len(cow) == len(got) * 3 * 2
+    # 6.1: no mTHP sizes, only the PMD size
+    assert len(cases.layouts([2 << 20], 2 << 20, [2 << 20], 2 << 20)) == 1 + 1 + 4 + 1
