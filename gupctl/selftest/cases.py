@@ -156,12 +156,30 @@ def layouts(thp_sizes: list[int], pmd: int, hugetlb_sizes: list[int],
     return out
 
 
+#: cow.c's non-anonymous memory (run_non_anon_test_case()), mapped MAP_PRIVATE
+#: and populated by a read: pages a private mapping shares without fork().
+NON_ANON = ("zeropage", "memfd", "tmpfile", "huge_zeropage", "memfd_hugetlb")
+
+
+def non_anon_layouts(pmd: int | None, default_hugetlb: int | None) -> list[Layout]:
+    """run_non_anon_test_case()'s memory, the default huge page size only (see layouts())."""
+    out = [Layout(kind, kind) for kind in NON_ANON[:3]]
+    if pmd:
+        out.append(Layout("huge_zeropage", "huge_zeropage", pmd))
+    if default_hugetlb:
+        out.append(Layout("memfd_hugetlb", "memfd_hugetlb", default_hugetlb))
+    return out
+
+
 def cow_cases(cow_layouts: list[Layout]) -> list[Case]:
     """cow.c's R/O longterm pin tests on anonymous memory, on each of its
     layouts, in each of its states (selftest/cow.py), with GUP and GUP-fast."""
     cases = []
     for layout in cow_layouts:
-        for state in ("shared", "previously_shared", "ro_exclusive"):
+        # cow.c's do_test_ro_pin() states on anonymous memory; RO_PIN_TEST
+        # (no state: the private mapping shares the page already) on the rest.
+        anon = layout.kind in ("base", "thp", "hugetlb")
+        for state in ("shared", "previously_shared", "ro_exclusive") if anon else ("private",):
             for fast in ("slow", "fast"):
                 params: dict[str, object] = {"layout": layout, "fast": fast == "fast",
                                              "state": state}  # fmt: skip
@@ -210,7 +228,8 @@ def all_cases(hugetlb_sizes: list[int], movable: bool = False,
     default, else the first)."""
     cases = gup_matrix() + default_runs() + dump_cases() + longterm_matrix(hugetlb_sizes)
     default = default_hugetlb or (hugetlb_sizes[0] if hugetlb_sizes else None)
-    cases += cow_cases(layouts(list(thp_sizes), pmd, hugetlb_sizes, default))
+    cow_layouts = layouts(list(thp_sizes), pmd, hugetlb_sizes, default)
+    cases += cow_cases(cow_layouts + non_anon_layouts(pmd if thp_sizes else None, default))
     return cases + (placement_cases() if movable else []) + regress_cases(movable)
 
 
@@ -222,7 +241,7 @@ def hugetlb_need(cases: list[Case], size: int, default_size: int) -> dict[int, i
     for c in cases:
         if c.params.get("memory") == "hugetlb" and c.kind == "gup":
             hp, pages = default_size, -(-size * HUGETLB_FACTOR // default_size)
-        elif c.kind == "cow" and c.params["layout"].kind == "hugetlb":  # type: ignore[attr-defined]
+        elif c.kind == "cow" and c.params["layout"].kind in ("hugetlb", "memfd_hugetlb"):  # type: ignore[attr-defined]
             hp, pages = c.params["layout"].size, 1  # type: ignore[attr-defined]
         elif c.params.get("backing") == "hugetlb":
             hp, pages = int(c.params["hugetlb_size"]), 1  # type: ignore[call-overload]

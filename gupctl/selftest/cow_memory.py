@@ -11,18 +11,23 @@ the first page shared with a child that has exited.
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 from gupctl import pagemap, process
 from gupctl._libc import MAP_FAILED, ffi, lib
 from gupctl.errors import MappingError
 from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec
-from gupctl.selftest.cases import Layout
+from gupctl.selftest.cases import NON_ANON, Layout
 
 MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
+MFD_HUGETLB, MFD_HUGE_SHIFT = 0x4, 26
+USE_ZERO_PAGE = "/sys/kernel/mm/transparent_hugepage/use_zero_page"
 PROT_NONE = 0  # not in Python's mmap module
 
 
@@ -32,7 +37,12 @@ class NotPopulated(Exception):
 
 @contextmanager
 def populated(layout: Layout, node: int | None) -> Iterator[tuple[int, int]]:
-    """(address, length) of `layout`'s memory, written with 1s and reshaped."""
+    """(address, length) of `layout`'s memory: anonymous memory written with 1s
+    and reshaped, other memory mapped private and read."""
+    if layout.kind in NON_ANON:
+        with _non_anon(layout) as found:
+            yield found
+        return
     if layout.kind != "thp":
         spec = MemorySpec(thp=False, numa_node=node) if layout.kind == "base" else \
             MemorySpec(hugetlb=True, hugetlb_size=layout.size, numa_node=node)  # fmt: skip
@@ -54,6 +64,59 @@ def populated(layout: Layout, node: int | None) -> Iterator[tuple[int, int]]:
         yield mem, length
 
 
+@contextmanager
+def _non_anon(layout: Layout) -> Iterator[tuple[int, int]]:
+    """run_with_zeropage() and its kin: a private mapping populated by a read."""
+    size = layout.size
+    with ExitStack() as stack:
+        fd = -1
+        if layout.kind in ("memfd", "memfd_hugetlb", "tmpfile"):
+            fd = _backing_file(layout, stack)
+        if layout.kind == "huge_zeropage":
+            if Path(USE_ZERO_PAGE).read_text().strip() != "1":
+                raise NotPopulated("Huge zeropage not enabled")
+            mem = _aligned_unpopulated(size, stack)
+        else:
+            flags = mmap.MAP_PRIVATE | (mmap.MAP_ANONYMOUS if fd < 0 else 0)
+            ptr = lib.mmap(ffi.NULL, size, mmap.PROT_READ | mmap.PROT_WRITE, flags, fd, 0)
+            if ptr == MAP_FAILED:
+                raise NotPopulated(f"mmap: {os.strerror(ffi.errno)} (need more free huge pages?)")
+            stack.callback(lib.munmap, ptr, size)
+            mem = int(ffi.cast("uintptr_t", ptr))
+        _ = ffi.cast("volatile char *", mem)[0]  # populate_page_checked(): a read
+        if layout.kind == "huge_zeropage" and not pagemap.entries(
+                mem + PAGE_SIZE, 1, require_pfns=False)[0].present:  # fmt: skip
+            raise NotPopulated("did not get THPs populated")
+        yield mem, size
+
+
+def _backing_file(layout: Layout, stack: ExitStack) -> int:
+    """A file of one page (or huge page) of zeroes, allocated (fallocate())."""
+    if layout.kind == "tmpfile":
+        fd = stack.enter_context(tempfile.TemporaryFile()).fileno()  # noqa: SIM115
+    else:
+        huge = MFD_HUGETLB | (layout.size.bit_length() - 1) << MFD_HUGE_SHIFT
+        fd = os.memfd_create("gupctl-cow", huge if layout.kind == "memfd_hugetlb" else 0)
+        stack.callback(os.close, fd)
+    try:
+        os.posix_fallocate(fd, 0, layout.size)
+    except OSError as e:
+        if e.errno == errno.EOPNOTSUPP:
+            raise NotPopulated("fallocate() not supported by filesystem") from None
+        if layout.kind == "memfd_hugetlb":
+            raise NotPopulated(f"fallocate(): {e.strerror}: need more free huge pages") from None
+        raise
+    return fd
+
+
+def _aligned_unpopulated(size: int, stack: ExitStack) -> int:
+    """`size` bytes at a `size`-aligned address, alone in their VMA, asked to be THP."""
+    mem = _trimmed(size)
+    _unmap_later(mem, size, stack)
+    _call(lib.madvise(ffi.cast("void *", mem), size, mmap.MADV_HUGEPAGE), "MADV_HUGEPAGE")
+    return mem
+
+
 def _call(ret: int, what: str) -> None:
     if ret != 0:
         raise MappingError(what, ffi.errno, "cow layout")
@@ -70,15 +133,21 @@ def _unmap_later(addr: int, size: int, unmap: ExitStack) -> None:
     unmap.callback(lib.munmap, ffi.cast("void *", addr), size)
 
 
-def _aligned(size: int) -> int:
-    """A THP of `size` at a `size`-aligned address, alone in its VMA."""
+def _trimmed(size: int) -> int:
+    """`size` bytes mapped at a `size`-aligned address, alone in their VMA.
+    Only they are unmapped at the end: the trimmed address space around them
+    may hold someone else's mapping by then."""
     raw = _map(2 * size, mmap.PROT_READ | mmap.PROT_WRITE)
     mem = (raw + size) & ~(size - 1)
-    # Only [mem, mem + size) stays mapped, and only it is unmapped at the end:
-    # the trimmed address space may hold someone else's mapping by then.
     for start, end in ((raw, mem), (mem + size, raw + 2 * size)):
         if end > start:
             _call(lib.munmap(ffi.cast("void *", start), end - start), "munmap")
+    return mem
+
+
+def _aligned(size: int) -> int:
+    """A THP of `size` at a `size`-aligned address, alone in its VMA."""
+    mem = _trimmed(size)
     try:
         _populate(mem, size)
     except BaseException:

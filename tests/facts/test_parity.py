@@ -41,7 +41,7 @@ NOT_YET = [
     "cow: R/O GUP* | base_page_swap",  # the VM has no swap yet
     "cow: R/O GUP* | *_swap * kB",
     "cow: R/O GUP* | hugetlb 1048576 kB",  # past a case's time limit under TCG
-    "cow: R/O longterm GUP* | *",
+    "cow: R/O longterm GUP* | memfd_hugetlb 1048576 kB",  # as for anonymous 1 GB pages
 ]
 
 
@@ -162,6 +162,17 @@ def cow_case(desc: str, layout: str) -> str | None:
     return f"cow_ro_pin.{name}.{STATES[m.group(2)]}.{fast}"
 
 
+RO_LONGTERM = re.compile(r"R/O longterm GUP(-fast)? pin")
+
+
+def non_anon_case(desc: str, backing: str) -> str | None:
+    m = RO_LONGTERM.fullmatch(desc)
+    name = {f"memfd_hugetlb {DEFAULT_HUGETLB >> 10} kB": "memfd_hugetlb"}.get(backing, backing)
+    if not m or name not in cases.NON_ANON:
+        return None
+    return f"cow_ro_pin.{name}.private.{'fast' if m.group(1) else 'slow'}"
+
+
 def longterm_case(desc: str, backing: str) -> str | None:
     m = LONGTERM.fullmatch(desc)
     if not m:
@@ -192,7 +203,7 @@ def upstream_results(series: str) -> list[tuple[str, str | None]]:
         backings = ["zeropage", "memfd", "tmpfile", "huge_zeropage"] + [
             f"memfd_hugetlb {s >> 10} kB" for s in HUGETLB_SIZES]  # fmt: skip
         for desc in c_table(cow, "non_anon_test_cases"):
-            out += [(f"cow: {desc} | {b}", None) for b in backings]
+            out += [(f"cow: {desc} | {b}", non_anon_case(desc, b)) for b in backings]
     return out
 
 

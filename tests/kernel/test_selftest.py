@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import junitparser
 from conftest import oracle_counters
 
+from gupctl.release import version
+from gupctl.selftest import cow
 from gupctl.selftest.resources import hugepages_root
 
 # run_vmtests.sh's gup matrix (plus all-pages-per-call), its default runs and
@@ -57,10 +60,18 @@ def test_selftest_subset(gupctl, node) -> None:
     after = oracle_counters(node)
     report = ran.json()
     counts = report["counts"]
-    bad = [f"{r['name']}: {r.get('reason')}" for r in report["results"] if r["status"] != "pass"]
+    # Before v6.2, cow.c's non-anonymous R/O pins skip, naming the fix (Debian 6.1).
+    old = version(os.uname().release)[:2] < (6, 2)
+    expected = {r["name"] for r in report["results"] if old and r["name"].endswith(
+        tuple(f".private.{f}" for f in ("slow", "fast")))}  # fmt: skip
+    assert all(r["status"] == "skip" and cow.UNRELIABLE_BEFORE_6_2 in r["reason"]
+               for r in report["results"] if r["name"] in expected)  # fmt: skip
+    bad = [f"{r['name']}: {r.get('reason')}" for r in report["results"]
+           if r["status"] != "pass" and r["name"] not in expected]  # fmt: skip
     assert not bad, "\n".join(bad)
     listed = gupctl("selftest", "--list", *SUBSET).stdout.split()
-    assert counts["pass"] == len(report["results"]) == len(listed) >= 40 + 7 * 6 + 3
+    assert counts["pass"] + len(expected) == len(report["results"]) == len(listed)
+    assert len(listed) >= 40 + 7 * 6 + 3
     assert ran.returncode == 0, ran.stderr
     acquired, released = after[0] - before[0], after[1] - before[1]
     assert acquired == released > 0
