@@ -1,13 +1,22 @@
 """`python -m gupctl` and the `gupctl` script.
 
-Importing click and the commands is most of gupctl's start-up: Ctrl-C during
-it exits as the shell expects (130), not with a traceback.
+Importing click and the commands is most of gupctl's start-up.  Until a
+command runs under cli/signals.py's handlers, SIGINT has its default action,
+set first thing here: Ctrl-C during start-up ends the process by the signal,
+as the shell expects (130), with no traceback and nothing yet to undo.
+Python's own handler would raise KeyboardInterrupt wherever start-up was,
+this module's class bodies included.  (Before this line, CPython's runpy
+may still be looking for the module: a traceback of frozen frames only.)
 """
 
-import errno
-import io
-import os
-import sys
+import signal
+
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+import errno  # noqa: E402
+import io  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
 
 
 class ClosedStdout(io.TextIOBase):
@@ -37,12 +46,10 @@ def _standard_fds() -> None:
 
 
 def entry() -> None:
-    """The CLI, entered so that an interrupt during its imports is no traceback."""
+    """The CLI (SIGINT is the default until a command runs: see above)."""
     _standard_fds()
-    try:
-        from gupctl.cli import main
-    except KeyboardInterrupt:
-        sys.exit(130)
+    from gupctl.cli import main
+
     main(prog_name="gupctl")  # not "python -m gupctl" in usage and hints
 
 
