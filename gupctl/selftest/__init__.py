@@ -70,13 +70,8 @@ def _hugetlb_need(selected: list[cases_mod.Case], size: int) -> dict[int, int]:
 
 def _thp_need(selected: list[cases_mod.Case]) -> list[int]:
     """The THP sizes cow.c's layouts of `selected` populate."""
-    return sorted(
-        {
-            c.params["layout"].size
-            for c in selected  # type: ignore[attr-defined]
-            if c.kind == "cow" and c.params["layout"].kind == "thp"
-        }
-    )  # type: ignore[attr-defined]
+    layouts = [c.params["layout"] for c in selected if c.kind == "cow"]
+    return sorted({lay.size for lay in layouts if lay.kind == "thp"})  # type: ignore[attr-defined]
 
 
 def _windowed(op: Callable[[], Report], node: int | None) -> tuple[Report, vmstat.Balance]:

@@ -7,9 +7,11 @@
   (`gup_test -ct -F 0x1 0 19 0x1000`);
 - gup_longterm.c's pinnability matrix: memfd, tmpfs file, ext4 file, hugetlb
   memfd per huge page size, x {R/O, R/W} x {slow, fast} x {shared, private};
-- cow.c's R/O longterm pin checks: pin R/O pages that are COW-shared with a
-  child, were shared, or were made R/O-exclusive; write through the mapping,
-  read through the pin, compare (selftest/cow.py);
+- cow.c's R/O longterm pin checks on its layouts (a base page, THPs of each
+  size PMD- and PTE-mapped and reshaped, a huge page) and its non-anonymous
+  memory: pin R/O pages that are COW-shared with a child, were shared, were
+  made R/O-exclusive, or are shared by a private mapping; write through the
+  mapping, read through the pin, compare (selftest/cow.py);
 - gupctl's own: where a ZONE_MOVABLE exists, longterm pins move pages out of
   it and short-term pins move nothing (placement.py).
 
@@ -131,8 +133,9 @@ THP_RUNS = ("pte_mapped_thp", "single_pte_of_thp", "partial_mremap_thp", "partia
 
 @dataclass(frozen=True)
 class Layout:
-    """One of cow.c's layouts: `kind` base, thp or hugetlb; `size` the THP or
-    huge page size; `run` do_run_with_thp()'s reshaping ("pmd" for none)."""
+    """Memory cow.c tests on: `kind` base, thp or hugetlb (anonymous), or one
+    of NON_ANON; `size` the THP or huge page size; `run` do_run_with_thp()'s
+    reshaping ("pmd" for none)."""
 
     name: str
     kind: str
@@ -159,6 +162,7 @@ def layouts(thp_sizes: list[int], pmd: int, hugetlb_sizes: list[int],
 #: cow.c's non-anonymous memory (run_non_anon_test_case()), mapped MAP_PRIVATE
 #: and populated by a read: pages a private mapping shares without fork().
 NON_ANON = ("zeropage", "memfd", "tmpfile", "huge_zeropage", "memfd_hugetlb")
+HUGETLB_KINDS = ("hugetlb", "memfd_hugetlb")
 
 
 def non_anon_layouts(pmd: int | None, default_hugetlb: int | None) -> list[Layout]:
@@ -172,8 +176,8 @@ def non_anon_layouts(pmd: int | None, default_hugetlb: int | None) -> list[Layou
 
 
 def cow_cases(cow_layouts: list[Layout]) -> list[Case]:
-    """cow.c's R/O longterm pin tests on anonymous memory, on each of its
-    layouts, in each of its states (selftest/cow.py), with GUP and GUP-fast."""
+    """cow.c's R/O longterm pin tests on each layout, in each of its states
+    (selftest/cow.py), with GUP and GUP-fast."""
     cases = []
     for layout in cow_layouts:
         # cow.c's do_test_ro_pin() states on anonymous memory; RO_PIN_TEST
@@ -241,8 +245,8 @@ def hugetlb_need(cases: list[Case], size: int, default_size: int) -> dict[int, i
     for c in cases:
         if c.params.get("memory") == "hugetlb" and c.kind == "gup":
             hp, pages = default_size, -(-size * HUGETLB_FACTOR // default_size)
-        elif c.kind == "cow" and c.params["layout"].kind in ("hugetlb", "memfd_hugetlb"):  # type: ignore[attr-defined]
-            hp, pages = c.params["layout"].size, 1  # type: ignore[attr-defined]
+        elif c.kind == "cow" and (lay := c.params["layout"]).kind in HUGETLB_KINDS:  # type: ignore[attr-defined]
+            hp, pages = lay.size, 1  # type: ignore[attr-defined]
         elif c.params.get("backing") == "hugetlb":
             hp, pages = int(c.params["hugetlb_size"]), 1  # type: ignore[call-overload]
         else:
