@@ -71,8 +71,8 @@ def default_runs() -> list[Case]:
     cases = []
     for cmd in ("gup_fast", "pin_fast"):
         for n in ("n1", "nall"):
-            params = {"command": cmd, "memory": "default", "shared": False, "write": True,
-                      "per_call": PAGES_PER_CALL[n]}  # fmt: skip
+            params: dict[str, object] = {"command": cmd, "memory": "default", "shared": False,
+                                         "write": True, "per_call": PAGES_PER_CALL[n]}  # fmt: skip
             cases.append(Case(f"{cmd}.default.private.write.{n}", "gup", params))
     return cases
 

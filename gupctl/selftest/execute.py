@@ -64,9 +64,8 @@ def _dump(dev: Device, case: Case, env: Env) -> Outcome:
     size = max(env.size, (max(indexes) + 1) * PAGE_SIZE)
     flags = abi.FOLL_WRITE if p.get("write") else 0
     with Mapping(spec, size) as mapping:
-        result = dump.dump_pages(
-            dev, mapping, indexes, pin=pin, gup_flags=flags, per_call=p.get("per_call")
-        )  # type: ignore[arg-type]
+        per_call = int(p["per_call"]) if "per_call" in p else None  # type: ignore[call-overload]
+        result = dump.dump_pages(dev, mapping, indexes, pin=pin, gup_flags=flags, per_call=per_call)
     pages = result.pages
     got = [pg.index for pg in pages]
     if got != indexes:
