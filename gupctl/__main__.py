@@ -9,9 +9,11 @@ this module's class bodies included.  (Before this line, CPython's runpy
 may still be looking for the module: a traceback of frozen frames only.)
 """
 
-import signal
+# _signal, not signal: the latter builds its IntEnums first, which takes long
+# enough under emulation for a Ctrl-C to land in it.
+import _signal
 
-signal.signal(signal.SIGINT, signal.SIG_DFL)
+_signal.signal(_signal.SIGINT, _signal.SIG_DFL)
 
 import errno  # noqa: E402
 import io  # noqa: E402
