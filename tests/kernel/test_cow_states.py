@@ -15,7 +15,7 @@ import pytest
 
 from gupctl import longterm, pagemap, pins
 from gupctl.device import Device
-from gupctl.memory import PAGE_SIZE, thp_size
+from gupctl.memory import PAGE_SIZE, thp_size, thp_sizes
 from gupctl.selftest import cow, resources
 from gupctl.selftest.cases import Layout
 from gupctl.selftest.cow_memory import populated
@@ -34,8 +34,12 @@ def _who_maps(addr: int, size: int) -> tuple[list[int], set[bool], set[int]]:
     return pfns, {e.exclusive for e in entries}, {counts[p] for p in pfns}
 
 
+#: Four of cow.c's layouts: a base page, a PMD-mapped THP, the smallest THP
+#: size PTE-mapped (an mTHP where the kernel has them, v6.8; else the PMD
+#: size), and a THP whose first page was shared with a child that has exited.
+SMALLEST = min(thp_sizes())
 LAYOUTS = {"anon": Layout("anon", "base"), "thp": Layout("thp", "thp", thp_size()),
-           "pte_mapped_thp_64k": Layout("pte_mapped_thp_64k", "thp", 64 << 10, "pte_mapped_thp"),
+           "pte_mapped_thp_smallest": Layout("pte_mapped_thp", "thp", SMALLEST, "pte_mapped_thp"),
            "partial_shared_thp": Layout("partial_shared_thp", "thp", thp_size(),
                                         "partial_shared_thp")}  # fmt: skip
 
@@ -44,7 +48,7 @@ LAYOUTS = {"anon": Layout("anon", "base"), "thp": Layout("thp", "thp", thp_size(
 @pytest.mark.parametrize("state", cow.STATES)
 def test_state_is_what_it_claims(layout: str, state: str, node) -> None:
     memory = populated(LAYOUTS[layout], node)
-    with resources.thp_sizes_allowed([64 << 10]), Device(DEVICE) as dev, \
+    with resources.thp_sizes_allowed([SMALLEST]), Device(DEVICE) as dev, \
             memory as (addr, size), cow.state(addr, size, state):  # fmt: skip
         before, exclusive, mapcounts = _who_maps(addr, size)
         longterm.start(dev, addr, size, write=False, fast=False)
