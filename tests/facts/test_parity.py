@@ -137,7 +137,6 @@ def anon_layouts(source: str) -> list[str]:
 
 RO_PIN = re.compile(r"R/O GUP(-fast)? pin on R/O-mapped (shared|previously-shared|exclusive) page")
 STATES = {"shared": "shared", "previously-shared": "previously_shared", "exclusive": "ro_exclusive"}
-THP_RUNS = ("pte_mapped_thp", "single_pte_of_thp", "partial_mremap_thp", "partial_shared_thp")
 
 
 def cow_layout(layout: str) -> str | None:
@@ -145,7 +144,7 @@ def cow_layout(layout: str) -> str | None:
     fixed = {"base_page": "anon", f"thp {PMD_SIZE >> 10} kB": "thp",
              f"hugetlb {DEFAULT_HUGETLB >> 10} kB": "hugetlb"}  # fmt: skip
     run, _, size = layout.partition(" ")
-    if run in THP_RUNS:
+    if run in cases.THP_RUNS:
         return f"{run}_{cases.size_label(int(size.removesuffix(' kB')) << 10)}"
     return fixed.get(layout)
 
