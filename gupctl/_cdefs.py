@@ -79,12 +79,42 @@ int mprotect(void *addr, size_t length, int prot);
 void *mremap(void *old_address, size_t old_size, size_t new_size, int flags, ...);
 long syscall(long number, ...);
 void *memset(void *s, int c, size_t n);
+int memcmp(const void *s1, const void *s2, size_t n);
 int usleep(unsigned int usec);
 struct iovec { void *iov_base; size_t iov_len; };
 ssize_t vmsplice(int fd, const struct iovec *iov, unsigned long nr_segs, unsigned int flags);
 """
 
-CDEF = ABI + LIBC
+#: io_uring's uapi (include/uapi/linux/io_uring.h) as gupctl/io_uring.py uses
+#: it: the SQE's unions flattened to the members a fixed-buffer write sets.
+#: tests/facts/test_io_uring_layout.py checks every offset against the header.
+IO_URING = """
+struct io_sqring_offsets {
+    uint32_t head; uint32_t tail; uint32_t ring_mask; uint32_t ring_entries;
+    uint32_t flags; uint32_t dropped; uint32_t array; uint32_t resv1; uint64_t user_addr;
+};
+struct io_cqring_offsets {
+    uint32_t head; uint32_t tail; uint32_t ring_mask; uint32_t ring_entries;
+    uint32_t overflow; uint32_t cqes; uint32_t flags; uint32_t resv1; uint64_t user_addr;
+};
+struct io_uring_params {
+    uint32_t sq_entries; uint32_t cq_entries; uint32_t flags; uint32_t sq_thread_cpu;
+    uint32_t sq_thread_idle; uint32_t features; uint32_t wq_fd; uint32_t resv[3];
+    struct io_sqring_offsets sq_off;
+    struct io_cqring_offsets cq_off;
+};
+struct io_uring_sqe {
+    uint8_t opcode; uint8_t flags; uint16_t ioprio; int32_t fd;
+    uint64_t off; uint64_t addr; uint32_t len; uint32_t rw_flags; uint64_t user_data;
+    uint16_t buf_index; uint16_t personality; int32_t splice_fd_in;
+    uint64_t addr3; uint64_t __pad2;
+};
+struct io_uring_cqe {
+    uint64_t user_data; int32_t res; uint32_t flags;
+};
+"""
+
+CDEF = ABI + LIBC + IO_URING
 #: Which declarations a built gupctl/_ffi.py holds.
 CDEF_ID = zlib.crc32(CDEF.encode())
 

@@ -62,6 +62,10 @@ class CpuError(GupctlError):
     the process's cpuset, since the list was checked."""
 
 
+class IoUringError(GupctlError):
+    """An io_uring system call failed (gupctl/io_uring.py); `errno` says how."""
+
+
 class Truncated(GupctlError):
     """The kernel covered fewer bytes than asked: GUP stopped early."""
 

@@ -17,6 +17,7 @@ import errno
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from gupctl import abi, vmstat
 from gupctl._libc import ffi, lib
@@ -66,10 +67,16 @@ def per_file(path: str) -> bool:
 def read(device: Device, size: int) -> bytes:
     """PIN_LONGTERM_TEST_READ: the pinned pages' contents, `size` bytes of them."""
     buf = abi.ffi.new("char[]", size)
+    read_into(device, buf)
+    return bytes(abi.ffi.buffer(buf, size))
+
+
+def read_into(device: Device, buf: Any) -> None:
+    """PIN_LONGTERM_TEST_READ into `buf` (a cffi char array or pointer), which
+    must hold every pinned byte: no copy of them in Python (a 1 GB pin)."""
     # The argument is a pointer to a u64 that holds the destination address.
     dest = abi.ffi.new("uint64_t *", int(abi.ffi.cast("uintptr_t", buf)))
     device.ioctl(abi.PIN_LONGTERM_TEST_READ, dest)
-    return bytes(abi.ffi.buffer(buf, size))
 
 
 @dataclass(frozen=True)

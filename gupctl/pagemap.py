@@ -27,6 +27,7 @@ KPAGEFLAGS = Path("/proc/kpageflags")
 KPAGECOUNT = Path("/proc/kpagecount")
 ZONEINFO = Path("/proc/zoneinfo")
 _PRESENT = 1 << 63
+_SWAP = 1 << 62  # PM_SWAP: swapped out (or another swap entry); cow.c's pagemap_is_swapped()
 _EXCLUSIVE = 1 << 56  # PM_MMAP_EXCLUSIVE: mapped by this process alone (v4.2)
 _PFN_MASK = (1 << 55) - 1
 # include/uapi/linux/kernel-page-flags.h
@@ -69,6 +70,7 @@ class Entry:
     present: bool
     pfn: int
     exclusive: bool  # PM_MMAP_EXCLUSIVE: the page's mapcount is 1
+    swapped: bool = False
 
 
 def entries(addr: int, n: int, pid: int | str = "self", require_pfns: bool = True) -> list[Entry]:
@@ -89,7 +91,10 @@ def entries(addr: int, n: int, pid: int | str = "self", require_pfns: bool = Tru
     except OSError as e:
         raise GupctlError(f"cannot read {path}", e.errno) from None
     words = struct.unpack(f"={len(raw) // 8}Q", raw)  # native-endian, as pagemap.rst says
-    out = [Entry(bool(w & _PRESENT), w & _PFN_MASK, bool(w & _EXCLUSIVE)) for w in words]
+    out = [
+        Entry(bool(w & _PRESENT), w & _PFN_MASK, bool(w & _EXCLUSIVE), bool(w & _SWAP))
+        for w in words
+    ]
     if require_pfns and any(e.present for e in out) and not any(e.pfn for e in out):
         raise GupctlError("page frame numbers are hidden: reading them needs CAP_SYS_ADMIN; "
                           "run gupctl as root")  # fmt: skip

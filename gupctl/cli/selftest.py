@@ -40,13 +40,19 @@ from gupctl.cli.options import NumaNode, Seconds, Size, device_option, json_opti
     type=click.Path(exists=True, file_okay=False),
     help="A directory on ext4 for the longterm file cases (default: a loop image).",
 )
+@click.option(
+    "--exclude",
+    metavar="PATTERN",
+    multiple=True,
+    help="Leave out the cases this pattern matches (repeatable).",
+)
 @click.option("--junit", "junit_path", metavar="FILE", callback=output_file,
               help="Also write JUnit XML here.")  # fmt: skip
 @device_option
 @json_option
 def selftest(patterns: tuple[str, ...], list_only: bool, size: int, timeout: float,
-             numa_node: int | None, ext4_dir: str | None, junit_path: str | None,
-             device: str | None, use_json: bool) -> None:  # fmt: skip
+             numa_node: int | None, ext4_dir: str | None, exclude: tuple[str, ...],
+             junit_path: str | None, device: str | None, use_json: bool) -> None:  # fmt: skip
     """Run the gup_test, gup_longterm and cow R/O-pin cases (or those matching PATTERNS).
 
     Prints KTAP as cases finish; exits 0 when all pass, 1 on any failure, 4 when
@@ -56,9 +62,11 @@ def selftest(patterns: tuple[str, ...], list_only: bool, size: int, timeout: flo
     from gupctl import selftest as st
     from gupctl.render import ktap
 
-    cases = st.list_cases(patterns)
+    cases = st.list_cases(patterns, exclude)
     if not cases:
-        raise click.UsageError(f"no case matches {' '.join(patterns)} (see --list)")
+        left_out = f" once {' '.join(exclude)} are left out" if exclude else ""
+        raise click.UsageError(f"no case matches {' '.join(patterns) or '*'}{left_out} "
+                               "(see --list)")  # fmt: skip
     if list_only:
         if use_json:  # each case as it is defined: name, kind and what it varies
             render.emit(cases, True)
@@ -76,7 +84,7 @@ def selftest(patterns: tuple[str, ...], list_only: bool, size: int, timeout: flo
 
     if not use_json:
         sys.stdout.write(ktap.ktap_header(total))
-    report = st.selftest(patterns, device, size, numa_node, timeout, ext4_dir, progress)
+    report = st.selftest(patterns, device, size, numa_node, timeout, ext4_dir, progress, exclude)
     if use_json:
         render.emit(report, True)
     else:

@@ -21,6 +21,8 @@ def ktap_line(number: int, r: CaseResult) -> str:
     """One result line, with '# ' diagnostics after a failure."""
     if r.status == "skip":
         return f"ok {number} {r.name} # SKIP {r.reason}\n"
+    if r.status == "xfail":  # kselftest's ksft_test_result_xfail(): a failure expected
+        return f"ok {number} {r.name} # XFAIL {r.reason}\n"
     if r.status == "pass":
         return f"ok {number} {r.name}\n"
     return f"# {r.name}: {r.reason}\nnot ok {number} {r.name}\n"
@@ -28,8 +30,8 @@ def ktap_line(number: int, r: CaseResult) -> str:
 
 def ktap_totals(report: Report) -> str:
     c = report.counts
-    lines = [f"# Totals: pass:{c['pass']} fail:{c['fail']} xfail:0 xpass:0 skip:{c['skip']} "
-             "error:0\n"]  # fmt: skip
+    lines = [f"# Totals: pass:{c['pass']} fail:{c['fail']} xfail:{c['xfail']} xpass:0 "
+             f"skip:{c['skip']} error:0\n"]  # fmt: skip
     b = report.balance
     if b is not None:
         verdict = "balanced" if run_balanced(b) else "NOT balanced"
@@ -51,13 +53,15 @@ def ktap(report: Report) -> Iterator[str]:
 def junit(report: Report) -> bytes:
     """The report as a JUnit XML document (one testsuite, a testcase per case)."""
     c = report.counts
+    # An expected failure is a skip of type xfail, as pytest's JUnit writes it.
+    skipped = str(c["skip"] + c["xfail"])
     seconds = sum(r.seconds for r in report.results)
     suites = ET.Element("testsuites", name="gupctl selftest", tests=str(len(report.results)),
-                        failures=str(c["fail"]), errors="0", skipped=str(c["skip"]),
+                        failures=str(c["fail"]), errors="0", skipped=skipped,
                         time=f"{seconds:.3f}")  # fmt: skip
     suite = ET.SubElement(suites, "testsuite", name=f"gupctl.selftest.{report.kernel}",
                           tests=str(len(report.results)), failures=str(c["fail"]), errors="0",
-                          skipped=str(c["skip"]), time=f"{seconds:.3f}")  # fmt: skip
+                          skipped=skipped, time=f"{seconds:.3f}")  # fmt: skip
     props = ET.SubElement(suite, "properties")
     for key, value in (("kernel", report.kernel), ("device", report.device),
                        ("numa_node", str(report.node))):  # fmt: skip
@@ -70,5 +74,7 @@ def junit(report: Report) -> bytes:
             ET.SubElement(case, "failure", message=r.reason, type="failure").text = r.reason
         elif r.status == "skip":
             ET.SubElement(case, "skipped", message=r.reason)
+        elif r.status == "xfail":
+            ET.SubElement(case, "skipped", message=r.reason, type="xfail")
     ET.indent(suites)
     return ET.tostring(suites, encoding="utf-8", xml_declaration=True) + b"\n"

@@ -23,8 +23,10 @@ from gupctl.selftest.runner import CaseResult, Report, run
 __all__ = ["CaseResult", "Report", "list_cases", "selftest"]
 
 
-def list_cases(patterns: tuple[str, ...] = ()) -> list[cases_mod.Case]:
-    """The cases this machine would run, filtered by shell-style name patterns."""
+def list_cases(patterns: tuple[str, ...] = (),
+               exclude: tuple[str, ...] = ()) -> list[cases_mod.Case]:  # fmt: skip
+    """The cases this machine would run, filtered by shell-style name
+    patterns, less those that match a pattern of `exclude`."""
     movable = placement.has_movable()
     try:
         default_hugetlb: int | None = hugetlb_page_size()
@@ -32,16 +34,17 @@ def list_cases(patterns: tuple[str, ...] = ()) -> list[cases_mod.Case]:
         default_hugetlb = None
     every = cases_mod.all_cases(hugetlb_sizes(), movable, tuple(thp_sizes()), thp_size(),
                                 default_hugetlb)  # fmt: skip
-    return cases_mod.select(every, patterns)
+    return cases_mod.select(every, patterns, exclude)
 
 
 def selftest(patterns: tuple[str, ...] = (), device: str | None = None,
              size: int = 128 << 20, node: int | None = None, timeout: float = 120,
              ext4_dir: str | None = None,
-             progress: Callable[[CaseResult], None] | None = None) -> Report:  # fmt: skip
+             progress: Callable[[CaseResult], None] | None = None,
+             exclude: tuple[str, ...] = ()) -> Report:  # fmt: skip
     """Run the selected cases against the gup_test device and report each."""
     path = locate(device)
-    selected = list_cases(patterns)
+    selected = list_cases(patterns, exclude)
     needs_ext4 = any(c.params.get("backing") == "ext4" for c in selected)
     exact = node is not None and vmstat.can_refresh()
     with ExitStack() as stack:
@@ -49,11 +52,14 @@ def selftest(patterns: tuple[str, ...] = (), device: str | None = None,
             ext4, no_ext4 = stack.enter_context(resources.scratch_ext4())
         else:
             ext4, no_ext4 = ext4_dir, "the ext4 cases were not selected"
+        no_swap = ""
+        if any(c.kind == "cow" and c.params["layout"].swap for c in selected):  # type: ignore[attr-defined]
+            no_swap = stack.enter_context(resources.scratch_swap())
         pools = _hugetlb_need(selected, size)
         stack.enter_context(resources.hugetlb_pools(pools, resources.hugepages_root(node)))
         stack.enter_context(resources.thp_sizes_allowed(_thp_need(selected)))
         env = Env(path, size, node, os.uname().release, ext4, exact_counts=exact,
-                  no_ext4=no_ext4)  # fmt: skip
+                  no_ext4=no_ext4, no_swap=no_swap)  # fmt: skip
         if exact:
             return run(selected, env, timeout, progress)
         report, pins = _windowed(lambda: run(selected, env, timeout, progress), node)

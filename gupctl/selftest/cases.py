@@ -6,12 +6,14 @@
 - its four default runs (`-u`/`-a`, `-n 1`/`-n -1`) and its dump case
   (`gup_test -ct -F 0x1 0 19 0x1000`);
 - gup_longterm.c's pinnability matrix: memfd, tmpfs file, ext4 file, hugetlb
-  memfd per huge page size, x {R/O, R/W} x {slow, fast} x {shared, private};
-- cow.c's R/O longterm pin checks on its layouts (a base page, THPs of each
-  size PMD- and PTE-mapped and reshaped, a huge page) and its non-anonymous
-  memory: pin R/O pages that are COW-shared with a child, were shared, were
-  made R/O-exclusive, or are shared by a private mapping; write through the
-  mapping, read through the pin, compare (selftest/cow.py);
+  memfd per huge page size, x {R/O, R/W} x {slow, fast} x {shared, private},
+  and an io_uring fixed buffer on each, shared and private;
+- cow.c's tests with GUP in them on its layouts (a base page, THPs of each
+  size PMD- and PTE-mapped, reshaped and swapped out, a huge page): vmsplice()
+  must not leak writes across fork(), an io_uring fixed buffer must see the
+  mapping's writes, and R/O longterm pins of pages that are COW-shared with a
+  child, were shared, or were made R/O-exclusive must too (selftest/cow.py);
+  on its non-anonymous memory, R/O pins of pages a private mapping shares;
 - gupctl's own: where a ZONE_MOVABLE exists, longterm pins move pages out of
   it and short-term pins move nothing (placement.py).
 
@@ -99,7 +101,8 @@ def size_label(size: int) -> str:
 
 
 def longterm_matrix(hugetlb_sizes: list[int]) -> list[Case]:
-    """gup_longterm.c: may this memory be pinned FOLL_LONGTERM, R/O and R/W?"""
+    """gup_longterm.c: may this memory be pinned FOLL_LONGTERM, R/O and R/W,
+    by gup_test and as an io_uring fixed buffer?"""
     backings: list[tuple[str, dict[str, object]]] = [(b, {"backing": b}) for b in LONGTERM_BACKINGS]
     for size in hugetlb_sizes:
         backings.append(
@@ -108,55 +111,77 @@ def longterm_matrix(hugetlb_sizes: list[int]) -> list[Case]:
     cases = []
     for label, backing in backings:
         for share in ("shared", "private"):
-            for rw in ("ro", "rw"):
-                for fast in ("slow", "fast"):
-                    params: dict[str, object] = dict(backing)
-                    params.update(shared=share == "shared", write=rw == "rw", fast=fast == "fast")
-                    cases.append(Case(f"longterm.{label}.{share}.{rw}.{fast}", "longterm", params))
+            # The pin paths: PIN_LONGTERM_TEST_START slow and fast, R/O and
+            # R/W, and io_uring's fixed buffer (always R/W).
+            paths = [(rw, fast) for rw in ("ro", "rw") for fast in ("slow", "fast")]
+            for rw, how in [*paths, ("rw", "iouring")]:
+                params: dict[str, object] = dict(backing)
+                params.update(shared=share == "shared", write=rw == "rw", fast=how == "fast",
+                              iouring=how == "iouring")  # fmt: skip
+                cases.append(Case(f"longterm.{label}.{share}.{rw}.{how}", "longterm", params))
     return cases
 
 
-def longterm_should_work(backing: str, shared: bool, write: bool, release: str) -> bool:
+def longterm_should_work(backing: str, shared: bool, write: bool, release: str,
+                         iouring: bool = False) -> bool:  # fmt: skip
     """gup_longterm.c's expectation: R/O pins and private mappings always work;
     R/W pins of shared file pages only on filesystems without writeback
     (tmpfs, hugetlbfs).  Kernels refuse them on ext4, xfs and btrfs since v6.5
     ("mm/gup: disallow FOLL_LONGTERM GUP-nonfast writing to file-backed
-    mappings" and its GUP-fast twin); before that, nothing checked."""
+    mappings" and its GUP-fast twin); before that, nothing checked.  An
+    io_uring fixed buffer follows GUP's rule since v6.5 ("io_uring: rsrc:
+    delegate VMA file-backed check to GUP"); before, io_uring refused every
+    file page but shmem's and hugetlbfs', private or shared."""
+    before_6_5 = version(release)[:2] < (6, 5)
+    if iouring and before_6_5:
+        return backing != "ext4"
     if not shared or not write or backing != "ext4":
         return True
-    return version(release)[:2] < (6, 5)
+    return before_6_5
 
 
-#: cow.c's do_run_with_thp() runs that gupctl has (it lacks the swapped-out ones).
-THP_RUNS = ("pte_mapped_thp", "single_pte_of_thp", "partial_mremap_thp", "partial_shared_thp")
+#: cow.c's do_run_with_thp() runs at every THP size, in its order; the PMD
+#: size adds the THP as mapped ("thp") before them.  Each is a reshaping
+#: (cow_memory._reshape()) and whether the result is swapped out after it.
+THP_RUNS = ("pte_mapped_thp", "pte_mapped_thp_swap", "single_pte_of_thp",
+            "single_pte_of_thp_swap", "partial_mremap_thp", "partial_shared_thp")  # fmt: skip
+SWAP = "_swap"
 
 
 @dataclass(frozen=True)
 class Layout:
     """Memory cow.c tests on: `kind` base, thp or hugetlb (anonymous), or one
     of NON_ANON; `size` the THP or huge page size; `run` do_run_with_thp()'s
-    reshaping ("pmd" for none)."""
+    reshaping ("pmd" for none); `swap`: swapped out (MADV_PAGEOUT) after it."""
 
     name: str
     kind: str
     size: int = PAGE_SIZE
     run: str = "pmd"
+    swap: bool = False
+
+
+def _thp_layout(run: str, size: int, name: str) -> Layout:
+    return Layout(name, "thp", size, run.removesuffix(SWAP), run.endswith(SWAP))
 
 
 def layouts(thp_sizes: list[int], pmd: int, hugetlb_sizes: list[int],
             default_hugetlb: int | None) -> list[Layout]:  # fmt: skip
-    """run_anon_test_case()'s layouts but the swapped-out ones, in its order."""
-    out = [Layout("anon", "base")]
+    """run_anon_test_case()'s layouts, in its order."""
+    out = [Layout("anon", "base"), Layout("anon_swap", "base", swap=True)]
     for size in thp_sizes:
         label = size_label(size)
         if size == pmd:
-            out.append(Layout("thp", "thp", size))
-        out += [Layout(f"{run}_{label}", "thp", size, run) for run in THP_RUNS]
-    # The default huge page size only: cow.c also runs 1 GB pages, whose pin
-    # read back and compared takes past the case's time limit under TCG.
-    if default_hugetlb is not None and default_hugetlb in hugetlb_sizes:
-        out.append(Layout("hugetlb", "hugetlb", default_hugetlb))
-    return out
+            out += [_thp_layout("pmd", size, "thp"), _thp_layout("pmd_swap", size, "thp_swap")]
+        out += [_thp_layout(run, size, f"{run}_{label}") for run in THP_RUNS]
+    return out + [Layout(_hugetlb_name("hugetlb", size, default_hugetlb), "hugetlb", size)
+                  for size in hugetlb_sizes]  # fmt: skip
+
+
+def _hugetlb_name(kind: str, size: int, default: int | None) -> str:
+    """`kind` for the default huge page size (the name cases had before
+    cow.c's other sizes came), `kind_1g` and the like for the others."""
+    return kind if size == default else f"{kind}_{size_label(size)}"
 
 
 #: cow.c's non-anonymous memory (run_non_anon_test_case()), mapped MAP_PRIVATE
@@ -165,28 +190,40 @@ NON_ANON = ("zeropage", "memfd", "tmpfile", "huge_zeropage", "memfd_hugetlb")
 HUGETLB_KINDS = ("hugetlb", "memfd_hugetlb")
 
 
-def non_anon_layouts(pmd: int | None, default_hugetlb: int | None) -> list[Layout]:
-    """run_non_anon_test_case()'s memory, the default huge page size only (see layouts())."""
+def non_anon_layouts(pmd: int | None, hugetlb_sizes: list[int],
+                     default_hugetlb: int | None) -> list[Layout]:  # fmt: skip
+    """run_non_anon_test_case()'s memory, a hugetlb memfd per huge page size."""
     out = [Layout(kind, kind) for kind in NON_ANON[:3]]
     if pmd:
         out.append(Layout("huge_zeropage", "huge_zeropage", pmd))
-    if default_hugetlb:
-        out.append(Layout("memfd_hugetlb", "memfd_hugetlb", default_hugetlb))
-    return out
+    return out + [Layout(_hugetlb_name("memfd_hugetlb", size, default_hugetlb), "memfd_hugetlb",
+                         size) for size in hugetlb_sizes]  # fmt: skip
+
+
+#: cow.c's vmsplice() tests (selftest/cow_vmsplice.py) and io_uring
+#: fixed-buffer tests (selftest/cow_iouring.py), by gupctl's names.
+VMSPLICE = ("in_child", "in_child_mprotect", "before_fork", "after_fork")
+IOURING = ("ro", "fork")
 
 
 def cow_cases(cow_layouts: list[Layout]) -> list[Case]:
-    """cow.c's R/O longterm pin tests on each layout, in each of its states
-    (selftest/cow.py), with GUP and GUP-fast."""
+    """cow.c's tests with GUP in them on each layout: on anonymous memory
+    vmsplice() (4), io_uring (2) and the R/O longterm pins in each of its
+    states, with GUP and GUP-fast (6); on the rest the R/O pins alone."""
     cases = []
     for layout in cow_layouts:
+        anon = layout.kind in ("base", "thp", "hugetlb")
+        if anon:
+            for test, variants in (("vmsplice", VMSPLICE), ("iouring", IOURING)):
+                cases += [Case(f"cow_{test}.{layout.name}.{v}", "cow",
+                               {"layout": layout, "test": test, "variant": v})
+                          for v in variants]  # fmt: skip
         # cow.c's do_test_ro_pin() states on anonymous memory; RO_PIN_TEST
         # (no state: the private mapping shares the page already) on the rest.
-        anon = layout.kind in ("base", "thp", "hugetlb")
         for state in ("shared", "previously_shared", "ro_exclusive") if anon else ("private",):
             for fast in ("slow", "fast"):
                 params: dict[str, object] = {"layout": layout, "fast": fast == "fast",
-                                             "state": state}  # fmt: skip
+                                             "state": state, "test": "ro_pin"}  # fmt: skip
                 cases.append(Case(f"cow_ro_pin.{layout.name}.{state}.{fast}", "cow", params))
     return cases
 
@@ -233,20 +270,23 @@ def all_cases(hugetlb_sizes: list[int], movable: bool = False,
     cases = gup_matrix() + default_runs() + dump_cases() + longterm_matrix(hugetlb_sizes)
     default = default_hugetlb or (hugetlb_sizes[0] if hugetlb_sizes else None)
     cow_layouts = layouts(list(thp_sizes), pmd, hugetlb_sizes, default)
-    cases += cow_cases(cow_layouts + non_anon_layouts(pmd if thp_sizes else None, default))
+    cases += cow_cases(cow_layouts + non_anon_layouts(pmd if thp_sizes else None, hugetlb_sizes,
+                                                      default))  # fmt: skip
     return cases + (placement_cases() if movable else []) + regress_cases(movable)
 
 
 def hugetlb_need(cases: list[Case], size: int, default_size: int) -> dict[int, int]:
     """Huge pages of each size the largest of `cases` maps at once (cases that
     use hugetlb run one at a time): the gup matrix HUGETLB_FACTOR times
-    `size`, a longterm or cow case one page."""
+    `size`, a longterm case one page, a cow case two."""
     need: dict[int, int] = {}
     for c in cases:
         if c.params.get("memory") == "hugetlb" and c.kind == "gup":
             hp, pages = default_size, -(-size * HUGETLB_FACTOR // default_size)
         elif c.kind == "cow" and (lay := c.params["layout"]).kind in HUGETLB_KINDS:  # type: ignore[attr-defined]
-            hp, pages = lay.size, 1  # type: ignore[attr-defined]
+            # cow.c's hugetlb_setup(2): one page mapped, one free for a COW
+            # copy or an unshare, or the fault would SIGBUS.
+            hp, pages = lay.size, 2  # type: ignore[attr-defined]
         elif c.params.get("backing") == "hugetlb":
             hp, pages = int(c.params["hugetlb_size"]), 1  # type: ignore[call-overload]
         else:
@@ -255,10 +295,12 @@ def hugetlb_need(cases: list[Case], size: int, default_size: int) -> dict[int, i
     return need
 
 
-def select(cases: list[Case], patterns: tuple[str, ...]) -> list[Case]:
-    """The cases whose names match any shell-style pattern (all if none given)."""
+def select(cases: list[Case], patterns: tuple[str, ...],
+           exclude: tuple[str, ...] = ()) -> list[Case]:  # fmt: skip
+    """The cases whose names match any shell-style pattern (all if none
+    given) and no pattern of `exclude`."""
     from fnmatch import fnmatchcase
 
-    if not patterns:
-        return cases
-    return [c for c in cases if any(fnmatchcase(c.name, p) for p in patterns)]
+    return [c for c in cases
+            if (not patterns or any(fnmatchcase(c.name, p) for p in patterns))
+            and not any(fnmatchcase(c.name, p) for p in exclude)]  # fmt: skip

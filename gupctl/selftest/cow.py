@@ -1,4 +1,6 @@
-"""cow.c's R/O longterm pin tests (do_test_ro_pin()), as cow.c takes them.
+"""cow.c's tests with GUP in them, on its layouts (cow_memory.py): the R/O
+longterm pin tests (do_test_ro_pin()) here, as cow.c takes them; vmsplice()
+and io_uring's in cow_vmsplice.py and cow_iouring.py.
 
 The pages are written first (populated, exclusive).  Then one of cow.c's
 states is made:
@@ -20,19 +22,27 @@ from __future__ import annotations
 import errno
 import mmap
 import os
-import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from gupctl import longterm, process
+from gupctl import longterm, vmstat
 from gupctl._libc import ffi, lib
 from gupctl.device import Device
 from gupctl.errors import GupctlError, MappingError
 from gupctl.memory import PAGE_SIZE, MemorySpec
 from gupctl.release import version
+from gupctl.selftest import cow_iouring, cow_vmsplice
 from gupctl.selftest.cases import NON_ANON, Case, Layout
-from gupctl.selftest.cow_memory import NotPopulated, populated
-from gupctl.selftest.outcome import Env, Outcome, skip_if_no_hugepages
+from gupctl.selftest.cow_memory import (
+    NotPopulated,
+    clear_softdirty,
+    differing_pages,
+    end,
+    fork_keeper,
+    populated,
+    protect,
+)
+from gupctl.selftest.outcome import Env, Outcome, judged_pins, skip_if_no_hugepages
 
 STATES = ("shared", "previously_shared", "ro_exclusive")
 #: Why cow.c's non-anonymous R/O pins are not run before v6.2: cow.c itself
@@ -52,35 +62,45 @@ def state(addr: int, size: int, name: str) -> Iterator[None]:
     child = None
     try:
         if name in ("shared", "previously_shared"):
-            child = _fork_sharer()
+            child = fork_keeper()
             if name == "previously_shared":
-                _end(child)  # cow.c: the child _exit()s, the parent wait()s
+                end(child)  # cow.c: the child _exit()s, the parent wait()s
                 child = None
         elif name == "ro_exclusive":
-            _protect(addr, size, mmap.PROT_READ)
-            with open(CLEAR_REFS, "w") as f:
-                f.write("4")  # clear_softdirty()
-            _protect(addr, size, mmap.PROT_READ | mmap.PROT_WRITE)
+            protect(addr, size, mmap.PROT_READ)
+            clear_softdirty()
+            protect(addr, size, mmap.PROT_READ | mmap.PROT_WRITE)
         elif name != "private":  # RO_PIN_TEST: as mapped
             raise ValueError(f"no cow.c state {name!r}")
         yield
     finally:
         if child:
-            _end(child)
+            end(child)
 
 
 def run(dev: Device, case: Case, env: Env) -> Outcome:
-    """do_test_ro_pin() on the case's layout: pin R/O in the state, write
-    through the mapping, read through the pin, compare."""
+    """One of cow.c's tests (`test`: ro_pin, vmsplice or iouring) on the
+    case's layout, populated as cow.c populates it."""
     p = case.params
     layout: Layout = p["layout"]  # type: ignore[assignment]
     if layout.kind in NON_ANON and version(env.release)[:2] < (6, 2):
         return Outcome("skip", UNRELIABLE_BEFORE_6_2)
+    before = vmstat.snapshot(env.node) if env.exact_counts else None
     try:
-        with populated(layout, env.node) as (addr, size), state(addr, size, str(p["state"])):
-            return _ro_pin(dev, addr, size, bool(p["fast"]))
+        with populated(layout, env.node) as (addr, size):
+            if p["test"] == "vmsplice":  # references, not pins: nothing to count
+                return cow_vmsplice.run(addr, size, str(p["variant"]), layout.kind == "hugetlb")
+            if p["test"] == "iouring":
+                outcome = cow_iouring.run(addr, size, fork=p["variant"] == "fork")
+            else:
+                with state(addr, size, str(p["state"])):
+                    outcome = _ro_pin(dev, addr, size, bool(p["fast"]))
+        if outcome.status != "pass" or before is None:
+            return outcome
+        return judged_pins(before, env, size // PAGE_SIZE)
     except NotPopulated as e:
-        return Outcome("skip", str(e))  # as cow.c skips
+        why = f" ({env.no_swap})" if layout.swap and env.no_swap else ""
+        return Outcome("skip", f"{e}{why}")  # as cow.c skips
     except MappingError as e:
         if layout.kind != "hugetlb":
             raise
@@ -89,6 +109,7 @@ def run(dev: Device, case: Case, env: Env) -> Outcome:
 
 
 def _ro_pin(dev: Device, addr: int, size: int, fast: bool) -> Outcome:
+    buf = ffi.new("char[]", size)  # before the pin: nothing can fail between it and stop()
     try:
         longterm.start(dev, addr, size, write=False, fast=fast)
     except GupctlError as e:
@@ -97,34 +118,11 @@ def _ro_pin(dev: Device, addr: int, size: int, fast: bool) -> Outcome:
         raise
     try:
         lib.memset(ffi.cast("void *", addr), WRITE, size)
-        seen = longterm.read(dev, size)
+        longterm.read_into(dev, buf)
     finally:
         longterm.stop(dev)
-    now = bytes(ffi.buffer(ffi.cast("char *", addr), size))
-    if seen != now:
-        stale = sum(seen[i] != now[i] for i in range(0, size, PAGE_SIZE))
+    stale = differing_pages(int(ffi.cast("uintptr_t", buf)), addr, size)
+    if stale:
         return Outcome("fail", f"longterm R/O pin is not reliable: the pin sees stale data "
                        f"in {stale} of {size // PAGE_SIZE} pages")  # fmt: skip
     return Outcome("pass")
-
-
-def _protect(addr: int, size: int, prot: int) -> None:
-    if lib.mprotect(ffi.cast("void *", addr), size, prot) != 0:
-        raise MappingError("mprotect", ffi.errno, "cow state")
-
-
-def _fork_sharer() -> int:
-    """A child that keeps the parent's pages COW-shared until it is killed."""
-    pid = process.fork()
-    if pid == 0:
-        try:
-            while True:
-                signal.pause()
-        finally:
-            os._exit(0)  # never back into the caller's code
-    return pid
-
-
-def _end(pid: int) -> None:
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import mmap
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -26,6 +27,8 @@ from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec
 from gupctl.selftest.cases import NON_ANON, Layout
 
 MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
+# Not in Python's mmap module; the same on x86_64, arm64, ppc64 and s390x.
+MADV_PAGEOUT, MAP_FIXED = 21, 0x10
 MFD_HUGETLB, MFD_HUGE_SHIFT = 0x4, 26
 USE_ZERO_PAGE = "/sys/kernel/mm/transparent_hugepage/use_zero_page"
 PROT_NONE = 0  # not in Python's mmap module
@@ -48,6 +51,10 @@ def populated(layout: Layout, node: int | None) -> Iterator[tuple[int, int]]:
             MemorySpec(hugetlb=True, hugetlb_size=layout.size, numa_node=node)  # fmt: skip
         with Mapping(spec, layout.size) as m:
             m.fill(1)
+            if layout.kind == "hugetlb":
+                _second_huge_page(spec, layout.size)
+            if layout.swap:
+                _swap_out(m.addr, layout.size)
             yield m.addr, layout.size
         return
     with ExitStack() as unmap:
@@ -61,6 +68,8 @@ def populated(layout: Layout, node: int | None) -> Iterator[tuple[int, int]]:
         # hole above it may hold another mapping by the end.
         moved = layout.run == "partial_mremap_thp"
         _unmap_later(mem, length if moved else layout.size, unmap)
+        if layout.swap:
+            _swap_out(mem, length)
         yield mem, length
 
 
@@ -117,6 +126,47 @@ def _aligned_unpopulated(size: int, stack: ExitStack) -> int:
     return mem
 
 
+def protect(addr: int, size: int, prot: int) -> None:
+    """mprotect(), a MappingError if it fails."""
+    _call(lib.mprotect(ffi.cast("void *", addr), size, prot), "mprotect")
+
+
+def clear_softdirty() -> None:
+    """cow.c's clear_softdirty(): the next mprotect(RW) cannot map the pages
+    writable at once, so that the next write faults."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("4")
+
+
+def fork_keeper() -> int:
+    """A child that keeps what fork() gave it (the pages COW-shared) until
+    end() kills it."""
+    pid = process.fork()
+    if pid == 0:
+        try:
+            while True:
+                signal.pause()
+        finally:
+            os._exit(0)  # never back into the caller's code
+    return pid
+
+
+def end(pid: int) -> None:
+    """Kill and reap a child of fork_keeper()."""
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+
+
+def differing_pages(a: int, b: int, size: int) -> int:
+    """How many of the pages at addresses `a` and `b` differ, compared in C:
+    a 1 GB huge page copied into Python twice would need 2 GB more."""
+    pa, pb = ffi.cast("char *", a), ffi.cast("char *", b)
+    if lib.memcmp(pa, pb, size) == 0:
+        return 0
+    return sum(lib.memcmp(pa + off, pb + off, min(PAGE_SIZE, size - off)) != 0
+               for off in range(0, size, PAGE_SIZE))  # fmt: skip
+
+
 def _call(ret: int, what: str) -> None:
     if ret != 0:
         raise MappingError(what, ffi.errno, "cow layout")
@@ -164,6 +214,23 @@ def _populate(mem: int, size: int) -> None:
     if not pagemap.entries(mem + size - PAGE_SIZE, 1, require_pfns=False)[0].present:
         raise NotPopulated(f"did not get a {size >> 10} kB THP populated")
     lib.memset(ffi.cast("void *", mem), 1, size)
+
+
+def _second_huge_page(spec: MemorySpec, size: int) -> None:
+    """cow.c's run_with_hugetlb(): a second huge page must be free for a COW
+    copy or an unshare, or the fault would SIGBUS; it maps one and lets it go."""
+    try:
+        with Mapping(spec, size):
+            pass
+    except MappingError as e:
+        raise NotPopulated(f"need more free huge pages: {e}") from None
+
+
+def _swap_out(mem: int, size: int) -> None:
+    """MADV_PAGEOUT, and cow.c's check that every page went (range_is_swapped())."""
+    lib.madvise(ffi.cast("void *", mem), size, MADV_PAGEOUT)  # its result ignored, as cow.c
+    if not all(e.swapped for e in pagemap.entries(mem, size // PAGE_SIZE, require_pfns=False)):
+        raise NotPopulated("MADV_PAGEOUT did not work, is swap enabled?")  # cow.c's words
 
 
 def _reshape(layout: Layout, mem: int, unmap: ExitStack) -> int:

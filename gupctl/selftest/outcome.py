@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from gupctl import vmstat
 from gupctl.errors import MappingError
 from gupctl.memory import MemorySpec, hugetlb_page_size
 
@@ -29,6 +30,8 @@ class Env:
     exact_counts: bool = True
     #: Why ext4_dir is None: the step of making one that failed.
     no_ext4: str = ""
+    #: Why there is no swap, where making one failed (resources.scratch_swap()).
+    no_swap: str = ""
     #: The file whose flock overlapping cases hold around their pins
     #: (runner.py); None: cases run one at a time.
     pin_lock: str | None = None
@@ -49,7 +52,7 @@ class Env:
 
 @dataclass
 class Outcome:
-    status: str  # "pass", "fail", "skip"
+    status: str  # "pass", "fail", "skip", "xfail" (a failure upstream expects)
     reason: str = ""
     details: dict[str, object] = field(default_factory=dict)
 
@@ -73,3 +76,22 @@ def skip_if_no_hugepages(e: MappingError, spec: MemorySpec, length: int) -> Outc
         return Outcome("skip", f"{free} free {size // 1024} kB huge pages, {length} bytes "
                        f"needed ({pool}/nr_hugepages)")  # fmt: skip
     raise e
+
+
+def judged_pins(before: vmstat.PinCounters, env: Env, pinned: int,
+                details: dict[str, object] | None = None) -> Outcome:  # fmt: skip
+    """A pass if the pins taken since `before` on `env.node` all went back and
+    were `pinned` or more, else a failure; a pass unjudged where the counts
+    are not judged per case (Env.exact_counts).  Not an exact count: when
+    GUP-fast finds a folio it may not pin longterm, it drops the pin it took
+    and the slow path pins again, so the counters can move by more."""
+    details = dict(details or {})
+    if not env.exact_counts:
+        return Outcome("pass", details=details)
+    b = vmstat.Balance.between(before, vmstat.snapshot(env.node), pinned)
+    details["balance"] = vars(b)
+    if b.acquired == b.released >= pinned and b.outstanding_after == b.outstanding_before:
+        return Outcome("pass", details=details)
+    return Outcome("fail", f"pin balance on {b.scope}: at least {pinned} pinned, acquired "
+                   f"{b.acquired}, released {b.released}, outstanding {b.outstanding_before} "
+                   f"-> {b.outstanding_after}", details)  # fmt: skip

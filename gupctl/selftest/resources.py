@@ -1,8 +1,11 @@
-"""What the selftest sets up once: a scratch ext4 filesystem for gup_longterm's file cases.
+"""What the selftest sets up once, and undoes: a scratch ext4 filesystem, swap,
+huge page pools and THP sizes.
 
 gup_longterm.c needs a file on a filesystem with writeback (ext4, xfs, btrfs)
 to see R/W longterm pins refused.  Where none is given, a loop-mounted image
-in tmpfs serves (root, mkfs.ext4 and loop support needed).
+in tmpfs serves (root, mkfs.ext4 and loop support needed).  cow.c's
+swapped-out layouts need swap: where there is none, a loop device over tmpfs
+serves (root, mkswap and swapon).
 """
 
 from __future__ import annotations
@@ -56,6 +59,45 @@ def scratch_ext4(where: str = "/dev/shm") -> Iterator[tuple[str | None, str]]:
         # an exception, the mount may be made all the same.
         if mounted or os.path.ismount(mnt):
             _run("umount", str(mnt))
+        shutil.rmtree(work, ignore_errors=True)
+
+
+SWAP_MB = 64  # cow.c's largest swapped-out layout is one PMD-sized THP
+
+
+def swap_active() -> bool:
+    """Whether any swap is on (/proc/swaps lists more than its header)."""
+    try:
+        return len(Path("/proc/swaps").read_text().splitlines()) > 1
+    except OSError:
+        return False  # a kernel without CONFIG_SWAP has no /proc/swaps
+
+
+@contextmanager
+def scratch_swap(where: str = "/dev/shm") -> Iterator[str]:
+    """Swap for cow.c's swapped-out layouts where the machine has none: a
+    SWAP_MB file in tmpfs over a loop device, on for the block, then off and
+    gone.  Yields "" when swap is there (the machine's, or this), else why
+    not; then those cases skip, as cow.c's do on a machine without swap."""
+    if swap_active():
+        yield ""
+        return
+    work = Path(tempfile.mkdtemp(prefix="gupctl-swap-", dir=where))
+    image, loop = work / "image", ""
+    try:
+        with open(image, "wb") as f:
+            f.truncate(SWAP_MB << 20)
+        _run("modprobe", "-q", "loop")
+        proc = subprocess.run(["losetup", "--find", "--show", str(image)],
+                              capture_output=True, text=True)  # fmt: skip
+        loop = proc.stdout.strip()
+        why = (None if loop else f"losetup failed: {proc.stderr.strip()}") or _run(
+            "mkswap", "-q", loop) or _run("swapon", loop)  # fmt: skip
+        yield why or ""
+    finally:
+        if loop:  # swapoff too if swapon failed: a signal may have cut it short after its work
+            _run("swapoff", loop)
+            _run("losetup", "--detach", loop)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -26,9 +26,14 @@ class Machine:
     cpus: int = 2
     memory_only_node: bool = True
     node0_mib: int = 2048
-    node1_mib: int = 2048
-    # Huge pages reserved at boot, spread over both nodes: hugetlb cases of
-    # 128 MiB on node 1, and one 1 GiB page there for gup_longterm's sizes.
+    # Room for cow.c's two 1 GiB huge pages (one mapped, one for its COW
+    # copy) and a 1 GiB buffer that the pin is read into, beside the rest.
+    node1_mib: int = 4096
+    # Huge pages reserved at boot: 2 MiB ones spread over both nodes, for
+    # hugetlb cases of 128 MiB on node 1 (the selftest grows node 1's pool to
+    # what its gup matrix maps); 1 GiB ones on node 1, where the cases are
+    # bound (`hugepages=NODE:COUNT`, in 6.1 on), reserved while memory is not yet
+    # fragmented: cow.c needs two at once.
     hugepages_2m: int = 128
     hugepages_1g: int = 2
     # movablecore= (Documentation/admin-guide/kernel-parameters.txt): this
@@ -161,7 +166,7 @@ def cmdline(
         # Any oops or panic ends the VM at once instead of hanging it.
         "panic=-1", "oops=panic",
         f"hugepagesz=2M hugepages={machine.hugepages_2m}",
-        f"hugepagesz=1G hugepages={machine.hugepages_1g}",
+        f"hugepagesz=1G hugepages=1:{machine.hugepages_1g}",
         f"gupctl_run={run_dir}",
     ]  # fmt: skip
     if kmod:

@@ -33,16 +33,8 @@ DEFAULT_HUGETLB = 2 << 20
 OUT_OF_SCOPE = {
     "cow: Basic COW*": "fork() COW with no GUP in it: not a pin test",
 }
-#: Upstream results not mapped yet: issue 23's remainder.
-NOT_YET = [
-    "cow: vmsplice()*",
-    "cow: *iouring*",
-    "gup_longterm: io_uring fixed buffer*",
-    "cow: R/O GUP* | base_page_swap",  # the VM has no swap yet
-    "cow: R/O GUP* | *_swap * kB",
-    "cow: R/O GUP* | hugetlb 1048576 kB",  # past a case's time limit under TCG
-    "cow: R/O longterm GUP* | memfd_hugetlb 1048576 kB",  # as for anonymous 1 GB pages
-]
+#: Upstream results not mapped yet.
+NOT_YET: list[str] = []
 
 
 def _selftest(series: str, name: str) -> str | None:
@@ -141,21 +133,45 @@ STATES = {"shared": "shared", "previously-shared": "previously_shared", "exclusi
 
 def cow_layout(layout: str) -> str | None:
     """gupctl's name of a cow.c layout ("pte_mapped_thp 16 kB"), or None."""
-    fixed = {"base_page": "anon", f"thp {PMD_SIZE >> 10} kB": "thp",
-             f"hugetlb {DEFAULT_HUGETLB >> 10} kB": "hugetlb"}  # fmt: skip
+    fixed = {
+        "base_page": "anon",
+        "base_page_swap": "anon_swap",
+        f"thp {PMD_SIZE >> 10} kB": "thp",
+        f"thp_swap {PMD_SIZE >> 10} kB": "thp_swap",
+    }
+    fixed.update({f"hugetlb {s >> 10} kB": _hugetlb("hugetlb", s) for s in HUGETLB_SIZES})
     run, _, size = layout.partition(" ")
     if run in cases.THP_RUNS:
         return f"{run}_{cases.size_label(int(size.removesuffix(' kB')) << 10)}"
     return fixed.get(layout)
 
 
-LONGTERM = re.compile(r"R/([OW]) longterm GUP(-fast)? pin in MAP_(SHARED|PRIVATE) file mapping")
+LONGTERM = re.compile(
+    r"R/([OW]) longterm GUP(-fast)? pin in MAP_(SHARED|PRIVATE) file mapping"
+    r"|io_uring fixed buffer with MAP_(SHARED|PRIVATE) file mapping"
+)
 LONGTERM_BACKINGS = {"memfd": "memfd", "tmpfile": "tmpfs", "local tmpfile": "ext4"}
+
+
+#: cow.c's vmsplice() and io_uring tests, by gupctl's test and variant names.
+OTHER_COW_TESTS = {
+    "vmsplice() + unmap in child": "vmsplice.in_child",
+    "vmsplice() + unmap in child with mprotect() optimization": "vmsplice.in_child_mprotect",
+    "vmsplice() before fork(), unmap in parent after fork()": "vmsplice.before_fork",
+    "vmsplice() + unmap in parent after fork()": "vmsplice.after_fork",
+    "R/O-mapping a page registered as iouring fixed buffer": "iouring.ro",
+    "fork() with an iouring fixed buffer": "iouring.fork",
+}
 
 
 def cow_case(desc: str, layout: str) -> str | None:
     m, name = RO_PIN.fullmatch(desc), cow_layout(layout)
-    if not m or not name:
+    if not name:
+        return None
+    if desc in OTHER_COW_TESTS:
+        test, variant = OTHER_COW_TESTS[desc].split(".")
+        return f"cow_{test}.{name}.{variant}"
+    if not m:
         return None
     fast = "fast" if m.group(1) else "slow"
     return f"cow_ro_pin.{name}.{STATES[m.group(2)]}.{fast}"
@@ -164,10 +180,15 @@ def cow_case(desc: str, layout: str) -> str | None:
 RO_LONGTERM = re.compile(r"R/O longterm GUP(-fast)? pin")
 
 
+def _hugetlb(kind: str, size: int) -> str:
+    return kind if size == DEFAULT_HUGETLB else f"{kind}_{cases.size_label(size)}"
+
+
 def non_anon_case(desc: str, backing: str) -> str | None:
     m = RO_LONGTERM.fullmatch(desc)
-    name = {f"memfd_hugetlb {DEFAULT_HUGETLB >> 10} kB": "memfd_hugetlb"}.get(backing, backing)
-    if not m or name not in cases.NON_ANON:
+    hugetlb = {f"memfd_hugetlb {s >> 10} kB": _hugetlb("memfd_hugetlb", s) for s in HUGETLB_SIZES}
+    name = hugetlb.get(backing, backing)
+    if not m or name.removesuffix("_1g") not in cases.NON_ANON:
         return None
     return f"cow_ro_pin.{name}.private.{'fast' if m.group(1) else 'slow'}"
 
@@ -179,6 +200,8 @@ def longterm_case(desc: str, backing: str) -> str | None:
     label = LONGTERM_BACKINGS.get(backing)
     if backing.startswith("memfd hugetlb "):
         label = "hugetlb_" + cases.size_label(int(backing.split()[2]) << 10)
+    if m.group(4):  # io_uring: always R/W
+        return f"longterm.{label}.{m.group(4).lower()}.rw.iouring"
     rw, fast = ("rw" if m.group(1) == "W" else "ro"), ("fast" if m.group(2) else "slow")
     return f"longterm.{label}.{m.group(3).lower()}.{rw}.{fast}"
 
@@ -247,4 +270,13 @@ def test_a_new_upstream_case_fails_the_test() -> None:
         "cow_ro_pin.anon.ro_exclusive.fast")  # fmt: skip
     assert cow_case("R/O GUP pin on R/O-mapped shared page", "pte_mapped_thp 16 kB") == (
         "cow_ro_pin.pte_mapped_thp_16k.shared.slow")  # fmt: skip
-    assert cow_case("R/O GUP pin on R/O-mapped shared page", "pte_mapped_thp_swap 16 kB") is None
+    assert cow_case("R/O GUP pin on R/O-mapped shared page", "pte_mapped_thp_swap 16 kB") == (
+        "cow_ro_pin.pte_mapped_thp_swap_16k.shared.slow")  # fmt: skip
+    assert cow_case("fork() with an iouring fixed buffer", "base_page_swap") == (
+        "cow_iouring.anon_swap.fork")  # fmt: skip
+    assert cow_case("vmsplice() + unmap in child", "hugetlb 1048576 kB") == (
+        "cow_vmsplice.hugetlb_1g.in_child")  # fmt: skip
+    assert cow_case("vmsplice() + unmap in child", "hugetlb 16384 kB") is None
+    assert cow_case("R/O GUP pin on R/O-mapped huge page", "base_page") is None
+    desc = "io_uring fixed buffer with MAP_PRIVATE file mapping"
+    assert longterm_case(desc, "local tmpfile") == "longterm.ext4.private.rw.iouring"

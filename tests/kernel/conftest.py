@@ -35,6 +35,11 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"kernel: uname -m {u.machine}, uname -r {u.release}; gup_test served by {served}"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--selftest-exclude", action="append", default=[], metavar="PATTERN",
+                     help="a case pattern the full selftest leaves out")  # fmt: skip
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "kmod: tests of gupctl's kmod, not of gup_test's ABI")
     config.addinivalue_line("markers", "lockdown: tests of a kernel booted with lockdown=")

@@ -15,15 +15,21 @@ from gupctl.selftest.resources import hugepages_root
 
 # run_vmtests.sh's gup matrix (plus all-pages-per-call), its default runs and
 # dump (and gupctl's two), gup_longterm's matrix for memfd/tmpfs/ext4 and at
-# least one hugetlb size, cow's R/O pins in three states on at least its base
-# page, PMD-sized THP in five layouts and huge page (6.1: no mTHP sizes).
-MIN_CASES = 3 * 5 * 2 * 2 * 4 + 4 + 3 + 4 * 8 + 7 * 6
+# least one hugetlb size (with io_uring), cow's 12 tests on at least its base
+# page, PMD-sized THP in eight layouts, both swapped or not, and huge page
+# (6.1: no mTHP sizes).
+MIN_CASES = 3 * 5 * 2 * 2 * 4 + 4 + 3 + 4 * 2 * 5 + (2 + 8 + 1) * 12
 
 
-def test_full_selftest(gupctl, node, tmp_path) -> None:
+def test_full_selftest(gupctl, node, tmp_path, request) -> None:
     junit = tmp_path / "selftest.xml"
+    # What tests/run.py leaves out on a kernel (--selftest-exclude): only
+    # cow.c's 1 GB layouts, once, on the second build of one series.
+    exclude = request.config.getoption("--selftest-exclude")
+    assert all(re.fullmatch(r"cow_\w+\.(memfd_)?hugetlb_1g\.\*", p) for p in exclude), exclude
     before = oracle_counters(node)
-    ran = gupctl("selftest", "--junit", str(junit), check=False, timeout=3000)
+    ran = gupctl("selftest", "--junit", str(junit), *(f"--exclude={p}" for p in exclude),
+                 check=False, timeout=3000)  # fmt: skip
     after = oracle_counters(node)
     print(ran.stdout)  # the KTAP, for the log (tests/run.py passes -rP)
     lines = ran.stdout.splitlines()
@@ -33,14 +39,18 @@ def test_full_selftest(gupctl, node, tmp_path) -> None:
     assert len(results) == plan >= MIN_CASES
     failed = [line for line in lines if line.startswith(("not ok", "# ")) and "Totals" not in line]
     assert not failed, "\n".join(failed)
-    # The VM has every resource the cases need (huge pages of both sizes, ext4).
+    # The VM has every resource the cases need (huge pages of both sizes,
+    # ext4, swap, io_uring).
     assert not [line for line in results if "# SKIP" in line]
+    # cow.c's expected failures, and only those: vmsplice() on hugetlb may leak.
+    xfail = [line.split()[2] for line in results if "# XFAIL" in line]
+    assert all(re.fullmatch(r"cow_vmsplice\.hugetlb\.\w+", name) for name in xfail), xfail
     assert ran.returncode == 0, ran.stderr
-    assert f"# Totals: pass:{plan} fail:0" in ran.stdout
+    assert f"# Totals: pass:{plan - len(xfail)} fail:0 xfail:{len(xfail)} " in ran.stdout
 
     (suite,) = list(junitparser.JUnitXml.fromfile(str(junit)))
-    assert (suite.tests, suite.failures, suite.errors, suite.skipped) == (plan, 0, 0, 0)
-    assert [c.name for c in suite] == [line.split(" ", 2)[2] for line in results]
+    assert (suite.tests, suite.failures, suite.errors, suite.skipped) == (plan, 0, 0, len(xfail))
+    assert [c.name for c in suite] == [line.split()[2] for line in results]
 
     # Every pin taken during the run was released.
     acquired, released = after[0] - before[0], after[1] - before[1]
@@ -48,10 +58,11 @@ def test_full_selftest(gupctl, node, tmp_path) -> None:
 
 
 #: Where the kernels of the matrix differ: gup_longterm's file and hugetlb
-#: cases (R/W pins of shared ext4 pages fail from v6.5), cow.c's R/O pins
-#: (unsharing since v6.2) and the dump.  tests/run.py runs this subset, not
-#: the full selftest, on the older kernels, to keep CI inside its time.
-SUBSET = ("longterm.*", "cow_ro_pin.*", "dump.*")
+#: cases (R/W pins of shared ext4 pages fail from v6.5; io_uring refused
+#: ext4 before it), cow.c's tests (unsharing since v6.2, mTHP since v6.8)
+#: and the dump.  tests/run.py runs this subset, not the full selftest, on
+#: the older kernels, to keep CI inside its time.
+SUBSET = ("longterm.*", "cow_*", "dump.*")
 
 
 def test_selftest_subset(gupctl, node) -> None:
@@ -66,12 +77,15 @@ def test_selftest_subset(gupctl, node) -> None:
         tuple(f".private.{f}" for f in ("slow", "fast")))}  # fmt: skip
     assert all(r["status"] == "skip" and cow.UNRELIABLE_BEFORE_6_2 in r["reason"]
                for r in report["results"] if r["name"] in expected)  # fmt: skip
+    xfail = {r["name"] for r in report["results"] if r["status"] == "xfail"}
+    assert all(re.fullmatch(r"cow_vmsplice\.hugetlb\.\w+", name) for name in xfail), xfail
     bad = [f"{r['name']}: {r.get('reason')}" for r in report["results"]
-           if r["status"] != "pass" and r["name"] not in expected]  # fmt: skip
+           if r["status"] not in ("pass", "xfail") and r["name"] not in expected]  # fmt: skip
     assert not bad, "\n".join(bad)
     listed = gupctl("selftest", "--list", *SUBSET).stdout.split()
-    assert counts["pass"] + len(expected) == len(report["results"]) == len(listed)
-    assert len(listed) >= 40 + 7 * 6 + 3
+    assert counts["pass"] + len(xfail) + len(expected) == len(report["results"]) == len(listed)
+    # longterm 4 backings x 10, cow.c's 12 tests on 11 layouts (6.1), the dumps
+    assert len(listed) >= 40 + 11 * 12 + 3
     assert ran.returncode == 0, ran.stderr
     acquired, released = after[0] - before[0], after[1] - before[1]
     assert acquired == released > 0

@@ -22,8 +22,10 @@ def test_matrix_covers_run_vmtests_and_more() -> None:
     assert len(gup) == 3 * 5 * 2 * 2 * 4
     assert any(c.name == "pin_fast.thp.shared.write.n512" for c in gup)
     lt = cases.longterm_matrix([2 << 20, 1 << 30])
-    assert len(lt) == (3 + 2) * 2 * 2 * 2
-    assert "longterm.hugetlb_1g.shared.rw.fast" in {c.name for c in lt}
+    # (3 backings + 2 huge page sizes) x {shared, private} x ({R/O, R/W} x {slow, fast} + io_uring)
+    assert len(lt) == (3 + 2) * 2 * (2 * 2 + 1)
+    assert {"longterm.hugetlb_1g.shared.rw.fast", "longterm.ext4.private.rw.iouring"} <= {
+        c.name for c in lt}  # fmt: skip
 
 
 def test_names_unique_and_ktap_safe() -> None:
@@ -45,19 +47,24 @@ def test_movable_cases_only_where_there_is_a_zone_movable() -> None:
 
 
 @pytest.mark.parametrize(
-    "backing, shared, write, release, works",
+    "backing, shared, write, release, iouring, works",
     [
-        ("ext4", True, True, "6.12.117+deb12-amd64", False),
-        ("ext4", True, True, "6.1.0-56-amd64", True),  # before v6.5 nothing refused it
-        ("ext4", False, True, "6.12.0", True),
-        ("ext4", True, False, "6.12.0", True),
-        ("tmpfs", True, True, "6.12.0", True),
-        ("hugetlb", True, True, "6.12.0", True),
+        ("ext4", True, True, "6.12.117+deb12-amd64", False, False),
+        ("ext4", True, True, "6.1.0-56-amd64", False, True),  # before v6.5 nothing refused it
+        ("ext4", False, True, "6.12.0", False, True),
+        ("ext4", True, False, "6.12.0", False, True),
+        ("tmpfs", True, True, "6.12.0", False, True),
+        ("hugetlb", True, True, "6.12.0", False, True),
+        # io_uring: GUP's rule from v6.5; before, no file pages but shmem's and hugetlbfs'
+        ("ext4", False, True, "6.12.0", True, True),
+        ("ext4", True, True, "6.12.0", True, False),
+        ("ext4", False, True, "6.1.0-56-amd64", True, False),
+        ("memfd", True, True, "6.1.0-56-amd64", True, True),
     ],
 )
 def test_longterm_expectations(backing: str, shared: bool, write: bool, release: str,
-                               works: bool) -> None:  # fmt: skip
-    assert cases.longterm_should_work(backing, shared, write, release) is works
+                               iouring: bool, works: bool) -> None:  # fmt: skip
+    assert cases.longterm_should_work(backing, shared, write, release, iouring) is works
 
 
 def test_select_patterns() -> None:
@@ -74,7 +81,14 @@ def _report(statuses: list[str]) -> runner.Report:
 
 @pytest.mark.parametrize(
     "statuses, code",
-    [(["pass", "skip"], 0), (["pass", "fail", "skip"], 1), (["skip", "skip"], 4), ([], 0)],
+    [
+        (["pass", "skip"], 0),
+        (["pass", "fail", "skip"], 1),
+        (["skip", "skip"], 4),
+        ([], 0),
+        (["pass", "xfail"], 0),
+        (["xfail", "fail"], 1),
+    ],
 )
 def test_kselftest_exit_codes(statuses: list[str], code: int) -> None:
     assert _report(statuses).exit_code == code
@@ -83,23 +97,25 @@ def test_kselftest_exit_codes(statuses: list[str], code: int) -> None:
 def test_ktap_lines() -> None:
     from gupctl.render import ktap
 
-    text = "".join(ktap.ktap(_report(["pass", "fail", "skip"])))
-    assert text.startswith("KTAP version 1\n1..3\n")
+    text = "".join(ktap.ktap(_report(["pass", "fail", "skip", "xfail"])))
+    assert text.startswith("KTAP version 1\n1..4\n")
     assert "ok 1 t.0\n" in text and "not ok 2 t.1\n" in text and "ok 3 t.2 # SKIP why\n" in text
+    assert "ok 4 t.3 # XFAIL why\n" in text
     assert "# t.1: why\n" in text
-    assert "# Totals: pass:1 fail:1 xfail:0 xpass:0 skip:1 error:0" in text
+    assert "# Totals: pass:1 fail:1 xfail:1 xpass:0 skip:1 error:0" in text
 
 
 def test_junit_parses_with_an_independent_parser(tmp_path) -> None:
     from gupctl.render import ktap
 
     path = tmp_path / "r.xml"
-    path.write_bytes(ktap.junit(_report(["pass", "fail", "skip"])))
+    path.write_bytes(ktap.junit(_report(["pass", "fail", "skip", "xfail"])))
     xml = junitparser.JUnitXml.fromfile(str(path))
     (suite,) = list(xml)
-    assert (suite.tests, suite.failures, suite.skipped) == (3, 1, 1)
+    assert (suite.tests, suite.failures, suite.skipped) == (4, 1, 2)
     outcomes = {c.name: [type(r).__name__ for r in c.result] for c in suite}
-    assert outcomes == {"t.0": [], "t.1": ["Failure"], "t.2": ["Skipped"]}
+    assert outcomes == {"t.0": [], "t.1": ["Failure"], "t.2": ["Skipped"], "t.3": ["Skipped"]}
+    assert [r.type for r in next(c for c in suite if c.name == "t.3").result] == ["xfail"]
 
 
 def _one(env: Env, timeout: float) -> runner.CaseResult:
@@ -230,10 +246,11 @@ def test_list_json_is_each_case_as_defined() -> None:
 def test_hugetlb_need_is_the_largest_case_per_size() -> None:
     all_ = cases.all_cases([2 << 20, 1 << 30])
     need = cases.hugetlb_need(all_, 128 << 20, 2 << 20)
-    # the gup matrix maps 256 MB of 2 MB pages; longterm 1 GB cases one page
-    assert need == {2 << 20: 128, 1 << 30: 1}
+    # the gup matrix maps 256 MB of 2 MB pages; cow.c's 1 GB cases two pages
+    assert need == {2 << 20: 128, 1 << 30: 2}
+    # cow.c's two huge pages: one mapped, one for COW or unsharing (hugetlb_setup(2))
     assert cases.hugetlb_need(cases.select(all_, ("cow_ro_pin.*",)), 128 << 20, 2 << 20) == {
-        2 << 20: 1}  # fmt: skip
+        2 << 20: 2, 1 << 30: 2}  # fmt: skip
     assert cases.hugetlb_need(cases.select(all_, ("pin.thp.*",)), 128 << 20, 2 << 20) == {}
 
 
@@ -255,15 +272,29 @@ def test_hugetlb_pools_grow_what_is_short_and_set_it_back(tmp_path: Path) -> Non
     assert not (tmp_path / "hugepages-64kB").exists()  # no such pool: left to the cases
 
 
-def test_cow_layouts_are_cow_cs_but_swap() -> None:
+def test_cow_layouts_are_cow_cs() -> None:
     thp = tuple((4 << 10) << order for order in range(2, 10))  # the VM's: 16 kB to 2 MB
     got = cases.layouts(list(thp), 2 << 20, [2 << 20, 1 << 30], 2 << 20)
     names = [layout.name for layout in got]
-    # base page, PMD THP, four reshaped runs per THP size, the default huge page
-    assert len(names) == len(set(names)) == 1 + 1 + 4 * 8 + 1
-    assert {"anon", "thp", "hugetlb", "pte_mapped_thp_16k", "partial_mremap_thp_2m"} <= set(names)
-    assert not [n for n in names if "swap" in n or n == "hugetlb_1g"]
+    # base page and swapped, PMD THP and swapped, six runs per THP size, each huge page size
+    assert len(names) == len(set(names)) == 2 + 2 + 6 * 8 + 2
+    assert {"anon", "anon_swap", "thp", "thp_swap", "hugetlb", "hugetlb_1g", "pte_mapped_thp_16k",
+            "single_pte_of_thp_swap_64k", "partial_mremap_thp_2m"} <= set(names)  # fmt: skip
+    assert [(lay.run, lay.swap) for lay in got if lay.name == "pte_mapped_thp_swap_16k"] == [
+        ("pte_mapped_thp", True)]  # fmt: skip
     cow = cases.cow_cases(got)
-    assert len(cow) == len(got) * 3 * 2
+    # vmsplice() 4, io_uring 2, R/O pins 3 states x {GUP, GUP-fast}
+    assert len(cow) == len(got) * (4 + 2 + 3 * 2)
+    assert "cow_vmsplice.thp_swap.in_child_mprotect" in {c.name for c in cow}
+    non_anon = cases.non_anon_layouts(2 << 20, [2 << 20, 1 << 30], 2 << 20)
+    assert [lay.name for lay in non_anon] == ["zeropage", "memfd", "tmpfile", "huge_zeropage",
+                                              "memfd_hugetlb", "memfd_hugetlb_1g"]  # fmt: skip
     # 6.1: no mTHP sizes, only the PMD size
-    assert len(cases.layouts([2 << 20], 2 << 20, [2 << 20], 2 << 20)) == 1 + 1 + 4 + 1
+    assert len(cases.layouts([2 << 20], 2 << 20, [2 << 20], 2 << 20)) == 2 + 2 + 6 + 1
+
+
+def test_exclude_patterns() -> None:
+    all_ = cases.all_cases([2 << 20, 1 << 30], thp_sizes=(2 << 20,), default_hugetlb=2 << 20)
+    kept = cases.select(all_, ("cow_*",), ("*.hugetlb_1g.*", "*.memfd_hugetlb_1g.*"))
+    assert kept and all(c.name.startswith("cow_") and "_1g." not in c.name for c in kept)
+    assert len(kept) == len(cases.select(all_, ("cow_*",))) - 12 - 2
