@@ -200,6 +200,8 @@ def non_anon_layouts(pmd: int | None, hugetlb_sizes: list[int],
                          size) for size in hugetlb_sizes]  # fmt: skip
 
 
+#: cow.c's states of anonymous pages for its R/O pins (selftest/cow.py).
+STATES = ("shared", "previously_shared", "ro_exclusive")
 #: cow.c's vmsplice() tests (selftest/cow_vmsplice.py) and io_uring
 #: fixed-buffer tests (selftest/cow_iouring.py), by gupctl's names.
 VMSPLICE = ("in_child", "in_child_mprotect", "before_fork", "after_fork")
@@ -220,7 +222,7 @@ def cow_cases(cow_layouts: list[Layout]) -> list[Case]:
                           for v in variants]  # fmt: skip
         # cow.c's do_test_ro_pin() states on anonymous memory; RO_PIN_TEST
         # (no state: the private mapping shares the page already) on the rest.
-        for state in ("shared", "previously_shared", "ro_exclusive") if anon else ("private",):
+        for state in STATES if anon else ("private",):
             for fast in ("slow", "fast"):
                 params: dict[str, object] = {"layout": layout, "fast": fast == "fast",
                                              "state": state, "test": "ro_pin"}  # fmt: skip

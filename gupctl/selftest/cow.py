@@ -34,6 +34,7 @@ from gupctl.release import version
 from gupctl.selftest import cow_iouring, cow_vmsplice
 from gupctl.selftest.cases import NON_ANON, Case, Layout
 from gupctl.selftest.cow_memory import (
+    WRITE,
     NotPopulated,
     clear_softdirty,
     differing_pages,
@@ -44,15 +45,12 @@ from gupctl.selftest.cow_memory import (
 )
 from gupctl.selftest.outcome import Env, Outcome, judged_pins, skip_if_no_hugepages
 
-STATES = ("shared", "previously_shared", "ro_exclusive")
 #: Why cow.c's non-anonymous R/O pins are not run before v6.2: cow.c itself
 #: is not in those trees, and what it tests came with the commit it names.
 UNRELIABLE_BEFORE_6_2 = ("R/O longterm pins of pages a private mapping shares without fork() "
                          "are reliable from v6.2 (84209e87c696, \"mm/gup: reliable R/O long-term "
                          "pinning in COW mappings\"); this kernel predates it, and upstream's "
                          "cow.c with it")  # fmt: skip
-FILL, WRITE = 0x01, 0xFF  # cow.c: memset(mem, 1) to populate, memset(mem, 0xff) to modify
-CLEAR_REFS = "/proc/self/clear_refs"
 
 
 @contextmanager

@@ -19,7 +19,14 @@ from gupctl import io_uring
 from gupctl._libc import ffi, lib
 from gupctl.errors import IoUringError
 from gupctl.memory import PAGE_SIZE
-from gupctl.selftest.cow_memory import clear_softdirty, differing_pages, end, fork_keeper, protect
+from gupctl.selftest.cow_memory import (
+    WRITE,
+    clear_softdirty,
+    differing_pages,
+    end,
+    fork_keeper,
+    protect,
+)
 from gupctl.selftest.outcome import Outcome
 
 
@@ -52,7 +59,7 @@ def write_through_pin(ring: io_uring.Ring, fd: int, addr: int, size: int,
             protect(addr, size, mmap.PROT_READ)
             clear_softdirty()
             protect(addr, size, mmap.PROT_READ | mmap.PROT_WRITE)
-        lib.memset(ffi.cast("void *", addr), 0xFF, size)
+        lib.memset(ffi.cast("void *", addr), WRITE, size)
         written = ring.write_fixed(fd, addr, size)
     finally:
         if child:

@@ -27,6 +27,7 @@ from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec
 from gupctl.selftest.cases import NON_ANON, Layout
 
 MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
+FILL, WRITE = 0x01, 0xFF  # cow.c: memset(mem, 1) to populate, memset(mem, 0xff) to modify
 # Not in Python's mmap module; the same on x86_64, arm64, ppc64 and s390x.
 MADV_PAGEOUT, MAP_FIXED = 21, 0x10
 MFD_HUGETLB, MFD_HUGE_SHIFT = 0x4, 26
@@ -50,7 +51,7 @@ def populated(layout: Layout, node: int | None) -> Iterator[tuple[int, int]]:
         spec = MemorySpec(thp=False, numa_node=node) if layout.kind == "base" else \
             MemorySpec(hugetlb=True, hugetlb_size=layout.size, numa_node=node)  # fmt: skip
         with Mapping(spec, layout.size) as m:
-            m.fill(1)
+            m.fill(FILL)
             if layout.kind == "hugetlb":
                 _second_huge_page(spec, layout.size)
             if layout.swap:
@@ -210,10 +211,10 @@ def _populate(mem: int, size: int) -> None:
     """Ask for a THP at `mem`, touch its first byte, check that its last page
     came with it (cow.c's test), and write it all."""
     _call(lib.madvise(ffi.cast("void *", mem), size, mmap.MADV_HUGEPAGE), "MADV_HUGEPAGE")
-    ffi.cast("char *", mem)[0] = b"\x01"
+    ffi.cast("char *", mem)[0] = bytes([FILL])
     if not pagemap.entries(mem + size - PAGE_SIZE, 1, require_pfns=False)[0].present:
         raise NotPopulated(f"did not get a {size >> 10} kB THP populated")
-    lib.memset(ffi.cast("void *", mem), 1, size)
+    lib.memset(ffi.cast("void *", mem), FILL, size)
 
 
 def _second_huge_page(spec: MemorySpec, size: int) -> None:

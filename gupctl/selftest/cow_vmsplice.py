@@ -23,7 +23,7 @@ from collections.abc import Callable
 from gupctl import process
 from gupctl._libc import MAP_FAILED, ffi, lib
 from gupctl.errors import MappingError
-from gupctl.selftest.cow_memory import MAP_FIXED, protect
+from gupctl.selftest.cow_memory import MAP_FIXED, WRITE, protect
 from gupctl.selftest.outcome import Outcome
 
 RW = mmap.PROT_READ | mmap.PROT_WRITE
@@ -128,7 +128,7 @@ def _in_child(addr: int, size: int, mprotect: bool) -> bool | None:
             if mprotect:
                 protect(addr, size, mmap.PROT_READ)
                 protect(addr, size, RW)
-            lib.memset(ffi.cast("void *", addr), 0xFF, size)
+            lib.memset(ffi.cast("void *", addr), WRITE, size)
             pipes.say(child=False)
         except _Gone:
             pass  # the child failed before its vmsplice() was done: its status says so
@@ -153,7 +153,7 @@ def _in_parent(addr: int, size: int, before_fork: bool) -> bool | None:
         def child() -> int:
             pipes.say(child=True)
             pipes.wait(for_child=False)
-            lib.memset(ffi.cast("void *", addr), 0xFF, size)  # the child's write
+            lib.memset(ffi.cast("void *", addr), WRITE, size)  # the child's write
             return 0
 
         pid = _fork(child, pipes)

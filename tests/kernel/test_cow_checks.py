@@ -23,7 +23,7 @@ from gupctl._libc import MAP_FAILED, ffi, lib
 from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec, thp_size, thp_sizes
 from gupctl.selftest import cow_iouring, cow_vmsplice, resources
 from gupctl.selftest.cases import Layout
-from gupctl.selftest.cow_memory import MAP_FIXED, populated
+from gupctl.selftest.cow_memory import FILL, MAP_FIXED, populated
 
 SIZE = 16 * PAGE_SIZE
 
@@ -81,4 +81,4 @@ def test_swapped_layout_is_swapped_out(layout: Layout, node) -> None:
             swapped = _vm_swap_bytes() - before
             back = bytes(ffi.buffer(ffi.cast("char *", addr), size))  # swapped in again
     assert swapped >= size, f"VmSwap grew by {swapped} bytes, {size} swapped out"
-    assert back == b"\x01" * size
+    assert back == bytes([FILL]) * size

@@ -17,7 +17,7 @@ from gupctl import longterm, pagemap, pins
 from gupctl.device import Device
 from gupctl.memory import PAGE_SIZE, thp_size, thp_sizes
 from gupctl.selftest import cow, resources
-from gupctl.selftest.cases import Layout
+from gupctl.selftest.cases import STATES, Layout
 from gupctl.selftest.cow_memory import populated
 
 pytestmark = pytest.mark.kmod  # GUPCTL_PAGES is the kmod's
@@ -45,7 +45,7 @@ LAYOUTS = {"anon": Layout("anon", "base"), "thp": Layout("thp", "thp", thp_size(
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
-@pytest.mark.parametrize("state", cow.STATES)
+@pytest.mark.parametrize("state", STATES)
 def test_state_is_what_it_claims(layout: str, state: str, node) -> None:
     memory = populated(LAYOUTS[layout], node)
     with resources.thp_sizes_allowed([SMALLEST]), Device(DEVICE) as dev, \
