@@ -28,12 +28,8 @@ def list_cases(patterns: tuple[str, ...] = (),
     """The cases this machine would run, filtered by shell-style name
     patterns, less those that match a pattern of `exclude`."""
     movable = placement.has_movable()
-    try:
-        default_hugetlb: int | None = hugetlb_page_size()
-    except MappingError:
-        default_hugetlb = None
     every = cases_mod.all_cases(hugetlb_sizes(), movable, tuple(thp_sizes()), thp_size(),
-                                default_hugetlb)  # fmt: skip
+                                _default_hugetlb())  # fmt: skip
     return cases_mod.select(every, patterns, exclude)
 
 
@@ -66,12 +62,17 @@ def selftest(patterns: tuple[str, ...] = (), device: str | None = None,
         return Report.of(report.kernel, report.device, report.node, report.results, pins)
 
 
-def _hugetlb_need(selected: list[cases_mod.Case], size: int) -> dict[int, int]:
+def _default_hugetlb() -> int | None:
+    """The default huge page size; None without hugetlb (its cases skip)."""
     try:
-        default = hugetlb_page_size()
+        return hugetlb_page_size()
     except MappingError:
-        return {}  # no hugetlb: its cases skip
-    return cases_mod.hugetlb_need(selected, size, default)
+        return None
+
+
+def _hugetlb_need(selected: list[cases_mod.Case], size: int) -> dict[int, int]:
+    default = _default_hugetlb()
+    return {} if default is None else cases_mod.hugetlb_need(selected, size, default)
 
 
 def _thp_need(selected: list[cases_mod.Case]) -> list[int]:

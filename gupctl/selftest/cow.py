@@ -103,7 +103,7 @@ def run(dev: Device, case: Case, env: Env) -> Outcome:
         if layout.kind != "hugetlb":
             raise
         return skip_if_no_hugepages(e, MemorySpec(hugetlb=True, hugetlb_size=layout.size),
-                                    layout.size)  # fmt: skip
+                                    layout.size, env.node)  # fmt: skip
 
 
 def _ro_pin(dev: Device, addr: int, size: int, fast: bool) -> Outcome:

@@ -42,7 +42,7 @@ def _gup(dev: Device, case: Case, env: Env) -> Outcome:
     try:
         result = bench.run(dev, run, gate=env.pinning())
     except MappingError as e:
-        return skip_if_no_hugepages(e, spec, size)
+        return skip_if_no_hugepages(e, spec, size, env.node)
     except Truncated as e:
         return Outcome("fail", f"truncated: kernel covered {e.got} of {e.asked} bytes")
     b = result.balance
@@ -109,7 +109,7 @@ def _longterm(dev: Device, case: Case, env: Env) -> Outcome:
             else:
                 worked = _try_longterm_pin(dev, mapping, write, bool(p["fast"]))
     except MappingError as e:
-        return skip_if_no_hugepages(e, spec, size)
+        return skip_if_no_hugepages(e, spec, size, env.node)
     except IoUringError as e:  # gup_longterm.c: no io_uring, or no memlock, is a skip
         return Outcome("skip", str(e))
     details: dict[str, object] = {"worked": worked, "expected": expected}

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from gupctl import vmstat
 from gupctl.errors import MappingError
 from gupctl.memory import MemorySpec, hugetlb_page_size
+from gupctl.selftest import resources
 
 
 @dataclass(frozen=True)
@@ -57,16 +58,18 @@ class Outcome:
     details: dict[str, object] = field(default_factory=dict)
 
 
-def skip_if_no_hugepages(e: MappingError, spec: MemorySpec, length: int) -> Outcome:
+def skip_if_no_hugepages(e: MappingError, spec: MemorySpec, length: int,
+                         node: int | None) -> Outcome:  # fmt: skip
     """A skip when the pool of huge pages is what is missing (fewer free than
-    `length` bytes need); anything else (an EINVAL for a size the pool has,
-    say) stays the case's failure."""
+    `length` bytes need, in node `node`'s pool where the case is bound there);
+    anything else (an EINVAL for a size the pool has, say) stays the case's
+    failure."""
     if spec.hugetlb and e.errno == errno.ENOSYS:  # hugetlb_page_size(): no hugetlb at all
         return Outcome("skip", "HugeTLB is unavailable")  # upstream's words
     if not spec.hugetlb or e.errno not in (errno.ENOMEM, errno.EINVAL, errno.ENOSPC):
         raise e
     size = spec.hugetlb_size or hugetlb_page_size()
-    pool = f"/sys/kernel/mm/hugepages/hugepages-{size // 1024}kB"
+    pool = resources.hugepages_root(node) / f"hugepages-{size // 1024}kB"
     try:
         with open(f"{pool}/free_hugepages") as f:
             free = int(f.read())
