@@ -36,8 +36,8 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--selftest-exclude", action="append", default=[], metavar="PATTERN",
-                     help="a case pattern the full selftest leaves out")  # fmt: skip
+    parser.addoption("--no-1g", action="store_true",
+                     help="the full selftest leaves out cow.c's 1 GB huge page cases")  # fmt: skip
 
 
 def pytest_configure(config: pytest.Config) -> None:
