@@ -44,9 +44,10 @@ SETUP_MINUTES = 3
 #: Minutes each part may take on a cold run: what it took on 2 cores under TCG
 #: (README, "How long the test run takes"), with a margin.  A part is the host
 #: steps, one kernel's VM steps, or one whole-install step.  What the parts
-#: are not given of AIM_MINUTES - SETUP_MINUTES is kept for what comes next
-#: (parity's cases, arm64, the pinners).
-BUDGET = {"host": 3, "7.3": 9, "6.12": 8, "6.1": 7, "source:7.3": 14, "source:6.12": 11,
+#: are not given of AIM_MINUTES - SETUP_MINUTES is kept for what comes next;
+#: with issue 23's cases nothing is: arm64 must make its own room by cutting
+#: x86_64 steps that repeat each other.
+BUDGET = {"host": 3, "7.3": 14, "6.12": 9, "6.1": 8, "source:7.3": 17, "source:6.12": 10,
           "lockdown": 2, "sdist": 1, "kernels": 1, "system": 7}  # fmt: skip
 
 
