@@ -83,9 +83,8 @@ class _Gone(Exception):
 def _head(addr: int, size: int, pipe_w: int) -> bytes:
     """The bytes at `addr` that vmsplice() can put in the pipe at most (its
     capacity): all that is compared, and all worth copying of a 1 GB page."""
-    return bytes(
-        ffi.buffer(ffi.cast("char *", addr), min(size, fcntl.fcntl(pipe_w, fcntl.F_GETPIPE_SZ)))
-    )
+    capacity = fcntl.fcntl(pipe_w, F_GETPIPE_SZ)
+    return bytes(ffi.buffer(ffi.cast("char *", addr), min(size, capacity)))
 
 
 def _splice(addr: int, size: int, pipe_w: int) -> int:
