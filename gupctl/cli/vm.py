@@ -24,6 +24,15 @@ from gupctl.cli.options import Seconds, Size
     "each kernel, then the comparison and the plot.",
 )
 @click.option(
+    "--arch",
+    type=click.Choice(["x86_64", "arm64", "arm64-16k", "ppc64el", "s390x"]),
+    default="x86_64",
+    show_default=True,
+    help="Boot Debian's kernel for this architecture under TCG (arm64-16k: 16K pages; "
+    "ppc64el: the 64K-page powerpc64le-64k flavour).  The kmod is cross-built and the "
+    "guest runs a userland of that architecture assembled in the cache.",
+)
+@click.option(
     "--out",
     metavar="DIR",
     default="kernels",
@@ -74,6 +83,7 @@ from gupctl.cli.options import Seconds, Size
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def vm(
     kernels: tuple[str, ...],
+    arch: str,
     out: str,
     kmod: bool,
     lockdown: str | None,
@@ -110,7 +120,8 @@ def vm(
         os.execvp(command[0], list(command))
     # A kernel built from source reports its progress through logging.
     logging.basicConfig(level=logging.INFO, format="gupctl: %(message)s", stream=sys.stderr)
-    machine = qemu.Machine(memory_only_node=not no_memory_only_node, python_image=python_image)
+    machine = qemu.Machine(memory_only_node=not no_memory_only_node, python_image=python_image,
+                           arch=arch)  # fmt: skip
     if movablecore is not None:
         total = machine.node0_mib + machine.node1_mib
         if movablecore % (1 << 20) or not 0 < movablecore >> 20 < total // 2:

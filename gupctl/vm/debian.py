@@ -27,6 +27,7 @@ from pathlib import Path
 from gupctl import cache
 from gupctl import release as _release
 from gupctl.errors import EnvError, VmError
+from gupctl.vm.arch import ARCHES, Arch
 
 log = getLogger(__name__)
 
@@ -54,9 +55,8 @@ SUITES = {
 }
 #: The lists are fetched again when older than this (seconds).
 LISTS_MAX_AGE = 24 * 3600
-#: linux-image-<release> of the generic amd64 flavour: not cloud, rt, dbg or unsigned.
-_IMAGE = re.compile(r"linux-image-(\d+\.\d+\S*?-amd64)")
-_OTHER_FLAVOUR = re.compile(r"-(cloud|rt)-amd64$")
+#: Every Debian architecture of gupctl/vm/arch.py, amd64 first: apt's own.
+ARCHITECTURES = list(dict.fromkeys(["amd64", *(a.dpkg for a in ARCHES.values())]))
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,7 @@ class Apt:
             "Dir::State::status": r / "status",
             "Dir::Cache": r / "cache",
             "APT::Architecture": "amd64",
+            "APT::Architectures": ",".join(ARCHITECTURES),
             "APT::Sandbox::User": "root",  # downloads land in our cache, not _apt's
         }
         return [arg for k, v in settings.items() for arg in ("-o", f"{k}={v}")]
@@ -138,7 +139,13 @@ class Apt:
         stamp = self.root / "updated"
 
         def fresh() -> bool:
-            return stamp.exists() and time.time() - stamp.stat().st_mtime < max_age
+            # Lists of other sources (a gupctl that knew fewer architectures)
+            # are stale whatever their age.
+            try:
+                same = (self.root / "sources.list").read_text() == self.sources()
+            except OSError:
+                return False
+            return same and stamp.exists() and time.time() - stamp.stat().st_mtime < max_age
 
         if fresh():
             return
@@ -163,10 +170,15 @@ class Apt:
             (self.root / d).mkdir(parents=True, exist_ok=True)
         (self.root / "status").touch()
         (self.root / "preferences").touch()  # not the host's /etc/apt/preferences
-        (self.root / "sources.list").write_text("".join(
-            f"deb [signed-by={KEYRING}] {url} {suite} main\n" for suite, url in SUITES.items()
-        ))  # fmt: skip
+        (self.root / "sources.list").write_text(self.sources())
         self._run("apt-get", "update", "-q")
+
+    @staticmethod
+    def sources() -> str:
+        """sources.list: every suite, for every architecture gupctl boots."""
+        arch = ",".join(ARCHITECTURES)
+        return "".join(f"deb [arch={arch} signed-by={KEYRING}] {url} {suite} main\n"
+                       for suite, url in SUITES.items())  # fmt: skip
 
     def names(self, prefix: str) -> list[str]:
         """Every package name that starts with `prefix`."""
@@ -179,7 +191,7 @@ class Apt:
             fields = [f.strip() for f in line.split("|")]
             if len(fields) == 3 and fields[2].endswith("Packages"):
                 suite = fields[2].split()[1].split("/")[0]
-                return Package(name, fields[1], suite)
+                return Package(name.partition(":")[0], fields[1], suite)
         raise VmError(f"Debian's archive has no package {name}", "kernel")
 
     def depends(self, name: str) -> list[str]:
@@ -201,23 +213,50 @@ class Apt:
         return sorted(set(dest.glob("*.deb")) - before)
 
 
-def image_releases(apt: Apt) -> list[str]:
-    """Releases of every generic amd64 kernel image in the archive, oldest first."""
+def image_releases(apt: Apt, flavour: str = "amd64") -> list[str]:
+    """Releases of every kernel image of `flavour` in the archive, oldest first:
+    not cloud, rt, dbg or unsigned ones (linux-image-R-FLAVOUR-dbg), nor
+    another flavour that ends the same way (arm64-16k is not arm64)."""
+    image = re.compile(rf"linux-image-(\d+\.\d+\S*?-{re.escape(flavour)})")
     found = []
     for name in apt.names("linux-image-"):
-        m = _IMAGE.fullmatch(name)
-        if m and not _OTHER_FLAVOUR.search(name):
+        m = image.fullmatch(name)
+        if m and not re.search(rf"-(cloud|rt)-{re.escape(flavour)}$", name):
             found.append(m.group(1))
     return sorted(set(found), key=_release.sort_key)
 
 
-def resolve(spec: str, apt: Apt | None = None) -> str:
-    """The newest release in the archive that `spec` (a series or a release) names."""
+def candidates(spec: str, apt: Apt | None = None, flavour: str = "amd64") -> list[str]:
+    """The releases in the archive that `spec` (a series or a release) names,
+    newest first."""
     apt = apt or Apt()
-    matches = [r for r in image_releases(apt) if _release.matches(r, spec)]
+    matches = [r for r in image_releases(apt, flavour) if _release.matches(r, spec)]
     if not matches:
-        raise VmError(f"Debian's archive has no amd64 kernel {spec!r}", "kernel")
-    return matches[-1]
+        raise VmError(f"Debian's archive has no {flavour} kernel {spec!r}", "kernel")
+    return matches[::-1]
+
+
+def resolve(spec: str, apt: Apt | None = None, flavour: str = "amd64") -> str:
+    """The newest release in the archive that `spec` (a series or a release) names."""
+    return candidates(spec, apt, flavour)[0]
+
+
+def fetch_kernel(spec: str, arch: Arch, apt: Apt | None = None) -> tuple[Path, Path, Package]:
+    """kernel_files() of the newest release `spec` names that the archive
+    serves: its lists can name a release whose files are gone (trixie's
+    ppc64el and s390x 6.12 updates answer 404 here), and then the next older
+    one is fetched, with a warning."""
+    apt = apt or Apt()
+    releases = candidates(spec, apt, arch.flavour)
+    for i, release in enumerate(releases):
+        try:
+            return kernel_files(release, apt, arch)
+        except VmError as e:
+            if "404" not in (e.log or "") or i + 1 == len(releases):
+                raise
+            log.warning(f"Debian's archive lists {release} but does not serve it: "
+                        f"trying {releases[i + 1]}")  # fmt: skip
+    raise AssertionError("unreachable: the loop returns or raises")
 
 
 def _fetch(apt: Apt, names: list[str], root: Path) -> None:
@@ -232,7 +271,13 @@ def _fetch(apt: Apt, names: list[str], root: Path) -> None:
     shutil.rmtree(root.parent / ".debs")
 
 
-def kernel_files(release: str, apt: Apt | None = None) -> tuple[Path, Path, Package]:
+def qualified(name: str, arch: Arch) -> str:
+    """`name` as apt names it for `arch`: NAME:ARCH for a foreign one."""
+    return name if arch.dpkg == "amd64" else f"{name}:{arch.dpkg}"
+
+
+def kernel_files(release: str, apt: Apt | None = None,
+                 arch: Arch = ARCHES["x86_64"]) -> tuple[Path, Path, Package]:  # fmt: skip
     """vmlinuz and /lib/modules/`release` of Debian's image, unpacked in the cache.
 
     7.x splits the image into linux-binary-R (vmlinuz), linux-modules-R and
@@ -241,13 +286,13 @@ def kernel_files(release: str, apt: Apt | None = None) -> tuple[Path, Path, Pack
     at install time, so it is run here.
     """
     apt = apt or Apt()
-    pkg = apt.newest(f"linux-image-{release}")
+    pkg = apt.newest(qualified(f"linux-image-{release}", arch))
 
     def make(scratch: Path) -> None:
-        names = [pkg.name] + [d for d in apt.depends(pkg.name) if release in d]
+        names = [pkg.name] + [d for d in apt.depends(qualified(pkg.name, arch)) if release in d]
         # name=version: the candidate apt would pick may not be the newest.
         root = scratch / "root"
-        _fetch(apt, [f"{n}={pkg.version}" for n in names], root)
+        _fetch(apt, [f"{qualified(n, arch)}={pkg.version}" for n in names], root)
         if not (root / "lib").exists():  # usrmerged layout: usr/lib/modules
             (root / "lib").symlink_to("usr/lib")
         proc = subprocess.run([tool("depmod"), "-b", str(root), release], capture_output=True,
@@ -281,12 +326,7 @@ def buildroot(release: str, apt: Apt | None = None) -> Path:
     """
     apt = apt or Apt()
     pkg = apt.newest(f"linux-headers-{release}")
-    if os.geteuid() != 0:
-        raise VmError(f"{pkg.name} needs a build root of its own suite, which only root "
-                      "can make and chroot into: run as root", "usage")  # fmt: skip
-    if shutil.which("mmdebstrap") is None:
-        raise VmError("mmdebstrap is not installed (Debian: mmdebstrap): it makes the root "
-                      f"that {pkg.name} needs", "tool")  # fmt: skip
+    _root_tools(pkg.name)
     #: make and binutils' plain `as`, which kbuild calls: the headers pull in
     #: only the compiler and its triplet-prefixed binutils.
     include = [f"{pkg.name}={pkg.version}", "make", "binutils"]
@@ -308,6 +348,53 @@ def buildroot(release: str, apt: Apt | None = None) -> Path:
 
     key = cache.key([*include, *suites, pin])
     return cache.entry("roots", f"{release}-{key}", make) / "root"
+
+
+def cross_buildroot(release: str, arch: Arch, apt: Apt | None = None) -> Path:
+    """An amd64 root of the headers' suite that builds for `arch`: its cross
+    compiler and C library, the amd64 linux-kbuild-VERSION (Multi-Arch:
+    foreign: the host tools `arch`'s headers point their scripts/ at) and
+    the headers common to every flavour, installed; the flavour's own
+    headers, of `arch`, unpacked into it.  Debian's own multiarch way of
+    building modules for another architecture: nothing of `arch` runs.
+    """
+    apt = apt or Apt()
+    pkg = apt.newest(qualified(f"linux-headers-{release}", arch))
+    flavour_suffix = f"-{arch.flavour}"
+    version = release.removesuffix(flavour_suffix)
+    _root_tools(pkg.name)
+    include = ["make", "binutils", f"gcc-{arch.triplet}", f"libc6-dev-{arch.dpkg}-cross",
+               f"linux-kbuild-{version}", f"linux-headers-{version}-common"]  # fmt: skip
+    base = pkg.suite.removesuffix("-backports").removesuffix("-security")
+    suites = [base] + ([pkg.suite] if pkg.suite != base else [])
+    pin = pin_hook(pkg.suite)
+
+    def make(scratch: Path) -> None:
+        debs = apt.download([f"{qualified(pkg.name, arch)}={pkg.version}"], scratch / "debs")
+        sources = [f"deb {SUITES.get(s, MIRROR)} {s} main" for s in suites]
+        unpack = " && ".join(f'dpkg-deb -x "{d}" "$1"' for d in debs)
+        argv = ["mmdebstrap", "--variant=apt", "--mode=root", "--include=" + ",".join(include),
+                pin, f"--customize-hook={unpack}",
+                "--customize-hook=mkdir \"$1/gupctl-build\" \"$1/gupctl-sysroot\"",
+                base, str(scratch / "root"), *sources]  # fmt: skip
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise VmError(f"mmdebstrap of a {base} root for {pkg.name} ({arch.name}) failed",
+                          "archive", proc.stdout + proc.stderr)  # fmt: skip
+        shutil.rmtree(scratch / "debs")
+
+    key = cache.key([*include, *suites, pin, pkg.version, arch.dpkg])
+    return cache.entry("roots", f"{release}-{key}", make) / "root"
+
+
+def _root_tools(name: str) -> None:
+    """VmError unless this process can make a build root for `name`."""
+    if os.geteuid() != 0:
+        raise VmError(f"{name} needs a build root of its own suite, which only root "
+                      "can make and chroot into: run as root", "usage")  # fmt: skip
+    if shutil.which("mmdebstrap") is None:
+        raise VmError("mmdebstrap is not installed (Debian: mmdebstrap): it makes the root "
+                      f"that {name} needs", "tool")  # fmt: skip
 
 
 def source_tarball(series: str, apt: Apt | None = None) -> Path:

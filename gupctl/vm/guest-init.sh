@@ -10,7 +10,10 @@
 # Parameters come from the kernel command line: gupctl_run=DIR (the shared run
 # directory, as a host path), gupctl_kmod=1 (insmod DIR/gupctl.ko) and
 # gupctl_tty=1 (the host's stdout is a terminal), gupctl_modules=DIR (a host
-# module tree to show as /lib/modules/$(uname -r)).  No dots in their names:
+# module tree to show as /lib/modules/$(uname -r)), gupctl_userland=1 (the
+# 9p share "userland" holds another architecture's userland, to lay over the
+# host root: gupctl/vm/userland.py) and gupctl_hvc=N (the first of the two virtio
+# consoles, where the machine's own console is hvc0).  No dots in their names:
 # "gupctl.x=" would be a parameter of the gupctl module.
 
 /bin/busybox --install -s /bin
@@ -33,6 +36,8 @@ for arg in $(cat /proc/cmdline); do
 	gupctl_kmod=1) kmod=1 ;;
 	gupctl_tty=1) tty=1 ;;
 	gupctl_modules=*) modules="${arg#gupctl_modules=}" ;;
+	gupctl_userland=1) userland=1 ;;
+	gupctl_hvc=*) hvc="${arg#gupctl_hvc=}" ;;
 	esac
 done
 [ -n "$run" ] || die "no gupctl_run= on the kernel command line"
@@ -57,8 +62,16 @@ mkdir -p /rw/upper /rw/work
 # The host's Python files that gupctl packed into the initramfs
 # (gupctl/vm/pyimage.py), at their host paths: the top lower layer, read from
 # memory; what it lacks is still read over 9p beneath it.
+# Another architecture's userland goes between them: its /usr/bin/python3 and
+# /bin/sh are the ones that run, and the host's paths are still there.
 lower=/lower
-[ -d /pyimage ] && lower=/pyimage:/lower
+if [ -n "$userland" ]; then
+	mkdir -p /userland
+	mount -t 9p -o "$opts,ro,cache=loose" userland /userland ||
+		die "cannot mount the userland"
+	lower=/userland:/lower
+fi
+[ -d /pyimage ] && lower="/pyimage:$lower"
 mount -t overlay -o "lowerdir=$lower,upperdir=/rw/upper,workdir=/rw/work" overlay /host ||
 	die "cannot mount the overlay"
 mount -t proc proc /host/proc
@@ -94,20 +107,22 @@ fi
 # The kernel booted and the job starts: a guest lost after this is the job's.
 : > "/host$run/started" || die "cannot write to the run directory"
 
-# hvc0 and hvc1 are the host's stdout and stderr.  They are terminals here;
+# hvc0 and hvc1 (or the two from gupctl_hvc on) are the host's stdout and stderr.  They are terminals here;
 # where the host's are not, pipes keep programs from styling their output.
 # Raw: no \n -> \r\n translation on the way out.  Held open (fds 3, 4) so
 # that the setting outlives stty.
-exec 3<> /dev/hvc0 4<> /dev/hvc1
+out=/dev/hvc${hvc:-0}
+err=/dev/hvc$((${hvc:-0} + 1))
+exec 3<> "$out" 4<> "$err"
 stty raw -echo <&3 && stty raw -echo <&4
 if [ -n "$tty" ]; then
-	chroot /host /bin/sh "$run/job.sh" < /dev/null > /dev/hvc0 2> /dev/hvc1
+	chroot /host /bin/sh "$run/job.sh" < /dev/null > "$out" 2> "$err"
 	status=$?
 else
 	set -o pipefail
 	mkfifo /stderr
-	cat /stderr > /dev/hvc1 &
-	chroot /host /bin/sh "$run/job.sh" < /dev/null 2> /stderr | cat > /dev/hvc0
+	cat /stderr > "$err" &
+	chroot /host /bin/sh "$run/job.sh" < /dev/null 2> /stderr | cat > "$out"
 	status=$?
 	wait
 fi

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import lzma
-import shutil
 from importlib import resources
 from pathlib import Path
 
@@ -106,15 +105,16 @@ class Cpio:
         return b"".join(self.parts)
 
 
-def build(kernel: Kernel, dest: Path) -> Path:
-    """Write the initramfs for `kernel` to `dest` (a .cpio.gz) and return it."""
-    if not Path(BUSYBOX).exists() or shutil.which("busybox") is None:
-        raise VmError("busybox is not installed (Debian: busybox-static)", "tool")
+def build(kernel: Kernel, dest: Path, busybox: Path = Path(BUSYBOX)) -> Path:
+    """Write the initramfs for `kernel` to `dest` (a .cpio.gz) and return it.
+    `busybox`: a static busybox for the kernel's architecture."""
+    if not busybox.exists():
+        raise VmError(f"no busybox at {busybox} (Debian: busybox-static)", "tool")
     archive = Cpio()
     for d in ("bin", "dev", "proc", "sys", "host", "lib", "lib/modules"):
         archive.dir(d)
     archive.chardev("dev/console", 5, 1)
-    archive.file("bin/busybox", Path(BUSYBOX).read_bytes(), 0o755)
+    archive.file("bin/busybox", busybox.read_bytes(), 0o755)
     init = resources.files("gupctl.vm").joinpath("guest-init.sh").read_bytes()
     archive.file("init", init, 0o755)
     names = []

@@ -35,6 +35,8 @@ class Kernel:
     buildroot: Path | None = None
     #: Where it came from, for messages: "installed", "debian <suite>", "source <path>".
     origin: str = "installed"
+    #: The architecture it runs on: a name of gupctl/vm/arch.py.
+    arch: str = "x86_64"
 
     @property
     def version(self) -> tuple[int, int, int]:

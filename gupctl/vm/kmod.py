@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
 from gupctl import cache
 from gupctl.errors import EnvError, VmError
+from gupctl.vm import arch as _arch
 from gupctl.vm.build import SIGNING_CERT, SIGNING_KEY
 from gupctl.vm.debian import tool
 from gupctl.vm.kernel import Kernel
@@ -60,20 +62,31 @@ def sources(src: Path) -> list[Path]:
 
 
 def make_argv(kernel: Kernel, work: Path, *targets: str) -> list[str]:
-    """`make` for kmod/ in `work` against `kernel`'s headers, chrooted if need be."""
+    """`make` for kmod/ in `work` against `kernel`'s headers, chrooted if need
+    be, and cross-compiling for a kernel of another architecture."""
     assert kernel.headers is not None
+    target = _arch.get(kernel.arch)
+    if not _arch.native(target):
+        targets = (f"ARCH={target.kbuild}", f"CROSS_COMPILE={target.triplet}-", *targets)
     if kernel.buildroot is None:
         return [tool("make"), "-C", str(work), f"KDIR={kernel.headers}", *targets]
     make = ["make", "-C", CHROOT_DIR, f"KDIR={kernel.headers}", *targets]
-    # objtool wants /proc; the bind mount and /proc die with the namespace.
+    return in_root(kernel.buildroot, [(work, CHROOT_DIR)], make)
+
+
+def in_root(root: Path, binds: list[tuple[Path, str]], argv: list[str]) -> list[str]:
+    """`argv` run chrooted into `root`, with each (host path, path inside)
+    of `binds` bind-mounted, in a mount namespace of its own."""
+    # objtool wants /proc; the bind mounts and /proc die with the namespace.
     # chroot by full path, and with a clean environment: the host's CC, ARCH
     # or MAKEFLAGS must not reach the other suite's kbuild.
-    script = ('mount -t proc proc "$1/proc" && mount --bind "$2" "$1$3" && root=$1 && '
-              'shift 3 && exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 '
+    mounts = "".join(f'mount --bind {shlex.quote(str(host))} "$1"{shlex.quote(inside)} && '
+                     for host, inside in binds)  # fmt: skip
+    script = (f'mount -t proc proc "$1/proc" && {mounts}root=$1 && shift && '
+              'exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 '
               '"$(command -v chroot || echo /usr/sbin/chroot)" "$root" "$@"')  # fmt: skip
     unshare = ["unshare", "--mount", "--propagation=private", "--fork"]
-    return [*unshare, "sh", "-c", script, "sh", str(kernel.buildroot), str(work), CHROOT_DIR,
-            *make]  # fmt: skip
+    return [*unshare, "sh", "-c", script, "sh", str(root), *argv]
 
 
 def signing_key(kernel: Kernel) -> tuple[Path, Path] | None:

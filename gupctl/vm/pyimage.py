@@ -60,7 +60,7 @@ def _walk(top: str, skip: frozenset[str] = frozenset()) -> Iterator[str]:
                 yield os.path.join(dirpath, name)
 
 
-def _requires(dist: metadata.Distribution) -> list[str]:
+def requires(dist: metadata.Distribution) -> list[str]:
     """The names of what `dist` requires outside any extra."""
     names = []
     for req in dist.requires or []:
@@ -85,7 +85,7 @@ def _distribution_files(names: tuple[str, ...] = DISTRIBUTIONS) -> Iterator[str]
             dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
             continue  # not installed (or a marker excluded it): nothing to pack
-        todo += _requires(dist)
+        todo += requires(dist)
         base = os.path.realpath(str(dist.locate_file("")))
         for f in dist.files or []:
             yield os.path.normpath(os.path.join(base, f))
@@ -160,12 +160,13 @@ def image() -> Path:
     return cache.entry("pyimage", name, make, _whole(want)) / "image.cpio"
 
 
-def in_front_of(initrd: Path) -> Path:
-    """`initrd` with this environment's image in front (the guest kernel
-    unpacks one archive after the other), cached per initramfs and
-    environment, and replaced with the image."""
-    img = image()
-    want = (img.parent / "key").read_text()
+def in_front_of(initrd: Path, img: Path | None = None) -> Path:
+    """`initrd` with this environment's image (or the image `img`) in front
+    (the guest kernel unpacks one archive after the other), cached per
+    initramfs and image, and replaced with the image."""
+    img = img or image()
+    key_file = img.parent / "key"
+    want = key_file.read_text() if key_file.exists() else img.parent.name
 
     def make(scratch: Path) -> None:
         with open(scratch / "initrd", "wb") as out:
@@ -176,3 +177,26 @@ def in_front_of(initrd: Path) -> Path:
 
     name = f"{initrd.parent.name}-{img.parent.name}"
     return cache.entry("initrd", name, make, _whole(want)) / "initrd"
+
+
+def layer(files: dict[Path, Path]) -> Path:
+    """A cpio that shows each host file `files[at]` at the guest path `at`
+    (absolute), over everything beneath it: for a guest of another
+    architecture, its own build of a file the host's tree has in its place
+    (gupctl._loop).  Cached by the files' paths and contents."""
+    parts: list[str | bytes] = [Path(__file__).read_bytes()]
+    for at, src in sorted(files.items()):
+        parts += [str(at), src.read_bytes()]
+    want = cache.key(parts)
+
+    def make(scratch: Path) -> None:
+        archive = Cpio()
+        made = {ROOT}
+        archive.dir(ROOT)
+        for at, src in sorted(files.items()):
+            _parents(at, made, archive)
+            archive.file(f"{ROOT}{at}", src.read_bytes(), stat.S_IMODE(src.stat().st_mode),
+                         int(src.stat().st_mtime))  # fmt: skip
+        (scratch / "image.cpio").write_bytes(archive.finish())
+
+    return cache.entry("pyimage", f"layer-{want}", make) / "image.cpio"

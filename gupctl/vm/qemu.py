@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gupctl.errors import VmError
+from gupctl.vm import arch as _arch
 
-QEMU = "qemu-system-x86_64"
+#: The x86_64 QEMU (`gupctl doctor` looks for it): others in gupctl/vm/arch.py.
+QEMU = _arch.ARCHES[_arch.DEFAULT].qemu
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class Machine:
     # The host's Python files in guest memory, over the host root
     # (gupctl/vm/pyimage.py): Python starts without a 9p round trip per file.
     python_image: bool = True
+    #: The architecture (gupctl/vm/arch.py): its QEMU, machine and console.
+    arch: str = _arch.DEFAULT
 
 
 def _smp(machine: Machine) -> str:
@@ -83,17 +87,22 @@ def kvm_usable() -> bool:
 HEADLESS = ["-display", "none", "-vga", "none", "-nodefaults", "-nic", "none", "-no-reboot"]
 
 
-def binary() -> str:
-    """The QEMU executable."""
-    qemu = shutil.which(QEMU)
+def binary(arch: str | None = None) -> str:
+    """The QEMU executable for `arch` (None: x86_64)."""
+    a = _arch.get(arch)
+    qemu = shutil.which(a.qemu)
     if qemu is None:
-        raise VmError(f"{QEMU} is not installed (Debian: qemu-system-x86)", "tool")
+        raise VmError(f"{a.qemu} is not installed (Debian: {a.qemu_package})", "tool")
     return qemu
 
 
-def accel(kvm: bool) -> list[str]:
-    """KVM when it really works (kvm_usable()), else multi-threaded TCG."""
-    return ["-accel", "kvm", "-cpu", "host"] if kvm else ["-accel", "tcg", "-cpu", "max"]
+def accel(kvm: bool, arch: str | None = None) -> list[str]:
+    """KVM when it really works (kvm_usable(), and only for this machine's
+    own architecture), else multi-threaded TCG with the architecture's CPU."""
+    a = _arch.get(arch)
+    if kvm and _arch.native(a):
+        return ["-accel", "kvm", "-cpu", "host"]
+    return ["-accel", "tcg", "-cpu", a.cpu]
 
 
 def console(log: Path) -> list[str]:
@@ -101,10 +110,10 @@ def console(log: Path) -> list[str]:
     return ["-chardev", f"file,id=console,path={log}", "-serial", "chardev:console"]
 
 
-def run_share(run_dir: Path) -> list[str]:
+def run_share(run_dir: Path, bus: str = "pci") -> list[str]:
     """The run directory, writable, over 9p with the tag the guest mounts."""
     return ["-fsdev", f"local,id=run,path={run_dir},security_model=none",
-            "-device", "virtio-9p-pci,fsdev=run,mount_tag=gupctl_run"]  # fmt: skip
+            "-device", f"virtio-9p-{bus},fsdev=run,mount_tag=gupctl_run"]  # fmt: skip
 
 
 def argv(
@@ -117,15 +126,19 @@ def argv(
     err_fd: int,
     machine: Machine = Machine(),
     kvm: bool = False,
+    userland: Path | None = None,
 ) -> list[str]:
-    """The full QEMU argv for one run."""
+    """The full QEMU argv for one run.  `userland`: another architecture's
+    root, shared read-only beside the host's (an overlay cannot take a lower
+    layer inside another)."""
     mem = machine.node0_mib + machine.node1_mib
+    a = _arch.get(machine.arch)
     return [
-        binary(),
-        *accel(kvm),
+        binary(a.name),
+        *accel(kvm, a.name),
         # Without a memory-only node, one socket per node: x86 warns about a
         # package whose cores sit on two nodes (topology_sane()).
-        "-machine", "q35", "-smp", _smp(machine), "-m", f"{mem}M",
+        "-machine", a.machine, "-smp", _smp(machine), "-m", f"{mem}M",
         # NUMA: node 0 has the CPUs, node 1 only memory (see Machine); or
         # each has half of them.
         "-object", f"memory-backend-ram,id=mem0,size={machine.node0_mib}M",
@@ -137,16 +150,36 @@ def argv(
         # hvc0/hvc1: the guest command's stdout and stderr, over sockets the
         # caller relays (a file chardev reopening our stdout would not share
         # its offset, and QEMU refuses fds 0-2 in -add-fd).
-        "-device", "virtio-serial-pci",
+        "-device", f"virtio-serial-{a.bus}",
         "-chardev", f"socket,id=out,fd={out_fd}", "-device", "virtconsole,chardev=out",
         "-chardev", f"socket,id=err,fd={err_fd}", "-device", "virtconsole,chardev=err",
         # The host root, read-only, and the run directory, writable.
         "-fsdev", "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
-        "-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot",
-        *run_share(run_dir),
+        "-device", f"virtio-9p-{a.bus},fsdev=hostroot,mount_tag=hostroot",
+        *run_share(run_dir, a.bus),
+        *([] if userland is None else [
+            "-fsdev", f"local,id=userland,path={userland},security_model=none,readonly=on",
+            "-device", f"virtio-9p-{a.bus},fsdev=userland,mount_tag=userland"]),
         # The kernel, our initramfs, and its command line.
         "-kernel", str(kernel_image), "-initrd", str(initrd), "-append", cmdline,
     ]  # fmt: skip
+
+
+def hugepages(machine: Machine) -> list[str]:
+    """hugepagesz= and hugepages= for the architecture's sizes: its first
+    (the PMD size) gets as many MiB as Machine.hugepages_2m's 2 MiB pages
+    make, spread over the nodes; a 1G size, Machine.hugepages_1g on node 1."""
+    sizes = _arch.get(machine.arch).hugepage_sizes
+    first = _mib(sizes[0])
+    parts = [f"hugepagesz={sizes[0]} hugepages={max(1, machine.hugepages_2m * 2 // first)}"]
+    if "1G" in sizes:
+        parts.append(f"hugepagesz=1G hugepages=1:{machine.hugepages_1g}")
+    return parts
+
+
+def _mib(size: str) -> int:
+    """A hugepagesz= size ("2M", "1G") in MiB."""
+    return int(size[:-1]) << (10 if size.endswith("G") else 0)
 
 
 def cmdline(
@@ -156,19 +189,24 @@ def cmdline(
     tty: bool = False,
     modules: Path | None = None,
     lockdown: str | None = None,
+    userland: bool = False,
 ) -> str:
-    """The guest kernel command line.  `modules`: a module tree the guest
+    """The guest kernel command line.  `userland`: another architecture's
+    root is shared (argv()), to lay over the host's (gupctl/vm/userland.py).
+    `modules`: a module tree the guest
     should see as its /lib/modules/$(uname -r) (a kernel from the cache).
     `lockdown`: "integrity" or "confidentiality", the lockdown LSM's level
     from boot on (security/lockdown/lockdown.c)."""
+    a = _arch.get(machine.arch)
     parts = [
-        "console=ttyS0", "rdinit=/init",
+        f"console={a.console}", "rdinit=/init",
         # Any oops or panic ends the VM at once instead of hanging it.
         "panic=-1", "oops=panic",
-        f"hugepagesz=2M hugepages={machine.hugepages_2m}",
-        f"hugepagesz=1G hugepages=1:{machine.hugepages_1g}",
+        *hugepages(machine),
         f"gupctl_run={run_dir}",
     ]  # fmt: skip
+    if a.first_hvc:
+        parts.append(f"gupctl_hvc={a.first_hvc}")
     if kmod:
         parts.append("gupctl_kmod=1")
     if tty:
@@ -177,6 +215,8 @@ def cmdline(
         parts.append(f"gupctl_modules={modules}")
     if lockdown is not None:
         parts.append(f"lockdown={lockdown}")
+    if userland:
+        parts.append("gupctl_userland=1")
     if machine.movablecore_mib:
         parts.append(f"movablecore={machine.movablecore_mib}M")
     return " ".join(parts)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from gupctl import release as _release
 from gupctl.errors import VmError
+from gupctl.vm import arch as _arch
 from gupctl.vm import build, debian
 from gupctl.vm.kernel import MODULES, Kernel, installed
 
@@ -29,13 +30,18 @@ SOURCE = "source"
 _SERIES = re.compile(r"\d+\.\d+")
 
 
-def find(spec: str | None = None, headers: bool = True) -> Kernel:
-    """The kernel `spec` names (see the module docstring).
+def find(spec: str | None = None, headers: bool = True, arch: str | None = None) -> Kernel:
+    """The kernel `spec` names (see the module docstring), for `arch`
+    (gupctl/vm/arch.py; None: x86_64).
 
     With `headers`, the kernel comes with headers the kmod can build against:
-    this machine's, or a build root of the kernel's own suite.
+    this machine's, or a build root of the kernel's own suite (for another
+    architecture, one with its cross compiler: debian.cross_buildroot()).
     """
     spec = spec or DEFAULT_SERIES
+    target = _arch.get(arch)
+    if target.name != _arch.DEFAULT:
+        return _foreign(spec, headers, target)
     if spec == SOURCE or spec.startswith(SOURCE + ":"):
         return from_source(spec.partition(":")[2] or DEFAULT_SERIES)
     local = [k for k in installed() if _release.matches(k.release, spec)]
@@ -52,6 +58,24 @@ def find(spec: str | None = None, headers: bool = True) -> Kernel:
     if headers and k.headers is None:
         root = debian.buildroot(k.release)
         k = Kernel(k.release, k.image, k.modules, MODULES / k.release / "build", root, k.origin)
+    return k
+
+
+def _foreign(spec: str, headers: bool, target: _arch.Arch) -> Kernel:
+    """Debian's kernel of another architecture: from the archive only (this
+    machine boots none of them, and gupctl builds from source for x86_64)."""
+    if spec == SOURCE or spec.startswith(SOURCE + ":") or "/" in spec:
+        raise VmError(f"--arch {target.name} boots Debian's kernels only: name a series "
+                      "or a release", "usage")  # fmt: skip
+    if not _SERIES.match(spec):
+        raise VmError(f"{spec!r} is neither a kernel series nor a release", "usage")
+    image, modules, pkg = debian.fetch_kernel(spec, target)
+    release = modules.name
+    k = Kernel(release, image, modules, origin=f"debian {pkg.suite}", arch=target.name)
+    if headers:
+        root = debian.cross_buildroot(release, target)
+        k = Kernel(release, image, modules, MODULES / release / "build", root, k.origin,
+                   target.name)  # fmt: skip
     return k
 
 

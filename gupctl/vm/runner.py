@@ -25,7 +25,8 @@ from pathlib import Path
 
 from gupctl import cache, kmsg
 from gupctl.errors import VmError
-from gupctl.vm import initramfs, kmod, pyimage, qemu
+from gupctl.vm import arch as _arch
+from gupctl.vm import debian, initramfs, kmod, pyimage, qemu, userland
 from gupctl.vm.kernel import MODULES, Kernel
 from gupctl.vm.resolve import find
 
@@ -77,18 +78,21 @@ class Plan:
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
-def _initrd(kernel: Kernel, python_image: bool) -> Path:
+def _initrd(kernel: Kernel, python_image: bool, guest: userland.Guest | None = None) -> Path:
     files = resources.files("gupctl.vm")
-    # The init script, the code that packs it (and picks the modules), and
-    # the modules' origin: two kernels may share a release.
-    parts: list[str | bytes] = [kernel.release, str(kernel.modules)]
+    # The init script, the code that packs it (and picks the modules), the
+    # modules' origin (two kernels may share a release) and the busybox.
+    busybox = guest.root / "usr/bin/busybox" if guest else Path(initramfs.BUSYBOX)
+    parts: list[str | bytes] = [kernel.release, str(kernel.modules), str(busybox)]
     parts += [files.joinpath(name).read_bytes() for name in ("guest-init.sh", "initramfs.py")]
 
     def make(scratch: Path) -> None:
-        initramfs.build(kernel, scratch / "initrd.cpio.gz")
+        initramfs.build(kernel, scratch / "initrd.cpio.gz", busybox)
 
     name = f"{kernel.release}-{cache.key(parts)}"
     initrd = cache.entry("initramfs", name, make) / "initrd.cpio.gz"
+    if guest is not None:  # the host's Python files are of no use there
+        return pyimage.in_front_of(initrd, pyimage.layer({guest.extension_at: guest.extension}))
     return pyimage.in_front_of(initrd) if python_image else initrd
 
 
@@ -106,10 +110,12 @@ def job_script(
     env: dict[str, str],
     machine: qemu.Machine | None = None,
     out: Path | None = None,
+    guest: userland.Guest | None = None,
 ) -> str:
-    """The shell script the guest runs: the caller's cwd, PATH and environment."""
+    """The shell script the guest runs: the caller's cwd, PATH and environment.
+    For another architecture's `guest`, its Python runs the host's gupctl."""
     path = [
-        os.path.dirname(sys.executable),
+        *([] if guest else [os.path.dirname(sys.executable)]),
         "/usr/local/sbin",
         "/usr/local/bin",
         "/usr/sbin",
@@ -132,6 +138,10 @@ def job_script(
     # Node 1 is the memory-only node of qemu.Machine: exact pin balance.
     if (machine or qemu.Machine()).memory_only_node:
         variables["GUPCTL_NUMA_NODE"] = "1"
+    if guest is not None:
+        ours = [str(guest.extension_at.parents[1]), str(guest.site)]
+        variables["PYTHONPATH"] = ":".join([*ours, *filter(None, [variables.get("PYTHONPATH")])])
+        command = userland.command(command)
     variables.update(env)
     lines = ["#!/bin/sh", f"cd {shlex.quote(cwd)} || exit 125"]
     lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(variables.items())]
@@ -184,7 +194,8 @@ def plan(
     """Prepare a run (kernel, kmod, initramfs, run directory) without booting.
     `lockdown`: boot with lockdown=LEVEL (qemu.cmdline)."""
     machine = machine or qemu.Machine()
-    k = find(kernel, headers=use_kmod)
+    target = _arch.get(machine.arch)
+    k = find(kernel, headers=use_kmod, arch=target.name)
     if lockdown and use_kmod and kmod.signing_key(k) is None:
         raise VmError(f"under lockdown {k.release} loads only modules signed with its own "
                       "key, which gupctl has only for a kernel it built: use --kernel "
@@ -197,22 +208,33 @@ def plan(
     try:
         if use_kmod:
             shutil.copy2(kmod.build(k), run_dir / "gupctl.ko")
+        guest = None
+        if not _arch.native(target):
+            toolchain = k.buildroot or debian.cross_buildroot(k.release, target)
+            guest = userland.prepare(target, toolchain)
         (run_dir / OUT).mkdir()
-        job = job_script(command, cwd or os.getcwd(), env or {}, machine, run_dir / OUT)
+        job = job_script(command, cwd or os.getcwd(), env or {}, machine, run_dir / OUT, guest)
         (run_dir / "job.sh").write_text(job)
         kvm = qemu.kvm_usable()
         argv = qemu.argv(
             k.image,
-            _initrd(k, machine.python_image),
+            _initrd(k, machine.python_image, guest),
             run_dir,
             qemu.cmdline(
-                run_dir, use_kmod, machine, sys.stdout.isatty(), _foreign_modules(k), lockdown
-            ),
+                run_dir,
+                use_kmod,
+                machine,
+                sys.stdout.isatty(),
+                _foreign_modules(k),
+                lockdown,
+                guest is not None,
+            ),  # fmt: skip
             run_dir / "console.log",
             streams[0][1].fileno(),
             streams[1][1].fileno(),
             machine,
             kvm,
+            guest.root if guest else None,
         )
     except BaseException:
         Plan(k, run_dir, [], "", "", streams).discard()

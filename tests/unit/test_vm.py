@@ -128,7 +128,7 @@ def test_unknown_kernel_is_a_vm_error(monkeypatch: pytest.MonkeyPatch) -> None:
 
     # What the archive offers, without asking it.
     offered = ["6.1.0-56-amd64", "6.12.117+deb12-amd64", "7.3.4+deb13-amd64"]
-    monkeypatch.setattr(debian, "image_releases", lambda apt: offered)
+    monkeypatch.setattr(debian, "image_releases", lambda apt, flavour="amd64": offered)
     assert debian.resolve("7.3") == "7.3.4+deb13-amd64"
     assert debian.resolve("6.1") == "6.1.0-56-amd64"
     with pytest.raises(VmError) as info:
@@ -147,7 +147,10 @@ def test_madison_and_image_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
                "http://deb.debian.org/debian trixie-backports/main amd64 Packages\n")  # fmt: skip
     names = ["linux-image-7.3.4+deb13-amd64", "linux-image-7.3.4+deb13-cloud-amd64",
              "linux-image-7.3.4+deb13-amd64-dbg", "linux-image-7.3.4+deb13-rt-amd64",
-             "linux-image-7.3.4+deb13-amd64-unsigned", "linux-image-amd64"]  # fmt: skip
+             "linux-image-7.3.4+deb13-amd64-unsigned", "linux-image-amd64",
+             "linux-image-7.3.4+deb13-arm64", "linux-image-7.3.4+deb13-arm64-16k",
+             "linux-image-7.3.4+deb13-cloud-arm64", "linux-image-7.3.4+deb13-rt-arm64",
+             "linux-image-7.3.4+deb13-arm64-16k-dbg"]  # fmt: skip
     calls = []
 
     def run(*a: str) -> str:
@@ -161,6 +164,9 @@ def test_madison_and_image_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
         pkg = apt.newest("linux-headers-7.3.4+deb13-amd64")
         assert (pkg.version, pkg.suite) == ("7.3.4-1~bpo13+1", "trixie-backports")
         assert debian.image_releases(apt) == ["7.3.4+deb13-amd64"]
+        # A flavour is not another that starts the same (arm64, arm64-16k).
+        assert debian.image_releases(apt, "arm64") == ["7.3.4+deb13-arm64"]
+        assert debian.image_releases(apt, "arm64-16k") == ["7.3.4+deb13-arm64-16k"]
     assert len(calls) == 2
     os.utime(tmp_path / "updated", ns=(1, 1))  # lists updated: asked again
     apt.newest("linux-headers-7.3.4+deb13-amd64")
@@ -174,10 +180,16 @@ def test_build_root_make_argv_chroots_with_a_clean_environment() -> None:
                       Path("/lib/modules/7.3.4+deb13-amd64/build"), Path("/roots/r"))  # fmt: skip
     argv = kmod.make_argv(k, Path("/w"), "KCFLAGS=-Werror")
     assert argv[:4] == ["unshare", "--mount", "--propagation=private", "--fork"]
-    assert argv[8:11] == ["/roots/r", "/w", kmod.CHROOT_DIR]
+    assert argv[8] == "/roots/r"
     kdir = "KDIR=/lib/modules/7.3.4+deb13-amd64/build"
-    assert argv[11:] == ["make", "-C", kmod.CHROOT_DIR, kdir, "KCFLAGS=-Werror"]
+    assert argv[9:] == ["make", "-C", kmod.CHROOT_DIR, kdir, "KCFLAGS=-Werror"]
     assert "env -i" in argv[6] and 'mount -t proc proc "$1/proc"' in argv[6]
+    assert f'mount --bind /w "$1"{kmod.CHROOT_DIR} && ' in argv[6]
+    # Another architecture's kernel: kbuild's ARCH and the cross compiler.
+    arm = kernel.Kernel("7.3.4+deb13-arm64", Path("/v"), Path("/m"), Path("/h"), Path("/r"),
+                        arch="arm64")  # fmt: skip
+    argv = kmod.make_argv(arm, Path("/w"))
+    assert argv[-2:] == ["ARCH=arm64", "CROSS_COMPILE=aarch64-linux-gnu-"]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving files to another user needs root")

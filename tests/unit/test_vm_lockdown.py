@@ -133,6 +133,6 @@ def test_lockdown_with_an_unsignable_kmod_is_refused(
     monkeypatch: pytest.MonkeyPatch, cache: Path
 ) -> None:
     debian = Kernel("7.3.4+deb13-amd64", Path("/v"), Path("/m"), Path("/h"), Path("/root"))
-    monkeypatch.setattr(runner, "find", lambda spec, headers: debian)
+    monkeypatch.setattr(runner, "find", lambda spec, headers, arch: debian)
     with pytest.raises(VmError, match="source"):
         runner.plan(["true"], "7.3", use_kmod=True, lockdown="integrity")

@@ -1,0 +1,199 @@
+"""A userland for a guest of another architecture, put together on this one.
+
+On x86_64 the guest runs the host's own root (gupctl/vm/runner.py).  For
+another architecture nothing of the host's runs there, and nothing of that
+architecture runs here (no binfmt_misc), so the userland is assembled
+without running any of it:
+
+- Debian's packages (Python, a shell, the tools the selftest calls, busybox
+  for the initramfs), unpacked for that architecture by `mmdebstrap
+  --variant=extract`: apt resolves the closure, dpkg-deb unpacks it, no
+  maintainer script runs.  The guest lays this root over the host's, so its
+  /usr/bin/python3 and /bin/sh are that architecture's, and the host's
+  paths (a checkout, the cache) are still there.
+- The Python distributions gupctl and its tests import, at the versions the
+  host has installed, from PyPI for that architecture's CPython (`pip install
+  --target --platform`): only cffi's backend is native; the rest is the same
+  pure Python the host runs.
+- gupctl's own C extension (gupctl._loop), cross-compiled against that
+  Python's headers (the limited API) with the kmod's cross toolchain.
+
+Each is cached, keyed by what went into it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata as metadata
+import io
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from gupctl import cache
+from gupctl.errors import VmError
+from gupctl.vm import pyimage
+from gupctl.vm.arch import Arch
+from gupctl.vm.debian import MIRROR, tool
+
+#: The suite of every foreign userland: trixie has each architecture gupctl boots.
+SUITE = "trixie"
+#: What the guest runs: Python and a shell; what gupctl and the selftest call
+#: (mkfs.ext4, losetup, mkswap, swapon, mount, modprobe, fio); busybox, the
+#: initramfs's; Python's headers, which gupctl._loop builds against.
+PACKAGES = ("python3", "dash", "coreutils", "util-linux", "mount", "e2fsprogs", "kmod",
+            "procps", "fio", "busybox-static", "libpython3-dev")  # fmt: skip
+#: The distributions the guest imports: gupctl's requirements and pytest's.
+DISTRIBUTIONS = ("gupctl", "pytest")
+#: manylinux platform tags pip may take a wheel of, per uname -m.
+PLATFORMS = ("manylinux_2_17_{m}", "manylinux2014_{m}", "linux_{m}")
+
+
+def root(arch: Arch) -> Path:
+    """Debian's packages for `arch`, unpacked (cached)."""
+    include = ",".join(PACKAGES)
+
+    def make(scratch: Path) -> None:
+        argv = [tool("mmdebstrap"), "--variant=extract", f"--architectures={arch.dpkg}",
+                "--mode=root", f"--include={include}", SUITE, str(scratch / "root"),
+                f"deb {MIRROR} {SUITE} main"]  # fmt: skip
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise VmError(f"unpacking a {arch.dpkg} userland failed", "archive",
+                          proc.stdout + proc.stderr)  # fmt: skip
+
+    key = cache.key([SUITE, include, arch.dpkg, MIRROR])
+    return cache.entry("userland", f"{arch.dpkg}-{key}", make) / "root"
+
+
+def python_version(userland: Path) -> str:
+    """The X.Y of the userland's python3 (its /usr/lib/pythonX.Y)."""
+    found = sorted(p.name[6:] for p in (userland / "usr" / "lib").glob("python3.*")
+                   if re.fullmatch(r"python3\.\d+", p.name))  # fmt: skip
+    if not found:
+        raise VmError(f"the userland at {userland} has no Python", "archive")
+    return found[-1]
+
+
+def pinned() -> list[str]:
+    """NAME==VERSION of every installed distribution DISTRIBUTIONS need,
+    gupctl itself excepted (the guest imports the host's)."""
+    seen: dict[str, str] = {}
+    todo = list(DISTRIBUTIONS)
+    while todo:
+        name = re.sub(r"[-_.]+", "-", todo.pop()).lower()
+        if name in seen:
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue  # not installed here (a marker excluded it): not needed there
+        seen[name] = dist.version
+        todo += pyimage.requires(dist)
+    return sorted(f"{n}=={v}" for n, v in seen.items() if n != "gupctl")
+
+
+def site(arch: Arch, python: str) -> Path:
+    """The wheels of pinned() for `arch`'s CPython `python`, installed into a
+    directory the guest puts on its PYTHONPATH (cached)."""
+    wanted = pinned()
+    platforms = [f"--platform={p.format(m=arch.machine_name)}" for p in PLATFORMS]
+
+    def make(scratch: Path) -> None:
+        argv = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                "--no-deps", "--only-binary=:all:", "--implementation=cp",
+                f"--python-version={python}", *platforms, "--target", str(scratch / "site"),
+                *wanted]  # fmt: skip
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise VmError(f"installing gupctl's requirements for {arch.name} failed: {last}",
+                          "archive", proc.stderr)  # fmt: skip
+
+    key = cache.key([arch.machine_name, python, *wanted])
+    return cache.entry("site", f"{arch.machine_name}-{python}-{key}", make) / "site"
+
+
+def loop_extension(arch: Arch, toolchain: Path, userland: Path, python: str) -> Path:
+    """gupctl._loop for `arch`: cffi's C source of gupctl/_loop_build.py,
+    cross-compiled in `toolchain` (a root with `arch`'s cross compiler:
+    debian.cross_buildroot()) against the Python headers of `userland`, for
+    the limited API as setup.py builds it (cached)."""
+    from gupctl import _loop_build
+    from gupctl.vm import kmod
+
+    header = kmod.source_dir() / "gup_test.h"
+    builder = Path(_loop_build.__file__).read_bytes()
+
+    def make(scratch: Path) -> None:
+        with contextlib.redirect_stdout(io.StringIO()):  # its "generating ..."
+            _loop_build.ffibuilder.emit_c_code(str(scratch / "_loop.c"))
+        (scratch / "gup_test.h").write_bytes(header.read_bytes())
+        # Python.h, and after the cross C library's own headers, the
+        # multiarch pyconfig.h that python3.X/pyconfig.h includes.
+        include = [f"-I{SYSROOT}/usr/include/python{python}", "-idirafter",
+                   f"{SYSROOT}/usr/include"]  # fmt: skip
+        cc = [f"{arch.triplet}-gcc", "-shared", "-fPIC", "-O2", "-Wall", *include,
+              f"-I{BUILD}", "-o", f"{BUILD}/{EXTENSION}", f"{BUILD}/_loop.c"]  # fmt: skip
+        argv = kmod.in_root(toolchain, [(scratch, BUILD), (userland, SYSROOT)], cc)
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise VmError(f"cross-compiling gupctl._loop for {arch.name} failed: "
+                          f"{kmod.first_error(proc.stderr)}", "build", proc.stderr)  # fmt: skip
+
+    key = cache.key([arch.triplet, python, str(toolchain), builder, header.read_bytes()])
+    return cache.entry("loop", f"{arch.machine_name}-{key}", make) / EXTENSION
+
+
+#: Where loop_extension()'s toolchain root sees the build and the userland
+#: (directories debian.cross_buildroot() makes).
+BUILD = "/gupctl-build"
+SYSROOT = "/gupctl-sysroot"
+#: The file name setup.py gives gupctl._loop (the limited API's suffix).
+EXTENSION = "_loop.abi3.so"
+
+
+@dataclass(frozen=True)
+class Guest:
+    """What a guest of another architecture runs gupctl with."""
+
+    #: The unpacked Debian root, laid over the host's (guest-init.sh).
+    root: Path
+    #: Its Python's X.Y, and the directory of the host's distributions
+    #: built for it (on the guest's PYTHONPATH).
+    python: str
+    site: Path
+    #: gupctl._loop built for it, and where the guest must find it: over
+    #: the host's own build, in the package the guest imports.
+    extension: Path
+    extension_at: Path
+
+
+def prepare(arch: Arch, toolchain: Path) -> Guest:
+    """The userland, Python distributions and extension for `arch`, built
+    with `toolchain` (a root with its cross compiler), from the cache."""
+    userland = root(arch)
+    python = python_version(userland)
+    extension = loop_extension(arch, toolchain, userland, python)
+    package = Path(__file__).resolve().parents[1]
+    return Guest(userland, python, site(arch, python), extension, package / EXTENSION)
+
+
+#: The guest's interpreter.
+PYTHON = "/usr/bin/python3"
+
+
+def command(argv: list[str]) -> list[str]:
+    """`argv` as the guest runs it: the host's Python (any python*) becomes the
+    guest's, and `gupctl` its `python3 -m gupctl` (the host's entry points
+    are scripts for the host's interpreter)."""
+    if not argv:
+        return argv
+    name = Path(argv[0]).name
+    if re.fullmatch(r"python(\d+(\.\d+)?)?", name):
+        return [PYTHON, *argv[1:]]
+    if name == "gupctl":
+        return [PYTHON, "-m", "gupctl", *argv[1:]]
+    return argv

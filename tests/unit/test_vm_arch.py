@@ -1,0 +1,82 @@
+"""gupctl/vm/arch.py's records as QEMU, the kernel and the guest take them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gupctl.errors import VmError
+from gupctl.vm import arch, qemu, runner, userland
+
+
+def _argv(machine: qemu.Machine, monkeypatch: pytest.MonkeyPatch,
+          shared: Path | None = None) -> list[str]:  # fmt: skip
+    monkeypatch.setattr(qemu.shutil, "which", lambda name: f"/usr/bin/{name}")
+    return qemu.argv(Path("/k"), Path("/i"), Path("/run"), "c", Path("/log"), 3, 4, machine,
+                     kvm=True, userland=shared)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(arch.ARCHES))
+def test_each_arch_gets_its_qemu_machine_cpu_and_bus(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = arch.ARCHES[name]
+    argv = _argv(qemu.Machine(arch=name), monkeypatch)
+    assert argv[0] == f"/usr/bin/{a.qemu}"
+    assert argv[argv.index("-machine") + 1] == a.machine
+    # KVM only for this machine's own architecture; TCG and its CPU otherwise.
+    foreign = not arch.native(a)
+    assert argv[argv.index("-cpu") + 1] == (a.cpu if foreign else "host")
+    devices = [argv[i + 1] for i, v in enumerate(argv) if v == "-device"]
+    assert f"virtio-serial-{a.bus}" in devices
+    assert sum(d.startswith(f"virtio-9p-{a.bus},") for d in devices) == 2
+
+
+def test_a_foreign_userland_is_a_third_read_only_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    argv = _argv(qemu.Machine(arch="arm64"), monkeypatch, Path("/cache/userland/root"))
+    assert "local,id=userland,path=/cache/userland/root,security_model=none,readonly=on" in argv
+    assert "virtio-9p-pci,fsdev=userland,mount_tag=userland" in argv
+    line = qemu.cmdline(Path("/r"), kmod=True, machine=qemu.Machine(arch="arm64"), userland=True)
+    assert "gupctl_userland=1" in line.split()
+
+
+@pytest.mark.parametrize(
+    ("name", "console", "pools"),
+    [("x86_64", "ttyS0", ["hugepagesz=2M", "hugepages=128", "hugepagesz=1G", "hugepages=1:2"]),
+     ("arm64", "ttyAMA0", ["hugepagesz=2M", "hugepages=128", "hugepagesz=1G", "hugepages=1:2"]),
+     # 16K pages: the PMD size is 32M; as many MiB as x86's pool; no 1G.
+     ("arm64-16k", "ttyAMA0", ["hugepagesz=32M", "hugepages=8"]),
+     ("ppc64el", "hvc0", ["hugepagesz=2M", "hugepages=128", "gupctl_hvc=1"]),
+     ("s390x", "ttysclp0", ["hugepagesz=1M", "hugepages=256"])],
+)  # fmt: skip
+def test_the_command_line_names_the_console_and_the_arch_huge_pages(
+    name: str, console: str, pools: list[str]
+) -> None:
+    words = qemu.cmdline(Path("/r"), kmod=False, machine=qemu.Machine(arch=name)).split()
+    assert f"console={console}" in words
+    assert [w for w in words if w.startswith(("hugepage", "gupctl_hvc"))] == pools
+
+
+def test_an_unknown_arch_names_the_choices() -> None:
+    with pytest.raises(VmError, match="arm64, arm64-16k") as info:
+        arch.get("mips")
+    assert info.value.kind == "usage"
+
+
+def test_the_guest_runs_its_own_python_for_the_hosts() -> None:
+    assert userland.command(["/work/.venv/bin/python", "-m", "pytest"])[0] == userland.PYTHON
+    assert userland.command(["python3.11", "-c", "1"]) == [userland.PYTHON, "-c", "1"]
+    assert userland.command(["gupctl", "bench"]) == [userland.PYTHON, "-m", "gupctl", "bench"]
+    assert userland.command(["uname", "-m"]) == ["uname", "-m"]
+
+
+def test_a_foreign_job_puts_gupctl_and_the_site_on_pythonpath(tmp_path: Path) -> None:
+    guest = userland.Guest(tmp_path / "root", "3.13", tmp_path / "site", tmp_path / "ext",
+                           Path("/src/checkout/gupctl/_loop.abi3.so"))  # fmt: skip
+    job = runner.job_script(["/venv/bin/python", "-m", "gupctl", "info"], "/src", {},
+                            guest=guest)  # fmt: skip
+    assert f"export PYTHONPATH=/src/checkout:{tmp_path}/site" in job.splitlines()
+    assert job.splitlines()[-1] == "exec /usr/bin/python3 -m gupctl info"
+    path = next(line for line in job.splitlines() if line.startswith("export PATH="))
+    assert "/venv/bin" not in path  # the host's interpreter cannot run there
