@@ -3,9 +3,8 @@ registered with IORING_REGISTER_BUFFERS (which pins them FOLL_WRITE |
 FOLL_PIN | FOLL_LONGTERM: io_uring/rsrc.c), and IORING_OP_WRITE_FIXED,
 which writes a file from a registered buffer through its pins.
 
-Raw system calls, so that no liburing is needed: their numbers are the same
-on every architecture gupctl runs on (asm-generic's 425 to 427; x86_64,
-arm64, ppc64 and s390x share them).  The structures are io_uring.h's
+Raw system calls, so that no liburing is needed (their numbers: gupctl/
+syscalls.py).  The structures are io_uring.h's
 (gupctl/_cdefs.py), checked against the header by tests/facts.
 """
 
@@ -17,8 +16,8 @@ from typing import Any
 
 from gupctl._libc import MAP_FAILED, ffi, lib
 from gupctl.errors import IoUringError
+from gupctl.syscalls import number
 
-NR_IO_URING_SETUP, NR_IO_URING_ENTER, NR_IO_URING_REGISTER = 425, 426, 427
 IORING_OFF_SQ_RING, IORING_OFF_CQ_RING, IORING_OFF_SQES = 0, 0x8000000, 0x10000000
 IORING_FEAT_SINGLE_MMAP = 1 << 0
 IORING_ENTER_GETEVENTS = 1 << 0
@@ -32,7 +31,7 @@ class Ring:
 
     def __init__(self) -> None:
         params = ffi.new("struct io_uring_params *")
-        self.fd = _syscall("io_uring_setup", NR_IO_URING_SETUP, ffi.cast("unsigned", 1), params)
+        self.fd = _syscall("io_uring_setup", ffi.cast("unsigned", 1), params)
         self._maps: list[tuple[Any, int]] = []
         try:
             self._map_rings(params)
@@ -74,7 +73,7 @@ class Ring:
         self._register(IORING_UNREGISTER_BUFFERS, ffi.NULL, 0)
 
     def _register(self, opcode: int, arg: Any, n: int) -> None:
-        _syscall("io_uring_register", NR_IO_URING_REGISTER, ffi.cast("int", self.fd),
+        _syscall("io_uring_register", ffi.cast("int", self.fd),
                  ffi.cast("unsigned", opcode), arg, ffi.cast("unsigned", n))  # fmt: skip
 
     def write_fixed(self, fd: int, addr: int, size: int, offset: int = 0) -> int:
@@ -88,7 +87,7 @@ class Ring:
         sqe.off, sqe.addr, sqe.len = offset, addr, size
         self._sq_array[index] = index
         self._sq_tail[0] = tail + 1  # the io_uring_enter() below is the barrier
-        _syscall("io_uring_enter", NR_IO_URING_ENTER, ffi.cast("int", self.fd),
+        _syscall("io_uring_enter", ffi.cast("int", self.fd),
                  ffi.cast("unsigned", 1), ffi.cast("unsigned", 1),
                  ffi.cast("unsigned", IORING_ENTER_GETEVENTS), ffi.NULL,
                  ffi.cast("size_t", 0))  # fmt: skip
@@ -112,8 +111,8 @@ class Ring:
         self.close()
 
 
-def _syscall(name: str, number: int, *args: Any) -> int:
-    ret = int(lib.syscall(number, *args))
+def _syscall(name: str, *args: Any) -> int:
+    ret = int(lib.syscall(number(name), *args))
     if ret < 0:
         raise IoUringError(name, ffi.errno)
     return ret

@@ -16,13 +16,10 @@ from pathlib import Path
 
 from gupctl._libc import ffi, lib
 from gupctl.errors import MappingError
+from gupctl.syscalls import NUMBERS
 
 NODE_ROOT = Path("/sys/devices/system/node")
 MPOL_BIND = 2
-# __NR_mbind, __NR_set_mempolicy: glibc has no wrappers (libnuma does);
-# x86_64, aarch64/riscv (asm-generic), i386.
-_NR_MBIND = {"x86_64": 237, "aarch64": 235, "riscv64": 235, "i686": 274, "i386": 274}
-_NR_SET_MEMPOLICY = {"x86_64": 238, "aarch64": 237, "riscv64": 237, "i686": 276, "i386": 276}
 
 
 def nodes() -> list[int]:
@@ -62,10 +59,11 @@ def _nodemask(node: int) -> tuple[object, int]:
     return mask, maxnode + 1  # the kernel takes one more than the bits it reads
 
 
-def _syscall_nr(table: dict[str, int], what: str) -> int:
-    nr = table.get(platform.machine())
+def _syscall_nr(name: str) -> int:
+    """mbind and set_mempolicy: glibc has no wrappers (libnuma does)."""
+    nr = NUMBERS[name].get(platform.machine())
     if nr is None:
-        raise MappingError(f"{what} on {platform.machine()}", errno.ENOSYS)
+        raise MappingError(f"{name} on {platform.machine()}", errno.ENOSYS)
     return nr
 
 
@@ -73,7 +71,7 @@ def bind_task(node: int) -> None:
     """set_mempolicy(MPOL_BIND, node): everything this task allocates from now on,
     page cache included (which mbind() of a file mapping does not steer)."""
     mask, maxnode = _nodemask(node)
-    nr = _syscall_nr(_NR_SET_MEMPOLICY, "set_mempolicy")
+    nr = _syscall_nr("set_mempolicy")
     ret = lib.syscall(ffi.cast("long", nr), ffi.cast("long", MPOL_BIND), mask,
                       ffi.cast("unsigned long", maxnode))  # fmt: skip
     if ret < 0:
@@ -83,7 +81,7 @@ def bind_task(node: int) -> None:
 def bind_range(addr: int, size: int, node: int) -> int:
     """mbind(MPOL_BIND, node) of [addr, addr + size): 0, or the errno."""
     mask, maxnode = _nodemask(node)
-    nr = _syscall_nr(_NR_MBIND, "mbind")
+    nr = _syscall_nr("mbind")
     ret = lib.syscall(ffi.cast("long", nr), ffi.cast("unsigned long", addr),
                       ffi.cast("unsigned long", size), ffi.cast("long", MPOL_BIND), mask,
                       ffi.cast("unsigned long", maxnode), ffi.cast("long", 0))  # fmt: skip

@@ -113,7 +113,9 @@ def _parents(path: Path, made: set[str], archive: Cpio) -> None:
     for parent in reversed(path.parents[:-1]):  # '/' itself is the image's root
         name = f"{ROOT}{parent}"
         if name not in made:
-            archive.dir(name, mtime=int(parent.stat().st_mtime))
+            # A layer() path may exist only in the guest.
+            mtime = int(parent.stat().st_mtime) if parent.exists() else 0
+            archive.dir(name, mtime=mtime)
             made.add(name)
 
 

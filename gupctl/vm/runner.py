@@ -92,7 +92,7 @@ def _initrd(kernel: Kernel, python_image: bool, guest: userland.Guest | None = N
     name = f"{kernel.release}-{cache.key(parts)}"
     initrd = cache.entry("initramfs", name, make) / "initrd.cpio.gz"
     if guest is not None:  # the host's Python files are of no use there
-        return pyimage.in_front_of(initrd, pyimage.layer({guest.extension_at: guest.extension}))
+        return pyimage.in_front_of(initrd, pyimage.layer(guest.layer))
     return pyimage.in_front_of(initrd) if python_image else initrd
 
 
@@ -139,8 +139,8 @@ def job_script(
     if (machine or qemu.Machine()).memory_only_node:
         variables["GUPCTL_NUMA_NODE"] = "1"
     if guest is not None:
-        ours = [str(guest.extension_at.parents[1]), str(guest.site)]
-        variables["PYTHONPATH"] = ":".join([*ours, *filter(None, [variables.get("PYTHONPATH")])])
+        theirs = variables.get("PYTHONPATH")
+        variables["PYTHONPATH"] = ":".join([*guest.pythonpath, *([theirs] if theirs else [])])
         command = userland.command(command)
     variables.update(env)
     lines = ["#!/bin/sh", f"cd {shlex.quote(cwd)} || exit 125"]

@@ -40,13 +40,17 @@ from gupctl.vm.debian import MIRROR, tool
 
 #: The suite of every foreign userland: trixie has each architecture gupctl boots.
 SUITE = "trixie"
-#: What the guest runs: Python and a shell; what gupctl and the selftest call
-#: (mkfs.ext4, losetup, mkswap, swapon, mount, modprobe, fio); busybox, the
-#: initramfs's; Python's headers, which gupctl._loop builds against.
-PACKAGES = ("python3", "dash", "coreutils", "util-linux", "mount", "e2fsprogs", "kmod",
-            "procps", "fio", "busybox-static", "libpython3-dev")  # fmt: skip
-#: The distributions the guest imports: gupctl's requirements and pytest's.
-DISTRIBUTIONS = ("gupctl", "pytest")
+#: What the guest runs: Python and a shell and its tools; what gupctl and the
+#: selftest call (mkfs.ext4, losetup, mkswap, swapon, mount, modprobe, fio);
+#: busybox, the initramfs's; Python's headers, which gupctl._loop builds against.
+PACKAGES = ("python3", "dash", "coreutils", "grep", "sed", "findutils", "libc-bin",
+            "util-linux", "mount", "e2fsprogs", "kmod", "procps", "fio", "busybox-static",
+            "libpython3-dev")  # fmt: skip
+#: The distributions the guest imports: gupctl's requirements, and what the
+#: kernel tests import (pytest, junitparser).
+DISTRIBUTIONS = ("gupctl", "pytest", "junitparser")
+#: The guest's interpreter.
+PYTHON = "/usr/bin/python3"
 #: manylinux platform tags pip may take a wheel of, per uname -m.
 PLATFORMS = ("manylinux_2_17_{m}", "manylinux2014_{m}", "linux_{m}")
 
@@ -116,6 +120,22 @@ def site(arch: Arch, python: str) -> Path:
     return cache.entry("site", f"{arch.machine_name}-{python}-{key}", make) / "site"
 
 
+#: `gupctl` on the guest's PATH: the host's entry point is a script for the
+#: host's interpreter.
+WRAPPER = f'#!/bin/sh\nexec {PYTHON} -m gupctl "$@"\n'
+WRAPPER_AT = Path("/usr/local/bin/gupctl")
+
+
+def wrapper() -> Path:
+    """WRAPPER in a file, to put at WRAPPER_AT in the guest (cached)."""
+
+    def make(scratch: Path) -> None:
+        (scratch / "gupctl").write_text(WRAPPER)
+        (scratch / "gupctl").chmod(0o755)
+
+    return cache.entry("site", f"bin-{cache.key([WRAPPER])}", make) / "gupctl"
+
+
 def loop_extension(arch: Arch, toolchain: Path, userland: Path, python: str) -> Path:
     """gupctl._loop for `arch`: cffi's C source of gupctl/_loop_build.py,
     cross-compiled in `toolchain` (a root with `arch`'s cross compiler:
@@ -161,14 +181,19 @@ class Guest:
 
     #: The unpacked Debian root, laid over the host's (guest-init.sh).
     root: Path
-    #: Its Python's X.Y, and the directory of the host's distributions
-    #: built for it (on the guest's PYTHONPATH).
+    #: Its Python's X.Y.
     python: str
-    site: Path
-    #: gupctl._loop built for it, and where the guest must find it: over
-    #: the host's own build, in the package the guest imports.
-    extension: Path
-    extension_at: Path
+    #: Files the guest sees in guest memory (pyimage.layer()), guest path ->
+    #: host file: the host's distributions built for it, under SITE, and
+    #: gupctl._loop built for it, over the host's own build in the package.
+    layer: dict[Path, Path]
+    #: Its PYTHONPATH: the directory holding the host's gupctl, and SITE.
+    pythonpath: tuple[str, ...]
+
+
+#: Where the guest finds site(): in guest memory, readable by every user
+#: (the cache under root's home is not), and imported without 9p.
+SITE = "/opt/gupctl/site"
 
 
 def prepare(arch: Arch, toolchain: Path) -> Guest:
@@ -176,13 +201,17 @@ def prepare(arch: Arch, toolchain: Path) -> Guest:
     with `toolchain` (a root with its cross compiler), from the cache."""
     userland = root(arch)
     python = python_version(userland)
-    extension = loop_extension(arch, toolchain, userland, python)
     package = Path(__file__).resolve().parents[1]
-    return Guest(userland, python, site(arch, python), extension, package / EXTENSION)
-
-
-#: The guest's interpreter.
-PYTHON = "/usr/bin/python3"
+    layer = {
+        package / EXTENSION: loop_extension(arch, toolchain, userland, python),
+        WRAPPER_AT: wrapper(),
+    }
+    built = site(arch, python)
+    for path in built.rglob("*"):
+        # Not the host's bytecode (pip compiled it for this Python, not the guest's).
+        if path.is_file() and "__pycache__" not in path.parts:
+            layer[Path(SITE) / path.relative_to(built)] = path
+    return Guest(userland, python, layer, (str(package.parent), SITE))
 
 
 def command(argv: list[str]) -> list[str]:

@@ -17,12 +17,17 @@ from __future__ import annotations
 import getopt
 import re
 import subprocess
+import sys
 from fnmatch import fnmatchcase
+from pathlib import Path
 
 import pytest
 from kernels_facts import SERIES, selftests_dir
 
 from gupctl.selftest import cases
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from upstream_names import LONGTERM_BACKINGS, longterm_case  # noqa: E402
 
 THP_SIZES = [(4 << 10) << order for order in range(2, 10)]  # 16 kB .. 2 MB
 PMD_SIZE = 2 << 20
@@ -146,13 +151,6 @@ def cow_layout(layout: str) -> str | None:
     return fixed.get(layout)
 
 
-LONGTERM = re.compile(
-    r"R/([OW]) longterm GUP(-fast)? pin in MAP_(SHARED|PRIVATE) file mapping"
-    r"|io_uring fixed buffer with MAP_(SHARED|PRIVATE) file mapping"
-)
-LONGTERM_BACKINGS = {"memfd": "memfd", "tmpfile": "tmpfs", "local tmpfile": "ext4"}
-
-
 #: cow.c's vmsplice() and io_uring tests, by gupctl's test and variant names.
 OTHER_COW_TESTS = {
     "vmsplice() + unmap in child": "vmsplice.in_child",
@@ -191,19 +189,6 @@ def non_anon_case(desc: str, backing: str) -> str | None:
     if not m or name.removesuffix("_1g") not in cases.NON_ANON:
         return None
     return f"cow_ro_pin.{name}.private.{'fast' if m.group(1) else 'slow'}"
-
-
-def longterm_case(desc: str, backing: str) -> str | None:
-    m = LONGTERM.fullmatch(desc)
-    if not m:
-        return None
-    label = LONGTERM_BACKINGS.get(backing)
-    if backing.startswith("memfd hugetlb "):
-        label = "hugetlb_" + cases.size_label(int(backing.split()[2]) << 10)
-    if m.group(4):  # io_uring: always R/W
-        return f"longterm.{label}.{m.group(4).lower()}.rw.iouring"
-    rw, fast = ("rw" if m.group(1) == "W" else "ro"), ("fast" if m.group(2) else "slow")
-    return f"longterm.{label}.{m.group(3).lower()}.{rw}.{fast}"
 
 
 def upstream_results(series: str) -> list[tuple[str, str | None]]:

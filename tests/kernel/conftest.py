@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "extract: GUPCTL_EXTRACT where it works: the kmod on "
                             "a kernel with iov_iter_extract_pages()")  # fmt: skip
     config.addinivalue_line("markers", "no_extract: GUPCTL_EXTRACT where it cannot work")
+    config.addinivalue_line("markers", "x86_64: tests of an x86_64 kernel's own ABIs (i386)")
 
 
 def extract_available() -> bool:
@@ -81,6 +83,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # Lockdown's tests apply only under lockdown, and only they: the others run
     # in the VMs without it (deselected, not skipped: nothing is missing).
     _deselect(config, items, "lockdown", on=not locked_down())
+    # x86's i386 ABI exists only there (deselected elsewhere: nothing is missing).
+    if platform.machine() != "x86_64":
+        _deselect(config, items, "x86_64", on=True)
     if any(os.path.exists(d) for d in DEVICES):
         # Deselected, not skipped: where the kernel lacks the feature the
         # no_extract tests check the refusal instead.

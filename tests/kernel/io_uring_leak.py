@@ -4,7 +4,8 @@ It registers a buffer of PAGES pages with an io_uring ring
 (IORING_REGISTER_BUFFERS pins them FOLL_LONGTERM), forks a child that keeps
 the ring's fd and sleeps, writes the child's pid to PIDFILE, and exits 0.
 The ring, and so the pins, live as long as the child does.  Raw syscalls
-(x86_64 numbers), so that it needs neither liburing nor gupctl.
+(numbers that every architecture shares: gupctl/syscalls.py), so that it
+needs neither liburing nor gupctl.
 """
 
 from __future__ import annotations

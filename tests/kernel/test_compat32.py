@@ -31,7 +31,8 @@ from conftest import oracle_counters
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import compat32  # noqa: E402
 
-pytestmark = pytest.mark.kmod  # the misc device is the kmod's
+# The misc device is the kmod's; the compat ABI is x86_64's i386 one.
+pytestmark = [pytest.mark.kmod, pytest.mark.x86_64]
 
 DEVICE = "/dev/gup_test"
 DEBUGFS = "/sys/kernel/debug/gup_test"

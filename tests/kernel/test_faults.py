@@ -30,6 +30,7 @@ from procs import DEVICE, Forked, Peer, adopt, errno_of, settles, vmpin_kb
 from gupctl import longterm
 from gupctl.device import Device
 from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec
+from gupctl.syscalls import number
 
 SIZE = 1 << 20
 PAGES = SIZE // PAGE_SIZE
@@ -246,13 +247,12 @@ def _module_file() -> Path:
 
 def _delete_module(name: str) -> int:
     """delete_module(2) with O_NONBLOCK, as rmmod does: 0, or the errno."""
-    nr = 176  # x86_64
-    ret = _libc.syscall(nr, name.encode(), os.O_NONBLOCK)
+    ret = _libc.syscall(number("delete_module"), name.encode(), os.O_NONBLOCK)
     return 0 if ret == 0 else ctypes.get_errno()
 
 
 def _finit_module(path: Path) -> int:
-    nr = 313  # x86_64
+    nr = number("finit_module")
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         ret = _libc.syscall(nr, fd, b"", 0)

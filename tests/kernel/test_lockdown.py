@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from gupctl.syscalls import number
+
 pytestmark = pytest.mark.lockdown
 
 DEBUGFS = "/sys/kernel/debug/gup_test"
@@ -46,7 +48,6 @@ CFLAGS = ["-O2", "-Wall", "-pthread"]
 #: signature and a 12-byte struct module_signature whose last field is the
 #: signature's length, big-endian.
 SIG_MAGIC = b"~Module signature appended~\n"
-SYS_INIT_MODULE = 175  # x86_64
 
 
 def build_upstream(tarball: Path) -> Path:
@@ -103,7 +104,7 @@ def _init_module(image: bytes) -> int:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long
     buf = ctypes.create_string_buffer(image, len(image))
-    ret = libc.syscall(SYS_INIT_MODULE, buf, ctypes.c_ulong(len(image)), b"")
+    ret = libc.syscall(number("init_module"), buf, ctypes.c_ulong(len(image)), b"")
     return ctypes.get_errno() if ret != 0 else 0
 
 

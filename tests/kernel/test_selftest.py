@@ -25,8 +25,9 @@ MIN_CASES = 3 * 5 * 2 * 2 * 4 + 4 + 3 + 4 * 2 * 5 + (2 + 8 + 1) * 12
 #: in, copied and compared at a few hundred MB/s).  They run once in CI, in
 #: the full selftest of one kernel; the others leave them out (--no-1g).
 ONE_GB = ("--exclude=cow_*.hugetlb_1g.*", "--exclude=cow_ro_pin.memfd_hugetlb_1g.*")
-#: cow.c's expected failures, and only those: vmsplice() on hugetlb may leak.
-XFAIL = re.compile(r"cow_vmsplice\.hugetlb(_1g)?\.\w+")
+#: cow.c's expected failures, and only those: vmsplice() on hugetlb may leak,
+#: at any huge page size (hugetlb_1g, arm64's hugetlb_32m and hugetlb_64k).
+XFAIL = re.compile(r"cow_vmsplice\.hugetlb(_\d+[kmg])?\.\w+")
 
 
 def test_full_selftest(gupctl, node, tmp_path, request) -> None:

@@ -17,8 +17,8 @@ import select
 import struct
 from pathlib import Path
 
-#: __NR_userfaultfd (arch/x86/entry/syscalls/syscall_64.tbl, include/uapi/asm-generic/unistd.h)
-SYSCALL = {"x86_64": 323, "aarch64": 282, "ppc64le": 364, "s390x": 355}
+from gupctl.syscalls import number
+
 UFFD_API = 0xAA
 UFFDIO_API = 0xC018AA3F  # _IOWR(0xAA, 0x3F, struct uffdio_api): 3 x u64
 UFFDIO_REGISTER = 0xC020AA00  # _IOWR(0xAA, 0x00, struct uffdio_register): 4 x u64
@@ -36,7 +36,7 @@ class Userfaultfd:
 
     def __init__(self) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
-        fd = libc.syscall(SYSCALL[os.uname().machine], os.O_CLOEXEC | os.O_NONBLOCK)
+        fd = libc.syscall(number("userfaultfd"), os.O_CLOEXEC | os.O_NONBLOCK)
         if fd < 0:
             err = ctypes.get_errno()
             raise OSError(err, f"userfaultfd(): {os.strerror(err)} (is {SYSCTL} 1?)")

@@ -72,11 +72,10 @@ def test_the_guest_runs_its_own_python_for_the_hosts() -> None:
 
 
 def test_a_foreign_job_puts_gupctl_and_the_site_on_pythonpath(tmp_path: Path) -> None:
-    guest = userland.Guest(tmp_path / "root", "3.13", tmp_path / "site", tmp_path / "ext",
-                           Path("/src/checkout/gupctl/_loop.abi3.so"))  # fmt: skip
+    guest = userland.Guest(tmp_path / "root", "3.13", {}, ("/src/checkout", userland.SITE))
     job = runner.job_script(["/venv/bin/python", "-m", "gupctl", "info"], "/src", {},
                             guest=guest)  # fmt: skip
-    assert f"export PYTHONPATH=/src/checkout:{tmp_path}/site" in job.splitlines()
+    assert f"export PYTHONPATH=/src/checkout:{userland.SITE}" in job.splitlines()
     assert job.splitlines()[-1] == "exec /usr/bin/python3 -m gupctl info"
     path = next(line for line in job.splitlines() if line.startswith("export PATH="))
     assert "/venv/bin" not in path  # the host's interpreter cannot run there
