@@ -56,11 +56,13 @@ def parse_record(record: str) -> list[str]:
 
 
 class KernelLog:
-    """Reads the kernel log records appended after construction (or the last read)."""
+    """Reads the kernel log records appended after construction (or the last
+    read); with `from_start`, every record the log still holds first."""
 
-    def __init__(self, path: str = "/dev/kmsg") -> None:
+    def __init__(self, path: str = "/dev/kmsg", from_start: bool = False) -> None:
         self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        os.lseek(self.fd, 0, os.SEEK_END)
+        if not from_start:
+            os.lseek(self.fd, 0, os.SEEK_END)
 
     def read_new(self) -> list[str]:
         """Every line logged since the last call, oldest first."""

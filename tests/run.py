@@ -49,7 +49,7 @@ ARCH_KERNELS = {"arm64:7.3": "full", "arm64-16k:7.3": "light", "ppc64el:6.12": "
 CI_ARCH_KERNELS = ("arm64:7.3", "arm64-16k:7.3")
 #: The "light" steps.
 ARCH_LIGHT = ("tests/kernel/test_bench.py", "tests/kernel/test_selftest.py::test_selftest_subset",
-              "tests/kernel/test_anchors.py")  # fmt: skip
+              "tests/kernel/test_anchors.py", "tests/kernel/test_abi_machine.py")  # fmt: skip
 #: Kernels whose tests run upstream's gup_test and gup_longterm (tests/anchors.py
 #: builds them for the series; 6.1's tree has no gup_longterm).
 ANCHOR_KERNELS = ("7.3",)
@@ -220,7 +220,7 @@ def kernel_tests(totals: Totals, series: str) -> None:
     pytest = [PY, "-m", "pytest", "tests/kernel", "-v", "-rP", "-p", "no:cacheprovider",
               "--durations=15",
               "-k", " and ".join(f"not {name}" for name in skip),
-              f"--ignore={WINDOWS_TESTS}", f"--ignore={PLACEMENT_TESTS}",
+              f"--ignore={WINDOWS_TESTS}", f"--ignore={PLACEMENT_TESTS}", f"--ignore={CMA_TESTS}",
               *([] if series in ANCHOR_KERNELS else [f"--ignore={ANCHOR_TESTS}"]),
               *([f"--ignore={CHECK_TESTS}"] if series.startswith("source") else [])]  # fmt: skip
     kmod = "--no-kmod" if series.startswith("source") else "--kmod"
@@ -247,7 +247,7 @@ def arch_tests(totals: Totals, part: str) -> None:
         # or one kernel's there: the full selftest, signals, windows.
         tests = ["tests/kernel", "-k", "not test_full_selftest and not "
                  "test_signal_leaves_nothing_behind", f"--ignore={WINDOWS_TESTS}",
-                 f"--ignore={PLACEMENT_TESTS}"]  # fmt: skip
+                 f"--ignore={PLACEMENT_TESTS}", f"--ignore={CMA_TESTS}"]  # fmt: skip
     else:
         tests = list(ARCH_LIGHT)
     pytest = [PY, "-m", "pytest", *tests, "-v", "-rP", "-p", "no:cacheprovider",
@@ -255,6 +255,18 @@ def arch_tests(totals: Totals, part: str) -> None:
     step(f"kernel tests on {arch} {series}",
          [PY, "-m", "gupctl", "vm", "--arch", arch, "--kernel", series, "--kmod", "--",
           *pytest], totals)  # fmt: skip
+    if ARCH_KERNELS[part] == "full":
+        pytest = [PY, "-m", "pytest", CMA_TESTS, "-v", "-rP", "-p", "no:cacheprovider"]
+        step(f"kernel tests on {arch} {series} with {CMA} of CMA on node 1",
+             [PY, "-m", "gupctl", "vm", "--arch", arch, "--kernel", series, "--kmod", "--cma",
+              CMA, "--", *pytest], totals)  # fmt: skip
+
+
+#: The CMA placement cases, in a boot whose node 1 is mostly CMA (so that the
+#: pages land there first): arm64's kernels have CONFIG_DMA_NUMA_CMA, x86's
+#: no CMA at all.
+CMA_TESTS = "tests/kernel/test_cma.py"
+CMA = "3G"
 
 
 #: The pin balance between control windows (system-wide counters), in a VM

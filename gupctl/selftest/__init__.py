@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from contextlib import ExitStack
 
-from gupctl import balance, vmstat
+from gupctl import balance, cma, vmstat
 from gupctl.device import locate
 from gupctl.errors import MappingError
 from gupctl.memory import hugetlb_page_size, hugetlb_sizes, thp_size, thp_sizes
@@ -29,7 +29,7 @@ def list_cases(patterns: tuple[str, ...] = (),
     patterns, less those that match a pattern of `exclude`."""
     movable = placement.has_movable()
     every = cases_mod.all_cases(hugetlb_sizes(), movable, tuple(thp_sizes()), thp_size(),
-                                _default_hugetlb())  # fmt: skip
+                                _default_hugetlb(), bool(cma.areas()[0]))  # fmt: skip
     return cases_mod.select(every, patterns, exclude)
 
 

@@ -234,17 +234,21 @@ def cow_cases(cow_layouts: list[Layout]) -> list[Case]:
 SHORT_TERM = ("pin", "pin_fast")
 
 
-def placement_cases() -> list[Case]:
-    """Longterm pins leave ZONE_MOVABLE; short-term pins leave pages where they
+def placement_cases(region: str = "Movable") -> list[Case]:
+    """Longterm pins leave ZONE_MOVABLE (`region` "Movable": placement.*) or a
+    CMA area ("CMA": placement.cma.*); short-term pins leave pages where they
     are (selftest/placement.py)."""
+    prefix = "placement" if region == "Movable" else f"placement.{region.lower()}"
     out = []
     for mem in ("anon", "thp"):
         for fast in ("slow", "fast"):
-            out.append(Case(f"placement.longterm.{mem}.{fast}", "placement",
-                            {"memory": mem, "longterm": True, "fast": fast == "fast"}))  # fmt: skip
+            out.append(Case(f"{prefix}.longterm.{mem}.{fast}", "placement",
+                            {"memory": mem, "longterm": True, "fast": fast == "fast",
+                             "region": region}))  # fmt: skip
         for cmd in SHORT_TERM:
-            out.append(Case(f"placement.shortterm.{mem}.{cmd}", "placement",
-                            {"memory": mem, "longterm": False, "command": cmd}))  # fmt: skip
+            out.append(Case(f"{prefix}.shortterm.{mem}.{cmd}", "placement",
+                            {"memory": mem, "longterm": False, "command": cmd,
+                             "region": region}))  # fmt: skip
     return out
 
 
@@ -264,17 +268,18 @@ def regress_cases(movable: bool) -> list[Case]:
 
 def all_cases(hugetlb_sizes: list[int], movable: bool = False,
               thp_sizes: tuple[int, ...] = (2 << 20,), pmd: int = 2 << 20,
-              default_hugetlb: int | None = None) -> list[Case]:  # fmt: skip
+              default_hugetlb: int | None = None, cma: bool = False) -> list[Case]:  # fmt: skip
     """Every case, in running order; those that need a ZONE_MOVABLE where
-    there is one (`movable`); cow.c's per THP size in `thp_sizes` (the PMD
-    size `pmd` among them) and per huge page size (`default_hugetlb`, the
-    default, else the first)."""
+    there is one (`movable`), and a CMA area the kernel placed (`cma`);
+    cow.c's per THP size in `thp_sizes` (the PMD size `pmd` among them) and
+    per huge page size (`default_hugetlb`, the default, else the first)."""
     cases = gup_matrix() + default_runs() + dump_cases() + longterm_matrix(hugetlb_sizes)
     default = default_hugetlb or (hugetlb_sizes[0] if hugetlb_sizes else None)
     cow_layouts = layouts(list(thp_sizes), pmd, hugetlb_sizes, default)
     cases += cow_cases(cow_layouts + non_anon_layouts(pmd if thp_sizes else None, hugetlb_sizes,
                                                       default))  # fmt: skip
-    return cases + (placement_cases() if movable else []) + regress_cases(movable)
+    cases += placement_cases() if movable else []
+    return cases + (placement_cases("CMA") if cma else []) + regress_cases(movable)
 
 
 def hugetlb_need(cases: list[Case], size: int, default_size: int) -> dict[int, int]:

@@ -8,16 +8,18 @@ once let CMA pages be pinned longterm (1aaf8c122918) and reverted that
 (517f496e1e61).  A short-term pin must not move anything.
 
 The oracle is independent of gup_test: each page's frame from
-/proc/self/pagemap, placed in a zone by the spans /proc/zoneinfo gives,
-before and after the pin, and the data read back (through a longterm pin,
-else through the mapping).  The cases
-exist only where a zone Movable is populated (boot with movablecore=;
-`gupctl vm --movablecore 1G`).
+/proc/self/pagemap, placed in a zone by the spans /proc/zoneinfo gives (or
+in a CMA area where the kernel said it reserved one: gupctl/cma.py), before
+and after the pin, and the data read back (through a longterm pin, else
+through the mapping).  The placement.* cases exist only where a zone
+Movable is populated (boot with movablecore=; `gupctl vm --movablecore
+1G`), the placement.cma.* ones where CMA is (arm64's kernels reserve some;
+`gupctl vm --cma 3G` makes it where node 1's pages land first).
 """
 
 from __future__ import annotations
 
-from gupctl import abi, longterm, pagemap, vmstat
+from gupctl import abi, cma, longterm, pagemap, vmstat
 from gupctl.device import Device
 from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec, thp_size
 from gupctl.selftest.cases import GUP_COMMANDS, Case
@@ -32,12 +34,12 @@ def has_movable(spans: list[pagemap.ZoneSpan] | None = None) -> bool:
     return any(z.zone == MOVABLE for z in spans or pagemap.zone_spans())
 
 
-def movable_node(env: Env, spans: list[pagemap.ZoneSpan]) -> int | None:
-    """The test node, or else a node with a ZONE_MOVABLE: the kernel carves it
-    from each node's highest zone only, so not every node has one."""
+def movable_node(env: Env, spans: list[pagemap.ZoneSpan], region: str = MOVABLE) -> int | None:
+    """The test node, or else a node with `region` (a ZONE_MOVABLE: the kernel
+    carves it from each node's highest zone only, so not every node has one)."""
     if env.node is not None:
         return env.node
-    return next((z.node for z in spans if z.zone == MOVABLE), None)
+    return next((z.node for z in spans if z.zone == region), None)
 
 
 def frame_zones(mapping: Mapping, spans: list[pagemap.ZoneSpan]) -> tuple[list[int], list[str]]:
@@ -48,18 +50,24 @@ def frame_zones(mapping: Mapping, spans: list[pagemap.ZoneSpan]) -> tuple[list[i
 
 
 def run(dev: Device, case: Case, env: Env) -> Outcome:
-    """One placement case: the pages' zones before and after the pin."""
+    """One placement case: the pages' zones (or CMA) before and after the pin."""
     p = case.params
+    region = str(p.get("region", MOVABLE))
     spans = pagemap.zone_spans()
-    spec = MemorySpec(thp=p["memory"] == "thp", numa_node=movable_node(env, spans))
+    if region == cma.CMA:  # first: zone_of() takes the first span that holds a frame
+        areas, why = cma.areas()
+        if not areas:
+            return Outcome("skip", why)
+        spans = areas + spans
+    spec = MemorySpec(thp=p["memory"] == "thp", numa_node=movable_node(env, spans, region))
     with Mapping(spec, thp_size()) as mapping:
         mapping.fill(_FILL)
         pfns, zones = frame_zones(mapping, spans)
-        outside = [z for z in zones if z != MOVABLE]
+        outside = [z for z in zones if z != region]
         if outside:
             where = ", ".join(sorted(set(outside)))
             return Outcome("skip", f"{len(outside)} of {len(zones)} pages were in {where}, "
-                           f"not {MOVABLE}, before the pin")  # fmt: skip
+                           f"not {region}, before the pin")  # fmt: skip
         before = vmstat.snapshot(env.node)
         if p["longterm"]:
             longterm.start(dev, mapping.addr, mapping.size, write=True, fast=bool(p["fast"]))
@@ -76,15 +84,17 @@ def run(dev: Device, case: Case, env: Env) -> Outcome:
     balance = vmstat.Balance.between(before, after, len(pfns))
     details = {"zones_after": sorted(set(moved)), "moved": sum(a != b for a, b in
                zip(pfns, moved_pfns)), "balance": vars(balance)}  # fmt: skip
-    return _verdict(bool(p["longterm"]), pfns, moved_pfns, moved, seen, balance, details, env)
+    return _verdict(bool(p["longterm"]), pfns, moved_pfns, moved, seen, balance, details, env,
+                    region)  # fmt: skip
 
 
 def _verdict(long: bool, pfns: list[int], moved_pfns: list[int], moved: list[str], seen: bytes,
-             balance: vmstat.Balance, details: dict[str, object], env: Env) -> Outcome:  # fmt: skip
+             balance: vmstat.Balance, details: dict[str, object], env: Env,
+             region: str = MOVABLE) -> Outcome:  # fmt: skip
     n = len(pfns)
-    if long and MOVABLE in moved:
-        return Outcome("fail", f"{moved.count(MOVABLE)} of {n} longterm-pinned pages stayed in "
-                       f"{MOVABLE}", details)  # fmt: skip
+    if long and region in moved:
+        return Outcome("fail", f"{moved.count(region)} of {n} longterm-pinned pages stayed in "
+                       f"{region}", details)  # fmt: skip
     if not long and moved_pfns != pfns:
         return Outcome("fail", f"a short-term pin moved {details['moved']} of {n} pages", details)
     if seen != bytes([_FILL]) * len(seen) or len(seen) != n * PAGE_SIZE:

@@ -41,6 +41,10 @@ class Machine:
     # movablecore= (Documentation/admin-guide/kernel-parameters.txt): this
     # much memory in ZONE_MOVABLE, spread over the nodes; 0: none.
     movablecore_mib: int = 0
+    # numa_cma=1:SIZE (kernel/dma/contiguous.c, v6.6): a CMA area of this
+    # much on node 1; 0: the kernel's default.  Over half the node's memory,
+    # the allocator takes node 1's movable pages from CMA first (__rmqueue()).
+    cma_mib: int = 0
     # The host's Python files in guest memory, over the host root
     # (gupctl/vm/pyimage.py): Python starts without a 9p round trip per file.
     python_image: bool = True
@@ -172,7 +176,7 @@ def hugepages(machine: Machine) -> list[str]:
     sizes = _arch.get(machine.arch).hugepage_sizes
     first = _mib(sizes[0])
     parts = [f"hugepagesz={sizes[0]} hugepages={max(1, machine.hugepages_2m * 2 // first)}"]
-    if "1G" in sizes:
+    if "1G" in sizes and machine.hugepages_1g:
         parts.append(f"hugepagesz=1G hugepages=1:{machine.hugepages_1g}")
     return parts
 
@@ -219,4 +223,6 @@ def cmdline(
         parts.append("gupctl_userland=1")
     if machine.movablecore_mib:
         parts.append(f"movablecore={machine.movablecore_mib}M")
+    if machine.cma_mib:
+        parts.append(f"numa_cma=1:{machine.cma_mib}M")
     return " ".join(parts)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from gupctl import cache
 from gupctl.errors import VmError
-from gupctl.vm import pyimage
+from gupctl.vm import bytecode, pyimage
 from gupctl.vm.arch import Arch
 from gupctl.vm.debian import MIRROR, tool
 
@@ -67,8 +67,12 @@ def root(arch: Arch) -> Path:
         if proc.returncode != 0:
             raise VmError(f"unpacking a {arch.dpkg} userland failed", "archive",
                           proc.stdout + proc.stderr)  # fmt: skip
+        # What py3compile would have compiled, had the packages been installed.
+        python = python_version(scratch / "root")
+        for tree in (f"/usr/lib/python{python}", "/usr/lib/python3/dist-packages"):
+            bytecode.compile_tree(bytecode.interpreter(python), scratch / "root" / tree[1:], tree)
 
-    key = cache.key([SUITE, include, arch.dpkg, MIRROR])
+    key = cache.key([SUITE, include, arch.dpkg, MIRROR, "bytecode 2"])
     return cache.entry("userland", f"{arch.dpkg}-{key}", make) / "root"
 
 
@@ -115,8 +119,9 @@ def site(arch: Arch, python: str) -> Path:
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             raise VmError(f"installing gupctl's requirements for {arch.name} failed: {last}",
                           "archive", proc.stderr)  # fmt: skip
+        bytecode.compile_tree(bytecode.interpreter(python), scratch / "site", SITE)
 
-    key = cache.key([arch.machine_name, python, *wanted])
+    key = cache.key([arch.machine_name, python, *wanted, "bytecode 2"])
     return cache.entry("site", f"{arch.machine_name}-{python}-{key}", make) / "site"
 
 
@@ -207,10 +212,12 @@ def prepare(arch: Arch, toolchain: Path) -> Guest:
         WRAPPER_AT: wrapper(),
     }
     built = site(arch, python)
+    tag = f"cpython-{python.replace('.', '')}"
     for path in built.rglob("*"):
         # Not the host's bytecode (pip compiled it for this Python, not the guest's).
-        if path.is_file() and "__pycache__" not in path.parts:
+        if path.is_file() and ("__pycache__" not in path.parts or f".{tag}." in path.name):
             layer[Path(SITE) / path.relative_to(built)] = path
+    layer.update(bytecode.compile_package(bytecode.interpreter(python), package, tag))
     return Guest(userland, python, layer, (str(package.parent), SITE))
 
 
