@@ -266,7 +266,7 @@ def arch_tests(totals: Totals, part: str) -> None:
 #: pages land there first): arm64's kernels have CONFIG_DMA_NUMA_CMA, x86's
 #: no CMA at all.
 CMA_TESTS = "tests/kernel/test_cma.py"
-CMA = "3G"
+CMA = "1536M"
 
 
 #: The pin balance between control windows (system-wide counters), in a VM

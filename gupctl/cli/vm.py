@@ -70,8 +70,8 @@ from gupctl.cli.options import Seconds, Size
     type=Size(),
     help="Boot with numa_cma=1:SIZE: a CMA area of that much on node 1, where the kernel "
     "then takes movable pages from first, and which FOLL_LONGTERM pins must leave (the "
-    "selftest's placement.cma.* cases).  Leaves out the 1 GiB huge pages, which would "
-    "take the same memory.  Needs a kernel with CONFIG_DMA_NUMA_CMA (Debian's arm64).",
+    "selftest's placement.cma.* cases).  Node 1 shrinks to 2 GiB below 4 GiB, where the "
+    "area must lie, and the 1 GiB huge pages go.  Needs CONFIG_DMA_NUMA_CMA (Debian's arm64).",
 )
 @click.option(
     "--python-image/--no-python-image",
@@ -138,10 +138,7 @@ def vm(
                                      "MiB", param_hint="--movablecore")  # fmt: skip
         machine = dataclasses.replace(machine, movablecore_mib=movablecore >> 20)
     if cma is not None:
-        if cma % (1 << 20) or not 0 < cma >> 20 < machine.node1_mib:
-            raise click.BadParameter(f"a whole number of MiB below node 1's {machine.node1_mib} "
-                                     "MiB", param_hint="--cma")  # fmt: skip
-        machine = dataclasses.replace(machine, cma_mib=cma >> 20, hugepages_1g=0)
+        machine = qemu.cma_shape(machine, cma)
 
     def run(kernel: str | None, argv: list[str]) -> vm_run.VmResult | None:
         return vm_run.boot(argv, kernel, kmod, machine, lockdown, timeout, dry_run)

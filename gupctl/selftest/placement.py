@@ -14,7 +14,7 @@ and after the pin, and the data read back (through a longterm pin, else
 through the mapping).  The placement.* cases exist only where a zone
 Movable is populated (boot with movablecore=; `gupctl vm --movablecore
 1G`), the placement.cma.* ones where CMA is (arm64's kernels reserve some;
-`gupctl vm --cma 3G` makes it where node 1's pages land first).
+`gupctl vm --cma 1536M` makes it where node 1's pages land first).
 """
 
 from __future__ import annotations

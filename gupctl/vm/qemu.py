@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -50,6 +51,25 @@ class Machine:
     python_image: bool = True
     #: The architecture (gupctl/vm/arch.py): its QEMU, machine and console.
     arch: str = _arch.DEFAULT
+
+
+#: The guest's shape for --cma: a DMA CMA area must lie below the DMA limit
+#: (arm64: 4 GiB, the end of ZONE_DMA; kernel/dma/contiguous.c), and arm64's
+#: virt machine puts RAM from 1 GiB on, node by node: 1 GiB for node 0, then
+#: 2 GiB for node 1, all of it below 4 GiB and so all one zone, whose free
+#: pages are then mostly CMA.
+CMA_NODE0_MIB, CMA_NODE1_MIB = 1024, 2048
+
+
+def cma_shape(machine: Machine, size: int) -> Machine:
+    """`machine` with a CMA area of `size` bytes on node 1 (numa_cma=1:SIZE);
+    VmError for a size the shape cannot hold."""
+    mib = size >> 20
+    if size % (1 << 20) or not 0 < mib < CMA_NODE1_MIB:
+        raise VmError(f"--cma {size}: a whole number of MiB below node 1's {CMA_NODE1_MIB} MiB",
+                      "usage")  # fmt: skip
+    return dataclasses.replace(machine, cma_mib=mib, node0_mib=CMA_NODE0_MIB,
+                               node1_mib=CMA_NODE1_MIB, hugepages_1g=0)  # fmt: skip
 
 
 def _smp(machine: Machine) -> str:

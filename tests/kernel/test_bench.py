@@ -15,10 +15,12 @@ import pytest
 from conftest import oracle_counters
 
 MIB = 1 << 20
-PAGES_128M = 128 * MIB // 4096
+#: The running kernel's page size: 4K on x86_64, 16K on arm64-16k, 64K on ppc64el.
+PAGE = os.sysconf("SC_PAGE_SIZE")
+PAGES_128M = 128 * MIB // PAGE
 
 
-def test_pin_fast_128m_moves_counters_by_exactly_32768(counted, gupctl, node) -> None:
+def test_pin_fast_128m_moves_counters_by_exactly_its_pages(counted, gupctl, node) -> None:
     if node is None:
         pytest.fail("exact balance needs a memory-only node: run in gupctl's VM")
     runs, acquired, released = counted("bench", "pin_fast_benchmark", "--size", "128M")
@@ -43,14 +45,14 @@ def test_pages_per_call_all_pins_counted(
     counted, gupctl, node, command: str, per_call: str
 ) -> None:
     runs, acquired, released = counted("bench", command, "-s", "32M", "-n", per_call)
-    assert acquired == released == 32 * MIB // 4096
+    assert acquired == released == 32 * MIB // PAGE
     assert runs[0]["balance"]["exact"]
 
 
 def test_threads_and_repeats_multiply(counted, gupctl, node) -> None:
     runs, acquired, released = counted("bench", "pin_fast_benchmark", "-s", "16M", "-r",
                                       "3", "-j", "2", "-n", "all")  # fmt: skip
-    assert acquired == released == 16 * MIB // 4096 * 6
+    assert acquired == released == 16 * MIB // PAGE * 6
     assert len(runs[0]["get_usec"]) == 6
 
 
@@ -60,7 +62,7 @@ def test_loop_time_holds_the_kernels_time(counted, gupctl, node) -> None:
     than the whole process took; ioctl_ns is their mean per repeat."""
     repeats, threads = 2000, 2
     start = time.monotonic_ns()
-    runs, acquired, released = counted("bench", "pin_fast_benchmark", "-s", "4K", "-r",
+    runs, acquired, released = counted("bench", "pin_fast_benchmark", "-s", str(PAGE), "-r",
                                       str(repeats), "-j", str(threads))  # fmt: skip
     wall = time.monotonic_ns() - start
     assert acquired == released == repeats * threads
@@ -82,7 +84,7 @@ def test_cpus_bind_each_thread(node, tmp_path) -> None:
     allowed = sorted(os.sched_getaffinity(0))
     assert len(allowed) >= 2, f"gupctl's VM has two CPUs, this one {allowed}"
     want, repeats = [allowed[-1], allowed[0]], 200_000
-    argv = [sys.executable, "-m", "gupctl", "bench", "pin_fast_benchmark", "-s", "4K", "-r",
+    argv = [sys.executable, "-m", "gupctl", "bench", "pin_fast_benchmark", "-s", str(PAGE), "-r",
             str(repeats), "-j", "2", "--cpus", f"{want[0]},{want[1]}", "--json"]  # fmt: skip
     before = oracle_counters(node)
     # Output to files, not pipes: the JSON of 400,000 samples would fill a
@@ -124,11 +126,11 @@ def test_cpus_bind_each_thread(node, tmp_path) -> None:
     ],
     ids=lambda b: "".join(b),
 )
-def test_backings_count_per_4k_subpage(counted, gupctl, node, backing: list[str]) -> None:
+def test_backings_count_per_base_page(counted, gupctl, node, backing: list[str]) -> None:
     args = ["pin_fast_benchmark", "-n", "all", "--size", "64M", *backing]
     size = 32 * MIB if "--hugetlb" in backing else 64 * MIB
     runs, acquired, released = counted("bench", *args)
-    assert acquired == released == size // 4096
+    assert acquired == released == size // PAGE
     assert runs[0]["size"] == size
 
 
@@ -136,7 +138,7 @@ def test_tmpfs_file_shared_and_removed(counted, gupctl, node) -> None:
     path = Path("/dev/shm") / f"gupctl-test-{os.getpid()}"  # tmpfs in the VM
     runs, acquired, released = counted("bench", "pin_longterm_benchmark", "--file",
                                       str(path), "--create", "--shared", "-s", "8M")  # fmt: skip
-    assert acquired == released == 8 * MIB // 4096
+    assert acquired == released == 8 * MIB // PAGE
     assert runs[0]["backing"] == "file-shared"
     assert not path.exists()
 
@@ -165,7 +167,7 @@ def test_sweep_saved_compared_and_plotted(counted, gupctl, node, tmp_path) -> No
         bal = run["balance"]
         assert (bal["expected"], bal["acquired"], bal["released"]) == (pins, pins, pins), run
         assert bal["exact"] and bal["scope"] == f"node{node}"
-    assert acquired == released == (4 + 8) * MIB // 4096 * 2 * 2
+    assert acquired == released == (4 + 8) * MIB // PAGE * 2 * 2
     saved = json.loads(a.read_text())
     assert saved["format"] == "gupctl-bench/1" and saved["results"] == runs
     assert saved["kernel"] == os.uname().release
@@ -173,7 +175,7 @@ def test_sweep_saved_compared_and_plotted(counted, gupctl, node, tmp_path) -> No
     runs_b, acquired, released = counted("bench", "pin_fast_benchmark", "-s", "4M,8M", "-n",
                                          "1,all,512", "-r", "3", "--save", str(b))  # fmt: skip
     assert len(runs_b) == 6 and all(r["balance"]["exact"] for r in runs_b)
-    assert acquired == released == (4 + 8) * MIB // 4096 * 3 * 3
+    assert acquired == released == (4 + 8) * MIB // PAGE * 3 * 3
 
     cmp = gupctl("compare", str(a), str(b), "--json").json()
     assert len(cmp["pairs"]) == 4  # pin_fast at 4M and 8M, n=1 and all; repeats differ

@@ -1,5 +1,5 @@
 """Longterm pins leave CMA, in a VM booted with a CMA area on node 1 (tests/run.py:
-`gupctl vm --arch arm64 --cma 3G`).
+`gupctl vm --arch arm64 --cma 1536M`).
 
 The area is where the kernel said at boot it reserved it (gupctl/cma.py);
 here it must also add up to /proc/meminfo's CmaTotal and show in
@@ -34,7 +34,7 @@ def test_node1_has_the_cma_area_booted_with() -> None:
     areas, why = cma.areas()
     assert areas, why
     on_node1 = [a for a in areas if a.node == 1]
-    assert on_node1, f"no CMA area on node 1 among {areas}: boot with `gupctl vm --cma 3G`"
+    assert on_node1, f"no CMA area on node 1 among {areas}: boot with `gupctl vm --cma 1536M`"
     assert _cma_blocks(1) > 0
 
 
