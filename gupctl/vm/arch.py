@@ -51,6 +51,9 @@ class Arch:
     #: The first hvc device the virtio consoles get: pseries' own console is
     #: hvc0 (hvc_vio), so theirs start at hvc1.
     first_hvc: int = 0
+    #: Whether QEMU's machine takes -numa: s390-ccw-virtio does not, so its
+    #: guest has one node, and gupctl counts pins between control windows.
+    numa: bool = True
 
 
 ARCHES = {
@@ -74,7 +77,7 @@ ARCHES = {
              "powerpc64le-linux-gnu", "ppc64le", 64, ("2M",), first_hvc=1),
         Arch("s390x", "s390x", "s390x", "qemu-system-s390x", "qemu-system-misc",
              "s390-ccw-virtio", "max", "ttysclp0", "ccw", "s390",
-             "s390x-linux-gnu", "s390x", 4, ("1M",)),
+             "s390x-linux-gnu", "s390x", 4, ("1M",), numa=False),
     )
 }  # fmt: skip
 #: The architecture `gupctl vm` boots when none is named.

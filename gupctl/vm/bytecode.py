@@ -22,12 +22,9 @@ from gupctl.errors import VmError
 from gupctl.vm.arch import ARCHES
 from gupctl.vm.debian import MIRROR, tool
 
-#: The suite the foreign userlands come from (userland.SUITE).
-SUITE = "trixie"
 
-
-def interpreter(python: str) -> list[str]:
-    """argv that runs Debian's pythonX.Y (`python`) for this machine, here."""
+def interpreter(python: str, suite: str) -> list[str]:
+    """argv that runs Debian's pythonX.Y (`python`) of `suite` for this machine, here."""
     dpkg = next((a.dpkg for a in ARCHES.values() if a.machine_name == platform.machine()), None)
     if dpkg is None:
         raise VmError(f"gupctl knows no Debian architecture for {platform.machine()}", "usage")
@@ -35,20 +32,23 @@ def interpreter(python: str) -> list[str]:
 
     def make(scratch: Path) -> None:
         argv = [tool("mmdebstrap"), "--variant=extract", f"--architectures={dpkg}",
-                "--mode=root", f"--include={include}", SUITE, str(scratch / "root"),
-                f"deb {MIRROR} {SUITE} main"]  # fmt: skip
+                "--mode=root", f"--include={include}", suite, str(scratch / "root"),
+                f"deb {MIRROR} {suite} main"]  # fmt: skip
         proc = subprocess.run(argv, capture_output=True, text=True)
         if proc.returncode != 0:
             raise VmError(f"unpacking Debian's python{python} failed", "archive",
                           proc.stdout + proc.stderr)  # fmt: skip
 
-    key = cache.key([SUITE, include, dpkg, MIRROR])
+    key = cache.key([suite, include, dpkg, MIRROR])
     root = cache.entry("userland", f"{dpkg}-python{python}-{key}", make) / "root"
-    loader = next(iter(sorted((root / "usr").glob("lib*/ld-linux*.so*"))), None)
+    # bookworm's packages are not merged into /usr: look in both.
+    loader = next(iter(sorted([*root.glob("lib*/ld-linux*.so*"),
+                               *root.glob("usr/lib*/ld-linux*.so*")])), None)  # fmt: skip
     if loader is None:
         raise VmError(f"no dynamic loader in {root}", "archive")
-    libs = root / "usr" / "lib" / f"{platform.machine()}-linux-gnu"
-    return [str(loader), "--library-path", str(libs), str(root / "usr" / "bin" / f"python{python}")]
+    libs = [str(root / d / f"{platform.machine()}-linux-gnu") for d in ("lib", "usr/lib")]
+    return [str(loader), "--library-path", ":".join(libs),
+            str(root / "usr" / "bin" / f"python{python}")]  # fmt: skip
 
 
 #: The interpreter's environment: none of this process's PYTHON* variables

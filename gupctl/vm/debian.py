@@ -303,7 +303,9 @@ def kernel_files(release: str, apt: Apt | None = None,
     entry = cache.entry("debian", f"{pkg.name}_{pkg.version}", make)
     root = entry / "root"
     modules = root / "lib" / "modules" / release
-    for image in (root / "boot" / f"vmlinuz-{release}", modules / "vmlinuz"):
+    # ppc64el's image is the ELF vmlinux, which QEMU's pseries boots as it is.
+    boot = root / "boot"
+    for image in (boot / f"vmlinuz-{release}", boot / f"vmlinux-{release}", modules / "vmlinuz"):
         if image.exists():
             return image, modules, pkg
     raise VmError(f"no vmlinuz in Debian's {pkg.name} {pkg.version}", "archive")
@@ -372,7 +374,10 @@ def cross_buildroot(release: str, arch: Arch, apt: Apt | None = None) -> Path:
     def make(scratch: Path) -> None:
         debs = apt.download([f"{qualified(pkg.name, arch)}={pkg.version}"], scratch / "debs")
         sources = [f"deb {SUITES.get(s, MIRROR)} {s} main" for s in suites]
-        unpack = " && ".join(f'dpkg-deb -x "{d}" "$1"' for d in debs)
+        # Over the root's /lib -> usr/lib, not in place of it: bookworm's
+        # packages still ship /lib/modules.
+        unpack = " && ".join(f'dpkg-deb --fsys-tarfile "{d}" | tar -x -C "$1" '
+                             "--keep-directory-symlink" for d in debs)  # fmt: skip
         argv = ["mmdebstrap", "--variant=apt", "--mode=root", "--include=" + ",".join(include),
                 pin, f"--customize-hook={unpack}",
                 "--customize-hook=mkdir \"$1/gupctl-build\" \"$1/gupctl-sysroot\"",

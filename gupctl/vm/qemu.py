@@ -52,6 +52,11 @@ class Machine:
     #: The architecture (gupctl/vm/arch.py): its QEMU, machine and console.
     arch: str = _arch.DEFAULT
 
+    @property
+    def numa_node(self) -> int | None:
+        """The memory-only node a guest command counts its pins on, or None."""
+        return 1 if self.memory_only_node and _arch.get(self.arch).numa else None
+
 
 #: The guest's shape for --cma: a DMA CMA area must lie below the DMA limit
 #: (arm64: 4 GiB, the end of ZONE_DMA; kernel/dma/contiguous.c), and arm64's
@@ -70,6 +75,16 @@ def cma_shape(machine: Machine, size: int) -> Machine:
                       "usage")  # fmt: skip
     return dataclasses.replace(machine, cma_mib=mib, node0_mib=CMA_NODE0_MIB,
                                node1_mib=CMA_NODE1_MIB, hugepages_1g=0)  # fmt: skip
+
+
+def _numa(machine: Machine) -> list[str]:
+    """NUMA: node 0 has the CPUs, node 1 only memory (see Machine); or each
+    has half of them."""
+    return ["-smp", _smp(machine),
+            "-object", f"memory-backend-ram,id=mem0,size={machine.node0_mib}M",
+            "-numa", f"node,nodeid=0,cpus={_cpus(machine, 0)},memdev=mem0",
+            "-object", f"memory-backend-ram,id=mem1,size={machine.node1_mib}M",
+            "-numa", f"node,nodeid=1,{_cpus(machine, 1, 'cpus={},')}memdev=mem1"]  # fmt: skip
 
 
 def _smp(machine: Machine) -> str:
@@ -162,13 +177,8 @@ def argv(
         *accel(kvm, a.name),
         # Without a memory-only node, one socket per node: x86 warns about a
         # package whose cores sit on two nodes (topology_sane()).
-        "-machine", a.machine, "-smp", _smp(machine), "-m", f"{mem}M",
-        # NUMA: node 0 has the CPUs, node 1 only memory (see Machine); or
-        # each has half of them.
-        "-object", f"memory-backend-ram,id=mem0,size={machine.node0_mib}M",
-        "-numa", f"node,nodeid=0,cpus={_cpus(machine, 0)},memdev=mem0",
-        "-object", f"memory-backend-ram,id=mem1,size={machine.node1_mib}M",
-        "-numa", f"node,nodeid=1,{_cpus(machine, 1, 'cpus={},')}memdev=mem1",
+        "-machine", a.machine, "-m", f"{mem}M",
+        *(_numa(machine) if a.numa else ["-smp", str(machine.cpus)]),
         *HEADLESS,
         *console(console_log),
         # hvc0/hvc1: the guest command's stdout and stderr, over sockets the
@@ -196,7 +206,7 @@ def hugepages(machine: Machine) -> list[str]:
     sizes = _arch.get(machine.arch).hugepage_sizes
     first = _mib(sizes[0])
     parts = [f"hugepagesz={sizes[0]} hugepages={max(1, machine.hugepages_2m * 2 // first)}"]
-    if "1G" in sizes and machine.hugepages_1g:
+    if "1G" in sizes and machine.hugepages_1g and _arch.get(machine.arch).numa:
         parts.append(f"hugepagesz=1G hugepages=1:{machine.hugepages_1g}")
     return parts
 

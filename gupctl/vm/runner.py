@@ -82,7 +82,7 @@ def _initrd(kernel: Kernel, python_image: bool, guest: userland.Guest | None = N
     files = resources.files("gupctl.vm")
     # The init script, the code that packs it (and picks the modules), the
     # modules' origin (two kernels may share a release) and the busybox.
-    busybox = guest.root / "usr/bin/busybox" if guest else Path(initramfs.BUSYBOX)
+    busybox = userland.busybox(guest.root) if guest else Path(initramfs.BUSYBOX)
     parts: list[str | bytes] = [kernel.release, str(kernel.modules), str(busybox)]
     parts += [files.joinpath(name).read_bytes() for name in ("guest-init.sh", "initramfs.py")]
 
@@ -136,7 +136,7 @@ def job_script(
         variables["GUPCTL_VM_OUT"] = str(out)
     variables.setdefault("COLUMNS", str(shutil.get_terminal_size((160, 24)).columns))
     # Node 1 is the memory-only node of qemu.Machine: exact pin balance.
-    if (machine or qemu.Machine()).memory_only_node:
+    if (machine or qemu.Machine()).numa_node is not None:
         variables["GUPCTL_NUMA_NODE"] = "1"
     if guest is not None:
         theirs = variables.get("PYTHONPATH")

@@ -30,16 +30,20 @@ import re
 import subprocess
 import sys
 from dataclasses import dataclass
+from logging import getLogger
 from pathlib import Path
 
 from gupctl import cache
 from gupctl.errors import VmError
 from gupctl.vm import bytecode, pyimage
 from gupctl.vm.arch import Arch
-from gupctl.vm.debian import MIRROR, tool
+from gupctl.vm.debian import SUITES as ARCHIVES
+from gupctl.vm.debian import tool
 
-#: The suite of every foreign userland: trixie has each architecture gupctl boots.
-SUITE = "trixie"
+log = getLogger(__name__)
+
+#: The suites a foreign userland may come from, in order.
+SUITES = ("trixie", "bookworm")
 #: What the guest runs: Python and a shell and its tools; what gupctl and the
 #: selftest call (mkfs.ext4, losetup, mkswap, swapon, mount, modprobe, fio);
 #: busybox, the initramfs's; Python's headers, which gupctl._loop builds against.
@@ -56,23 +60,51 @@ PLATFORMS = ("manylinux_2_17_{m}", "manylinux2014_{m}", "linux_{m}")
 
 
 def root(arch: Arch) -> Path:
-    """Debian's packages for `arch`, unpacked (cached)."""
+    """Debian's packages for `arch`, unpacked (cached): from SUITES in turn,
+    the next where the archive lists what it does not serve (here, trixie's
+    point releases for ppc64el and s390x answer 404)."""
+    for i, suite in enumerate(SUITES):
+        try:
+            return _root(arch, suite)
+        except VmError as e:
+            if "404" not in (e.log or "") or i + 1 == len(SUITES):
+                raise
+            log.warning(f"Debian's archive does not serve {suite}'s {arch.dpkg} packages it "
+                        f"lists: trying {SUITES[i + 1]}")  # fmt: skip
+    raise AssertionError("unreachable: the loop returns or raises")
+
+
+def busybox(userland: Path) -> Path:
+    """The userland's static busybox: /usr/bin's (trixie) or /bin's (bookworm)."""
+    found = [p for p in (userland / "usr/bin/busybox", userland / "bin/busybox") if p.exists()]
+    return found[0] if found else userland / "usr/bin/busybox"
+
+
+def suite_of(userland: Path) -> str:
+    """The suite root() took `userland` from."""
+    return (userland.parent / "suite").read_text()
+
+
+def _root(arch: Arch, suite: str) -> Path:
     include = ",".join(PACKAGES)
+    sources = [f"deb {ARCHIVES[suite]} {suite} main"]
 
     def make(scratch: Path) -> None:
         argv = [tool("mmdebstrap"), "--variant=extract", f"--architectures={arch.dpkg}",
-                "--mode=root", f"--include={include}", SUITE, str(scratch / "root"),
-                f"deb {MIRROR} {SUITE} main"]  # fmt: skip
+                "--mode=root", f"--include={include}", suite, str(scratch / "root"),
+                *sources]  # fmt: skip
         proc = subprocess.run(argv, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise VmError(f"unpacking a {arch.dpkg} userland failed", "archive",
+            raise VmError(f"unpacking a {suite} {arch.dpkg} userland failed", "archive",
                           proc.stdout + proc.stderr)  # fmt: skip
         # What py3compile would have compiled, had the packages been installed.
         python = python_version(scratch / "root")
         for tree in (f"/usr/lib/python{python}", "/usr/lib/python3/dist-packages"):
-            bytecode.compile_tree(bytecode.interpreter(python), scratch / "root" / tree[1:], tree)
+            bytecode.compile_tree(bytecode.interpreter(python, suite), scratch / "root" / tree[1:],
+                                  tree)  # fmt: skip
+        (scratch / "suite").write_text(suite)
 
-    key = cache.key([SUITE, include, arch.dpkg, MIRROR, "bytecode 2"])
+    key = cache.key([suite, include, arch.dpkg, *sources, "bytecode 2"])
     return cache.entry("userland", f"{arch.dpkg}-{key}", make) / "root"
 
 
@@ -103,7 +135,7 @@ def pinned() -> list[str]:
     return sorted(f"{n}=={v}" for n, v in seen.items() if n != "gupctl")
 
 
-def site(arch: Arch, python: str) -> Path:
+def site(arch: Arch, python: str, suite: str) -> Path:
     """The wheels of pinned() for `arch`'s CPython `python`, installed into a
     directory the guest puts on its PYTHONPATH (cached)."""
     wanted = pinned()
@@ -119,9 +151,9 @@ def site(arch: Arch, python: str) -> Path:
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             raise VmError(f"installing gupctl's requirements for {arch.name} failed: {last}",
                           "archive", proc.stderr)  # fmt: skip
-        bytecode.compile_tree(bytecode.interpreter(python), scratch / "site", SITE)
+        bytecode.compile_tree(bytecode.interpreter(python, suite), scratch / "site", SITE)
 
-    key = cache.key([arch.machine_name, python, *wanted, "bytecode 2"])
+    key = cache.key([arch.machine_name, python, suite, *wanted, "bytecode 2"])
     return cache.entry("site", f"{arch.machine_name}-{python}-{key}", make) / "site"
 
 
@@ -211,13 +243,14 @@ def prepare(arch: Arch, toolchain: Path) -> Guest:
         package / EXTENSION: loop_extension(arch, toolchain, userland, python),
         WRAPPER_AT: wrapper(),
     }
-    built = site(arch, python)
+    suite = suite_of(userland)
+    built = site(arch, python, suite)
     tag = f"cpython-{python.replace('.', '')}"
     for path in built.rglob("*"):
         # Not the host's bytecode (pip compiled it for this Python, not the guest's).
         if path.is_file() and ("__pycache__" not in path.parts or f".{tag}." in path.name):
             layer[Path(SITE) / path.relative_to(built)] = path
-    layer.update(bytecode.compile_package(bytecode.interpreter(python), package, tag))
+    layer.update(bytecode.compile_package(bytecode.interpreter(python, suite), package, tag))
     return Guest(userland, python, layer, (str(package.parent), SITE))
 
 
