@@ -30,9 +30,11 @@ MM = "tools/testing/selftests/mm"
 #: own <linux/fs.h> goes first, as the selftests' Makefile puts the tree's
 #: uapi headers first (vm_util uses what older C libraries' headers lack).
 MEMBERS = (f"{MM}/gup_test.c", f"{MM}/gup_longterm.c", f"{MM}/vm_util.c", f"{MM}/vm_util.h",
-           f"{MM}/hugepage_settings.c", f"{MM}/hugepage_settings.h",
            "tools/testing/selftests/kselftest.h", "mm/gup_test.h",
            "include/uapi/linux/fs.h")  # fmt: skip
+#: The settings helpers the programs link with: 7.x's hugepage_settings, or
+#: 6.x's thp_settings (the selftests' Makefile: TEST_GEN_FILES' prerequisites).
+HELPERS = ("hugepage_settings", "thp_settings")
 CFLAGS = ["-O2", "-Wall", "-pthread"]
 PROGRAMS = ("gup_test", "gup_longterm")
 #: Where the cross root sees the build (a directory cross_buildroot() makes).
@@ -47,29 +49,32 @@ def link(machine: str, series: str) -> Path:
 
 
 def _sources(scratch: Path, tarball: Path) -> Path:
-    """MEMBERS from `tarball` under `scratch`/src, with local_config.h_gen
+    """MEMBERS from `tarball` under `scratch`/src, with an empty local config
     (no liburing: gup_longterm's io_uring cases skip, as upstream's do
     without it) and the tree's fs.h in its own include directory."""
     from gupctl.vm import build
 
     tree = scratch / "src"
-    missing = build.extract(tarball, MEMBERS, tree)
-    if missing:
+    helpers = [f"{MM}/{h}.{ext}" for h in HELPERS for ext in ("c", "h")]
+    missing = build.extract(tarball, (*MEMBERS, *helpers), tree)
+    if set(missing) & set(MEMBERS) or len(missing) == len(helpers):
         raise RuntimeError(f"{tarball} lacks {', '.join(missing)}")
-    (tree / MM / "local_config.h_gen").write_text("")
+    # Its name: local_config.h in 6.12, local_config.h_gen in 7.3.
+    for name in ("local_config.h", "local_config.h_gen"):
+        (tree / MM / name).write_text("")
     uapi = tree / "uapi" / "linux"
     uapi.mkdir(parents=True)
     (tree / "include/uapi/linux/fs.h").rename(uapi / "fs.h")
     return tree
 
 
-def _argv(cc: str, program: str, tree: str) -> list[str]:
+def _argv(cc: str, program: str, tree: str, helpers: list[str]) -> list[str]:
     """`cc` building `program` with the tree at `tree`, in its directory as
     the selftests' Makefile does: gup_longterm names its local file after
     __FILE__, which must be a name relative to where it runs."""
     mm = f"{tree}/{MM}"
     flags = [*CFLAGS, "-I", f"{tree}/uapi", "-I", tree, "-I", "..", "-o", f"{tree}/../{program}",
-             f"{program}.c", "vm_util.c", "hugepage_settings.c"]  # fmt: skip
+             f"{program}.c", "vm_util.c", *(f"{h}.c" for h in helpers)]  # fmt: skip
     return ["sh", "-c", f'cd "{mm}" && exec "$@"', "sh", cc, *flags]
 
 
@@ -91,11 +96,13 @@ def build(arch_name: str = "x86_64", series: str = "7.3") -> Path:
 
     def make(scratch: Path) -> None:
         tree = _sources(scratch, tarball)
+        helpers = [h for h in HELPERS if (tree / MM / f"{h}.c").exists()]
         for program in PROGRAMS:
             if root is None:
-                argv = _argv(cc, program, str(tree))
+                argv = _argv(cc, program, str(tree), helpers)
             else:
-                argv = kmod.in_root(root, [(scratch, BUILD)], _argv(cc, program, f"{BUILD}/src"))
+                inside = _argv(cc, program, f"{BUILD}/src", helpers)
+                argv = kmod.in_root(root, [(scratch, BUILD)], inside)
             proc = subprocess.run(argv, capture_output=True, text=True)
             if proc.returncode != 0:
                 raise RuntimeError(f"building upstream's {program} for {target.name} failed:\n"
