@@ -30,21 +30,24 @@ def longterm_case(desc: str, backing: str) -> str | None:
     return f"longterm.{label}.{m.group(3).lower()}.{rw}.{fast}"
 
 
-#: A gup_longterm KTAP result: "ok 3 DESC ... with BACKING", "# SKIP" after the number.
-RESULT = re.compile(r"(not ok|ok) \d+ (?:# SKIP )?(.+) \.\.\. with (.+)")
+#: gup_longterm's "[RUN] DESC ... with BACKING" line before each result, and
+#: the result: "ok 3 ..." ("# SKIP" after the number), "not ok 3 ...".  6.12
+#: names the result "Should have worked"; 7.3 repeats the description.
+RUN = re.compile(r"# \[RUN\] (.+) \.\.\. with (.+)")
+RESULT = re.compile(r"(not ok|ok) \d+ (# SKIP )?.*")
 
 
 def ktap_results(stdout: str) -> dict[str, str]:
     """gup_longterm's output as gupctl case name -> "pass", "skip" or "fail"
     (a memfd hugetlb "(2048 kB)" as test_parity's "2048 kB")."""
-    found = {}
+    found, name = {}, None
     for line in stdout.splitlines():
-        m = RESULT.fullmatch(line.strip())
-        if not m:
-            continue
-        backing = m.group(3).replace("(", "").replace(")", "")
-        name = longterm_case(m.group(2), backing)
-        assert name, f"no gupctl case for {line!r}"
-        skipped = "# SKIP" in line
-        found[name] = "fail" if m.group(1) == "not ok" else "skip" if skipped else "pass"
+        line = line.strip()
+        if m := RUN.fullmatch(line):
+            backing = m.group(2).replace("(", "").replace(")", "")
+            name = longterm_case(m.group(1), backing)
+            assert name, f"no gupctl case for {line!r}"
+        elif (m := RESULT.fullmatch(line)) and name:
+            found[name] = "fail" if m.group(1) == "not ok" else "skip" if m.group(2) else "pass"
+            name = None
     return found
