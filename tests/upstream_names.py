@@ -1,14 +1,54 @@
-"""Upstream's names of gup_longterm.c's results, as gupctl names the same cases.
+"""Upstream's gup selftests in gupctl's terms: gup_test.c's options as gupctl's
+commands, gup_longterm.c's results as gupctl's cases.
 
-Shared by tests/facts/test_parity.py (every result upstream's sources list)
-and tests/kernel/test_anchors.py (every result upstream's binary reports).
+Shared by tests/facts/test_parity.py (every result upstream's sources list),
+tests/kernel/test_anchors.py and test_compat32.py (what upstream's binaries
+report).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from gupctl.selftest import cases
+
+#: gup_test.c's option, gupctl's command and subcommand, pins per page.
+GUP_TEST_COMMANDS = [
+    ("-u", "bench", "gup_fast_benchmark", 0),
+    ("-a", "bench", "pin_fast_benchmark", 1),
+    ("-L", "bench", "pin_longterm_benchmark", 1),
+    ("-U", "test", "gup_basic_test", 0),
+    ("-b", "test", "pin_basic_test", 1),
+]
+
+
+@dataclass(frozen=True)
+class GupTestRun:
+    """One request, as gup_test.c's arguments and as gupctl's, and the pins it takes."""
+
+    upstream: list[str]
+    gupctl: list[str]
+    pins: int
+
+
+def gup_test_run(option: str, kind: str, command: str, pins_per_page: int, per_call: str,
+                 page: int, size_mb: int = 4) -> GupTestRun:  # fmt: skip
+    """`size_mb` MiB at `per_call` pages a call ("all": the whole range) of
+    `page`-byte pages; gup_test.c repeats only the benchmarks (twice here)."""
+    repeats = 2 if kind == "bench" else 1
+    n = "-1" if per_call == "all" else per_call
+    upstream = [option, "-m", str(size_mb), "-r", str(repeats), "-n", n]
+    ours = [kind, command, "--file", "/dev/zero", "-s", f"{size_mb}M", "-n", per_call, "-r",
+            str(repeats)]  # fmt: skip
+    return GupTestRun(upstream, ours, (size_mb << 20) // page * repeats * pins_per_page)
+
+
+def gup_test_passed(stdout: str) -> bool:
+    """Whether gup_test.c reported its one result as passed, and whole."""
+    results = [line for line in stdout.splitlines() if line.startswith(("ok ", "not ok "))]
+    return results == ["ok 1 ioctl status 0"] and "runcated" not in stdout
+
 
 LONGTERM = re.compile(
     r"R/([OW]) longterm GUP(-fast)? pin in MAP_(SHARED|PRIVATE) file mapping"

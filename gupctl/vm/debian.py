@@ -20,9 +20,11 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from logging import getLogger
 from pathlib import Path
+from typing import TypeVar
 
 from gupctl import cache
 from gupctl import release as _release
@@ -247,16 +249,26 @@ def fetch_kernel(spec: str, arch: Arch, apt: Apt | None = None) -> tuple[Path, P
     ppc64el and s390x 6.12 updates answer 404 here), and then the next older
     one is fetched, with a warning."""
     apt = apt or Apt()
-    releases = candidates(spec, apt, arch.flavour)
-    for i, release in enumerate(releases):
+    return first_served(candidates(spec, apt, arch.flavour),
+                        lambda release: kernel_files(release, apt, arch),
+                        "Debian's archive lists {} but does not serve it")  # fmt: skip
+
+
+T = TypeVar("T")
+
+
+def first_served(choices: Sequence[str], fetch: Callable[[str], T], unserved: str) -> T:
+    """fetch() of the first of `choices` whose files the archive serves: where
+    a download answers 404, a warning (`unserved` names the choice) and the
+    next; any other failure, or the last choice's, is raised."""
+    for i, choice in enumerate(choices):
         try:
-            return kernel_files(release, apt, arch)
+            return fetch(choice)
         except VmError as e:
-            if "404" not in (e.log or "") or i + 1 == len(releases):
+            if "404" not in (e.log or "") or i + 1 == len(choices):
                 raise
-            log.warning(f"Debian's archive lists {release} but does not serve it: "
-                        f"trying {releases[i + 1]}")  # fmt: skip
-    raise AssertionError("unreachable: the loop returns or raises")
+            log.warning(f"{unserved.format(choice)}: trying {choices[i + 1]}")
+    raise VmError("nothing to fetch", "usage")
 
 
 def _fetch(apt: Apt, names: list[str], root: Path) -> None:

@@ -30,7 +30,6 @@ import re
 import subprocess
 import sys
 from dataclasses import dataclass
-from logging import getLogger
 from pathlib import Path
 
 from gupctl import cache
@@ -38,9 +37,7 @@ from gupctl.errors import VmError
 from gupctl.vm import bytecode, pyimage
 from gupctl.vm.arch import Arch
 from gupctl.vm.debian import SUITES as ARCHIVES
-from gupctl.vm.debian import tool
-
-log = getLogger(__name__)
+from gupctl.vm.debian import first_served, tool
 
 #: The suites a foreign userland may come from, in order.
 SUITES = ("trixie", "bookworm")
@@ -63,15 +60,11 @@ def root(arch: Arch) -> Path:
     """Debian's packages for `arch`, unpacked (cached): from SUITES in turn,
     the next where the archive lists what it does not serve (here, trixie's
     point releases for ppc64el and s390x answer 404)."""
-    for i, suite in enumerate(SUITES):
-        try:
-            return _root(arch, suite)
-        except VmError as e:
-            if "404" not in (e.log or "") or i + 1 == len(SUITES):
-                raise
-            log.warning(f"Debian's archive does not serve {suite}'s {arch.dpkg} packages it "
-                        f"lists: trying {SUITES[i + 1]}")  # fmt: skip
-    raise AssertionError("unreachable: the loop returns or raises")
+    return first_served(
+        SUITES,
+        lambda suite: _root(arch, suite),
+        f"Debian's archive does not serve {{}}'s {arch.dpkg} packages it lists",
+    )
 
 
 def busybox(userland: Path) -> Path:

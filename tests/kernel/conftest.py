@@ -181,3 +181,24 @@ def held(node):
     from procs import outstanding_since
 
     return outstanding_since(node)
+
+
+def check_placement(gupctl, node: int | None, pattern: str, cases: int, region: str) -> None:
+    """`gupctl selftest PATTERN` (placement cases): all `cases` pass, every
+    longterm pin moved its pages out of `region` and every short-term pin
+    left them there, and the node's pins balance."""
+    before = oracle_counters(node)
+    report = gupctl("selftest", "--json", pattern, check=False).json()
+    after = oracle_counters(node)
+    bad = [f"{r['name']}: {r['status']} {r.get('reason')}" for r in report["results"]
+           if r["status"] != "pass"]  # fmt: skip
+    assert not bad, "\n".join(bad)
+    assert report["counts"]["pass"] == cases
+    longterm = [r for r in report["results"] if ".longterm." in r["name"]]
+    assert all(r["details"]["moved"] > 0 for r in longterm)  # the pins moved pages
+    assert all(region not in r["details"]["zones_after"] for r in longterm)
+    short = [r for r in report["results"] if ".shortterm." in r["name"]]
+    assert all(r["details"]["moved"] == 0 for r in short)
+    assert all(r["details"]["zones_after"] == [region] for r in short)
+    if node is not None:
+        assert after[0] - before[0] == after[1] - before[1] > 0

@@ -28,7 +28,6 @@ import upstream_names  # noqa: E402
 pytestmark = pytest.mark.kmod  # through the kmod's debugfs file
 
 DEBUGFS = "/sys/kernel/debug/gup_test"
-MIB = 1 << 20
 PAGE = os.sysconf("SC_PAGE_SIZE")
 #: The series of the running kernel ("7.3" of "7.3.4+deb13-arm64").
 SERIES = ".".join(os.uname().release.split(".")[:2])
@@ -67,14 +66,7 @@ def counted_run(argv: list[str], node: int | None, cwd: Path | None = None
     return proc, after[0] - before[0], after[1] - before[1]
 
 
-# gup_test.c's option, gupctl's command and subcommand, pins per page.
-COMMANDS = [
-    ("-u", "bench", "gup_fast_benchmark", 0),
-    ("-a", "bench", "pin_fast_benchmark", 1),
-    ("-L", "bench", "pin_longterm_benchmark", 1),
-    ("-U", "test", "gup_basic_test", 0),
-    ("-b", "test", "pin_basic_test", 1),
-]
+COMMANDS = upstream_names.GUP_TEST_COMMANDS
 
 
 @pytest.mark.parametrize("per_call", ["123", "all"])
@@ -83,29 +75,18 @@ COMMANDS = [
 def test_gup_test_pins_like_gupctl(
     bins: Path, counted, node, option: str, kind: str, command: str, pins: int, per_call: str
 ) -> None:
-    size_mb = 4
-    repeats = 2 if kind == "bench" else 1  # gup_test.c repeats only the benchmarks
-    pages = size_mb * MIB // PAGE
-    n = "-1" if per_call == "all" else per_call
-    proc, acquired, released = counted_run(
-        [str(bins / "gup_test"), option, "-m", str(size_mb), "-r", str(repeats), "-n", n], node
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    results = [line for line in proc.stdout.splitlines() if line.startswith(("ok ", "not ok "))]
-    assert results == ["ok 1 ioctl status 0"], proc.stdout
-
-    args = [kind, command, "--file", "/dev/zero", "-s", f"{size_mb}M", "-n", per_call, "-r",
-            str(repeats)]  # fmt: skip
-    _, ours_acquired, ours_released = counted(*args)
-    expected = pages * repeats * pins
+    run = upstream_names.gup_test_run(option, kind, command, pins, per_call, PAGE)
+    proc, acquired, released = counted_run([str(bins / "gup_test"), *run.upstream], node)
+    assert proc.returncode == 0 and upstream_names.gup_test_passed(proc.stdout), proc.stdout
+    _, ours_acquired, ours_released = counted(*run.gupctl)
     assert acquired == released and ours_acquired == ours_released
     if option == "-L" and _may_migrate():
         # A longterm pin of a page in CMA (arm64 kernels reserve some on every
         # node) drops the pins of its whole call, migrates, and pins again
         # (mm/gup.c, __gup_longterm_locked): more acquired, never fewer.
-        assert acquired >= expected and ours_acquired >= expected
+        assert acquired >= run.pins and ours_acquired >= run.pins
     else:
-        assert acquired == expected == ours_acquired
+        assert acquired == run.pins == ours_acquired
 
 
 def _may_migrate() -> bool:

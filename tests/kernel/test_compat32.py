@@ -30,13 +30,13 @@ from conftest import oracle_counters
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import compat32  # noqa: E402
+import upstream_names  # noqa: E402
 
 # The misc device is the kmod's; the compat ABI is x86_64's i386 one.
 pytestmark = [pytest.mark.kmod, pytest.mark.x86_64]
 
 DEVICE = "/dev/gup_test"
 DEBUGFS = "/sys/kernel/debug/gup_test"
-MIB = 1 << 20
 PAGE = os.sysconf("SC_PAGE_SIZE")
 # <sched.h>, <sys/mount.h>
 CLONE_NEWNS = 0x00020000
@@ -117,14 +117,7 @@ def upstream(
     return proc, after[0] - before[0], after[1] - before[1]
 
 
-# gup_test.c's option, gupctl's command and subcommand, pins per page.
-COMMANDS = [
-    ("-u", "bench", "gup_fast_benchmark", 0),
-    ("-a", "bench", "pin_fast_benchmark", 1),
-    ("-L", "bench", "pin_longterm_benchmark", 1),
-    ("-U", "test", "gup_basic_test", 0),
-    ("-b", "test", "pin_basic_test", 1),
-]
+COMMANDS = upstream_names.GUP_TEST_COMMANDS
 
 
 @pytest.mark.parametrize("per_call", ["123", "all"])
@@ -133,24 +126,11 @@ COMMANDS = [
 def test_i386_gup_test_pins_like_gupctl(
     bins: Path, counted, node, option: str, kind: str, command: str, pins: int, per_call: str
 ) -> None:
-    size_mb = 4
-    repeats = 2 if kind == "bench" else 1  # gup_test.c repeats only the benchmarks
-    pages = size_mb * MIB // PAGE
-    n = "-1" if per_call == "all" else per_call
-    proc, acquired32, released32 = upstream(
-        bins, node, option, "-m", str(size_mb), "-r", str(repeats), "-n", n
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    results = [line for line in proc.stdout.splitlines() if line.startswith(("ok ", "not ok "))]
-    assert results == ["ok 1 ioctl status 0"], proc.stdout
-    assert "runcated" not in proc.stdout, proc.stdout
-
-    args = [kind, command, "--device", DEVICE, "--file", "/dev/zero", "-s", f"{size_mb}M",
-            "-n", per_call, "-r", str(repeats)]  # fmt: skip
-    _, acquired64, released64 = counted(*args)
-
-    expected = pages * repeats * pins
-    assert (acquired32, released32) == (expected, expected)
+    run = upstream_names.gup_test_run(option, kind, command, pins, per_call, PAGE)
+    proc, acquired32, released32 = upstream(bins, node, *run.upstream)
+    assert proc.returncode == 0 and upstream_names.gup_test_passed(proc.stdout), proc.stdout
+    _, acquired64, released64 = counted(*run.gupctl, "--device", DEVICE)
+    assert (acquired32, released32) == (run.pins, run.pins)
     assert (acquired64, released64) == (acquired32, released32)
 
 

@@ -79,3 +79,20 @@ def test_a_foreign_job_puts_gupctl_and_the_site_on_pythonpath(tmp_path: Path) ->
     assert job.splitlines()[-1] == "exec /usr/bin/python3 -m gupctl info"
     path = next(line for line in job.splitlines() if line.startswith("export PATH="))
     assert "/venv/bin" not in path  # the host's interpreter cannot run there
+
+
+def test_first_served_skips_only_what_the_archive_does_not_serve() -> None:
+    from gupctl.vm import debian
+
+    def fetch(release: str) -> str:
+        if release == "6.12.118":
+            raise VmError("apt-get download failed", "archive", "E: Failed ... 404  Not Found")
+        if release == "6.12.99":
+            raise VmError("dpkg-deb -x failed", "archive", "corrupt")
+        return release
+
+    assert debian.first_served(["6.12.118", "6.12.107"], fetch, "{} not served") == "6.12.107"
+    with pytest.raises(VmError, match="dpkg-deb"):  # another failure is not skipped
+        debian.first_served(["6.12.99", "6.12.107"], fetch, "{}")
+    with pytest.raises(VmError, match="apt-get"):  # nor the last choice's 404
+        debian.first_served(["6.12.118"], fetch, "{}")
