@@ -71,8 +71,8 @@ def cma_shape(machine: Machine, size: int) -> Machine:
     VmError for a size the shape cannot hold."""
     mib = size >> 20
     if size % (1 << 20) or not 0 < mib < CMA_NODE1_MIB:
-        raise VmError(f"--cma {size}: a whole number of MiB below node 1's {CMA_NODE1_MIB} MiB",
-                      "usage")  # fmt: skip
+        raise VmError(f"--cma {size / (1 << 20):g} MiB: give a whole number of MiB below node "
+                      f"1's {CMA_NODE1_MIB} MiB", "usage")  # fmt: skip
     return dataclasses.replace(machine, cma_mib=mib, node0_mib=CMA_NODE0_MIB,
                                node1_mib=CMA_NODE1_MIB, hugepages_1g=0)  # fmt: skip
 

@@ -96,3 +96,12 @@ def test_first_served_skips_only_what_the_archive_does_not_serve() -> None:
         debian.first_served(["6.12.99", "6.12.107"], fetch, "{}")
     with pytest.raises(VmError, match="apt-get"):  # nor the last choice's 404
         debian.first_served(["6.12.118"], fetch, "{}")
+
+
+def test_cma_reshapes_node1_below_4g_and_refuses_what_cannot_fit() -> None:
+    m = qemu.cma_shape(qemu.Machine(arch="arm64"), 1536 << 20)
+    assert (m.cma_mib, m.node0_mib, m.node1_mib, m.hugepages_1g) == (1536, 1024, 2048, 0)
+    assert "numa_cma=1:1536M" in qemu.cmdline(Path("/r"), kmod=True, machine=m).split()
+    with pytest.raises(VmError, match="--cma 3072 MiB: give a whole number of MiB below") as e:
+        qemu.cma_shape(qemu.Machine(arch="arm64"), 3 << 30)
+    assert e.value.kind == "usage"
