@@ -9,9 +9,15 @@ report).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pytest
 
 from gupctl.selftest import cases
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: gup_test.c's option, gupctl's command and subcommand, pins per page.
 GUP_TEST_COMMANDS = [
@@ -21,6 +27,14 @@ GUP_TEST_COMMANDS = [
     ("-U", "test", "gup_basic_test", 0),
     ("-b", "test", "pin_basic_test", 1),
 ]
+
+
+def each_gup_test_command(test: F) -> F:
+    """`test` once per GUP_TEST_COMMANDS row (option, kind, command, pins)
+    and pages per call (per_call: 123, and the whole range)."""
+    test = pytest.mark.parametrize(("option", "kind", "command", "pins"), GUP_TEST_COMMANDS,
+                                   ids=[c[2] for c in GUP_TEST_COMMANDS])(test)  # fmt: skip
+    return pytest.mark.parametrize("per_call", ["123", "all"])(test)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 from gupctl import cache
 from gupctl.errors import VmError
 from gupctl.vm.arch import ARCHES
-from gupctl.vm.debian import MIRROR, tool
+from gupctl.vm.debian import MIRROR, unpacked
 
 
 def interpreter(python: str, suite: str) -> list[str]:
@@ -31,13 +31,7 @@ def interpreter(python: str, suite: str) -> list[str]:
     include = f"python{python}-minimal,libpython{python}-stdlib"
 
     def make(scratch: Path) -> None:
-        argv = [tool("mmdebstrap"), "--variant=extract", f"--architectures={dpkg}",
-                "--mode=root", f"--include={include}", suite, str(scratch / "root"),
-                f"deb {MIRROR} {suite} main"]  # fmt: skip
-        proc = subprocess.run(argv, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise VmError(f"unpacking Debian's python{python} failed", "archive",
-                          proc.stdout + proc.stderr)  # fmt: skip
+        unpacked(dpkg, suite, include, scratch / "root", f"Debian's python{python}")
 
     key = cache.key([suite, include, dpkg, MIRROR])
     root = cache.entry("userland", f"{dpkg}-python{python}-{key}", make) / "root"

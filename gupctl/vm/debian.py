@@ -404,6 +404,19 @@ def cross_buildroot(release: str, arch: Arch, apt: Apt | None = None) -> Path:
     return cache.entry("roots", f"{release}-{key}", make) / "root"
 
 
+def unpacked(dpkg: str, suite: str, include: str, dest: Path, what: str) -> None:
+    """The packages `include` names (comma-separated) and their closure, for
+    architecture `dpkg` from `suite`, unpacked into `dest` by `mmdebstrap
+    --variant=extract`: apt resolves, dpkg-deb unpacks, no maintainer script
+    runs (so none of another architecture's code runs here)."""
+    argv = [tool("mmdebstrap"), "--variant=extract", f"--architectures={dpkg}", "--mode=root",
+            f"--include={include}", suite, str(dest),
+            f"deb {SUITES[suite]} {suite} main"]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise VmError(f"unpacking {what} failed", "archive", proc.stdout + proc.stderr)
+
+
 def _root_tools(name: str) -> None:
     """VmError unless this process can make a build root for `name`."""
     if os.geteuid() != 0:

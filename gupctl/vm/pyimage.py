@@ -60,7 +60,7 @@ def _walk(top: str, skip: frozenset[str] = frozenset()) -> Iterator[str]:
                 yield os.path.join(dirpath, name)
 
 
-def requires(dist: metadata.Distribution) -> list[str]:
+def _requires(dist: metadata.Distribution) -> list[str]:
     """The names of what `dist` requires outside any extra."""
     names = []
     for req in dist.requires or []:
@@ -72,8 +72,10 @@ def requires(dist: metadata.Distribution) -> list[str]:
     return names
 
 
-def _distribution_files(names: tuple[str, ...] = DISTRIBUTIONS) -> Iterator[str]:
-    """The installed files of `names` and of everything they require."""
+def closure(names: tuple[str, ...]) -> dict[str, metadata.Distribution]:
+    """The installed distributions `names` name and everything they require,
+    by normalized name; what is not installed (or a marker excluded) is left out."""
+    found: dict[str, metadata.Distribution] = {}
     seen: set[str] = set()
     todo = list(names)
     while todo:
@@ -84,8 +86,15 @@ def _distribution_files(names: tuple[str, ...] = DISTRIBUTIONS) -> Iterator[str]
         try:
             dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
-            continue  # not installed (or a marker excluded it): nothing to pack
-        todo += requires(dist)
+            continue
+        found[name] = dist
+        todo += _requires(dist)
+    return found
+
+
+def _distribution_files(names: tuple[str, ...] = DISTRIBUTIONS) -> Iterator[str]:
+    """The installed files of `names` and of everything they require."""
+    for dist in closure(names).values():
         base = os.path.realpath(str(dist.locate_file("")))
         for f in dist.files or []:
             yield os.path.normpath(os.path.join(base, f))

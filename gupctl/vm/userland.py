@@ -24,7 +24,6 @@ Each is cached, keyed by what went into it.
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata as metadata
 import io
 import re
 import subprocess
@@ -37,7 +36,7 @@ from gupctl.errors import VmError
 from gupctl.vm import bytecode, pyimage
 from gupctl.vm.arch import Arch
 from gupctl.vm.debian import SUITES as ARCHIVES
-from gupctl.vm.debian import first_served, tool
+from gupctl.vm.debian import first_served, unpacked
 
 #: The suites a foreign userland may come from, in order.
 SUITES = ("trixie", "bookworm")
@@ -83,13 +82,7 @@ def _root(arch: Arch, suite: str) -> Path:
     sources = [f"deb {ARCHIVES[suite]} {suite} main"]
 
     def make(scratch: Path) -> None:
-        argv = [tool("mmdebstrap"), "--variant=extract", f"--architectures={arch.dpkg}",
-                "--mode=root", f"--include={include}", suite, str(scratch / "root"),
-                *sources]  # fmt: skip
-        proc = subprocess.run(argv, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise VmError(f"unpacking a {suite} {arch.dpkg} userland failed", "archive",
-                          proc.stdout + proc.stderr)  # fmt: skip
+        unpacked(arch.dpkg, suite, include, scratch / "root", f"a {suite} {arch.dpkg} userland")
         # What py3compile would have compiled, had the packages been installed.
         python = python_version(scratch / "root")
         for tree in (f"/usr/lib/python{python}", "/usr/lib/python3/dist-packages"):
@@ -113,19 +106,8 @@ def python_version(userland: Path) -> str:
 def pinned() -> list[str]:
     """NAME==VERSION of every installed distribution DISTRIBUTIONS need,
     gupctl itself excepted (the guest imports the host's)."""
-    seen: dict[str, str] = {}
-    todo = list(DISTRIBUTIONS)
-    while todo:
-        name = re.sub(r"[-_.]+", "-", todo.pop()).lower()
-        if name in seen:
-            continue
-        try:
-            dist = metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            continue  # not installed here (a marker excluded it): not needed there
-        seen[name] = dist.version
-        todo += pyimage.requires(dist)
-    return sorted(f"{n}=={v}" for n, v in seen.items() if n != "gupctl")
+    found = pyimage.closure(DISTRIBUTIONS)
+    return sorted(f"{n}=={d.version}" for n, d in found.items() if n != "gupctl")
 
 
 def site(arch: Arch, python: str, suite: str) -> Path:

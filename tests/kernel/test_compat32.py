@@ -117,12 +117,7 @@ def upstream(
     return proc, after[0] - before[0], after[1] - before[1]
 
 
-COMMANDS = upstream_names.GUP_TEST_COMMANDS
-
-
-@pytest.mark.parametrize("per_call", ["123", "all"])
-@pytest.mark.parametrize(("option", "kind", "command", "pins"), COMMANDS,
-                         ids=[c[2] for c in COMMANDS])  # fmt: skip
+@upstream_names.each_gup_test_command
 def test_i386_gup_test_pins_like_gupctl(
     bins: Path, counted, node, option: str, kind: str, command: str, pins: int, per_call: str
 ) -> None:
