@@ -107,6 +107,9 @@ class RunResult:
     loop_ns: list[int] = field(default_factory=list)
     # The CPU each thread was bound to (--cpus); empty: the scheduler's choice.
     cpus: list[int] = field(default_factory=list)
+    # The folio size that backed most of the buffer after the run (pagemap,
+    # kpageflags); None: page frames hidden (not root), or saved before gupctl read it.
+    folio_size: int | None = None
 
     def __post_init__(self) -> None:
         for phase in ("get", "put"):
@@ -177,6 +180,7 @@ def run(device: Device, spec: RunSpec, check_balance: bool = False,
             measured, pins = balance.measure(
                 issue, lambda: expected_pins(spec, mapping), spec.memory.numa_node, check_balance
             )
+        folio = folio_size(mapping)
     gets, puts = samples.new(), samples.new()
     for r in measured:  # a memcpy per thread
         gets.extend(r.get_usec)
@@ -196,7 +200,18 @@ def run(device: Device, spec: RunSpec, check_balance: bool = False,
         gup_flags=spec.foll_flags,
         loop_ns=[r.loop_ns for r in measured],
         cpus=cpus.per_thread(spec.cpus, spec.threads),
+        folio_size=folio,
     )
+
+
+def folio_size(mapping: Mapping) -> int | None:
+    """The folio size that backs the most bytes of `mapping`; None where page
+    frames are hidden (not root) or nothing is mapped."""
+    try:
+        sizes = pagemap.folio_sizes(mapping.addr, mapping.size)
+    except GupctlError:
+        return None
+    return max(sizes, key=lambda s: (sizes[s], s)) if sizes else None
 
 
 def _issue_all(

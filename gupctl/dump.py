@@ -18,10 +18,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from gupctl import abi, flags, kmsg, vmstat
+from gupctl import abi, flags, kmsg, thp, vmstat
 from gupctl.device import Device
 from gupctl.errors import DeviceError, GupctlError, Truncated
-from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec, hugetlb_page_size, thp_size
+from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec, hugetlb_page_size
 
 KMSG = "/dev/kmsg"
 REASON = "page dumped because: gup_test: dump_pages() test"
@@ -75,7 +75,7 @@ class DumpResult:
 def default_size(indexes: Sequence[int], memory: MemorySpec) -> int:
     """Bytes just covering the largest index, rounded up to the huge page size if any."""
     size = (max(indexes, default=0) + 1) * PAGE_SIZE
-    unit = hugetlb_page_size() if memory.hugetlb else thp_size() if memory.thp else PAGE_SIZE
+    unit = hugetlb_page_size() if memory.hugetlb else thp.pmd_size() if memory.thp else PAGE_SIZE
     return -(-size // unit) * unit
 
 

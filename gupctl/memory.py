@@ -8,6 +8,7 @@ present pages.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import mmap
 import os
@@ -16,7 +17,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from gupctl import numa
+from gupctl import numa, thp
 from gupctl._libc import MAP_FAILED, ffi, lib
 from gupctl.errors import MappingError
 
@@ -40,17 +41,20 @@ class MemorySpec:
     hugetlb: bool = False
     hugetlb_size: int | None = None  # bytes; None: the default huge page size
     thp: bool | None = None  # None: leave the system's THP policy alone
+    thp_size: int | None = None  # bytes: THP of this size alone (thp.only()); implies thp
     prefault: bool = True
     numa_node: int | None = None
 
     def describe(self) -> str:
         """A short name of the backing, e.g. 'anon-private', 'file-shared', 'hugetlb-private',
-        'anon-private+nothp' (--no-thp)."""
+        'anon-private+nothp' (--no-thp), 'anon-private+thp64KiB' (--thp-size 64K)."""
         kind = "memfd" if self.memfd else ("file" if self.file else "anon")
         if self.hugetlb:
             kind = "hugetlb" if kind == "anon" else f"{kind}-hugetlb"
         sharing = "shared" if self.shared else "private"
         thp = {None: "", True: "+thp", False: "+nothp"}[self.thp]
+        if self.thp_size:
+            thp = f"+thp{size_label(self.thp_size).replace(' ', '')}"
         return f"{kind}-{sharing}{thp}"
 
 
@@ -69,34 +73,6 @@ def size_label(size: int) -> str:
         if size >= 1 << shift:
             return f"{size / (1 << shift):.4g} {unit}"
     return f"{size} B"
-
-
-def thp_available() -> bool:
-    """Whether this kernel has THP (CONFIG_TRANSPARENT_HUGEPAGE): its sysfs directory."""
-    return Path("/sys/kernel/mm/transparent_hugepage").is_dir()
-
-
-def thp_sizes() -> list[int]:
-    """The anonymous THP sizes this kernel can allocate, smallest first: the
-    mTHP sizes of /sys/kernel/mm/transparent_hugepage/hugepages-*kB (v6.8),
-    else the PMD size alone; none without THP."""
-    if not thp_available():
-        return []
-    root = Path("/sys/kernel/mm/transparent_hugepage")
-    # Anonymous sizes have an `enabled` knob (shmem-only ones, shmem_enabled),
-    # as the selftests' __thp_supported_orders() reads them.
-    found = [int(d.name.removeprefix("hugepages-").removesuffix("kB")) * 1024
-             for d in root.glob("hugepages-*kB") if (d / "enabled").exists()]  # fmt: skip
-    return sorted(found) or [thp_size()]
-
-
-def thp_size() -> int:
-    """The PMD-sized THP size, for aligning THP mappings."""
-    path = Path("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
-    try:
-        return int(path.read_text())
-    except (OSError, ValueError):
-        return 2 << 20
 
 
 def anon_huge_bytes(addr: int) -> int:
@@ -136,7 +112,10 @@ class Mapping:
         self._base = self._map_len = 0
         self._fd = -1
         self._created: str | None = None
+        self._policy = contextlib.ExitStack()
         try:
+            if spec.thp_size:  # before the faults, and until the unmap (GUP may fault)
+                self._policy.enter_context(thp.only(spec.thp_size))
             self._map()
         except BaseException:
             self.close()
@@ -161,7 +140,7 @@ class Mapping:
         # THP needs PMD-aligned memory: map one PMD more and trim.
         # Not for a memfd: the pad would map past the end of its file (SIGBUS),
         # and shmem aligns its own mappings (shmem_get_unmapped_area()).
-        align = thp_size() if spec.thp and not spec.file and not spec.memfd else 0
+        align = thp.pmd_size() if spec.thp and not spec.file and not spec.memfd else 0
         length = size + align
         addr = lib.mmap(ffi.NULL, length, mmap.PROT_READ | mmap.PROT_WRITE, flags, self._fd, 0)
         if addr == MAP_FAILED:
@@ -268,6 +247,7 @@ class Mapping:
         if self._created:
             Path(self._created).unlink(missing_ok=True)
             self._created = None
+        self._policy.close()
 
     def __enter__(self) -> Mapping:
         return self

@@ -63,6 +63,37 @@ def frames(addr: int, size: int) -> list[Frame]:
     return out
 
 
+def folio_sizes(addr: int, size: int) -> dict[int, int]:
+    """How many bytes of [addr, addr + size) each folio size backs, as mapped
+    here: a compound head and the tails that follow it at the next frames
+    make one folio (as tools/mm/thpmaps counts them); a page outside any, one
+    base page.  Absent pages count for none.  Raises GupctlError when page
+    frame numbers are hidden (not root)."""
+    mapped = [pfn for on, pfn in pagemap(addr, size // PAGE_SIZE) if on]
+    return folio_runs(mapped, kpageflags(sorted(set(mapped))))
+
+
+def folio_runs(mapped: list[int], flags: dict[int, int]) -> dict[int, int]:
+    """folio_sizes() of the frames `mapped` in address order, given their kpageflags."""
+    tail = 1 << KPF_COMPOUND_TAIL
+    out: dict[int, int] = {}
+    run = 0  # pages of the folio being counted
+    for i, pfn in enumerate(mapped):
+        f = flags.get(pfn, 0)
+        if run and f & tail and pfn == mapped[i - 1] + 1:
+            run += 1
+            continue
+        _add(out, run * PAGE_SIZE)
+        run = 1
+    _add(out, run * PAGE_SIZE)
+    return out
+
+
+def _add(sizes: dict[int, int], folio: int) -> None:
+    if folio:
+        sizes[folio] = sizes.get(folio, 0) + folio
+
+
 @dataclass(frozen=True)
 class Entry:
     """One word of /proc/PID/pagemap (Documentation/admin-guide/mm/pagemap.rst)."""

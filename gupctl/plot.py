@@ -46,6 +46,7 @@ class Series:
     write: bool
     threads: int
     cpus: tuple[int, ...]  # each thread's CPU (--cpus), as the table shows it; (): unbound
+    folio_size: int | None  # as the table shows it; None: not read
     points: list[Point]
 
     @property
@@ -54,7 +55,8 @@ class Series:
         mode = "write" if self.write else "read"
         threads = f" j={self.threads}" if self.threads > 1 else ""
         bound = f" {cpus.label(self.cpus)}" if self.cpus else ""
-        return (f"{self.file}: {self.command} {self.backing} {size_label(self.size)} "
+        folio = f" in {size_label(self.folio_size)} folios" if self.folio_size else ""
+        return (f"{self.file}: {self.command} {self.backing} {size_label(self.size)}{folio} "
                 f"{mode}{threads}{bound}")  # fmt: skip
 
 
@@ -71,10 +73,12 @@ def notes(docs: Sequence[tuple[str, SavedResults]]) -> list[str]:
 
 def series(docs: Sequence[tuple[str, SavedResults]]) -> list[Series]:
     """Group every run of the labelled documents into series, points sorted by pages per call."""
-    groups: dict[tuple[str, str, str, int, bool, int, tuple[int, ...]], list[Point]] = {}
+    groups: dict[tuple[str, str, str, int, bool, int, tuple[int, ...], int | None],
+                 list[Point]] = {}  # fmt: skip
     for label, doc in docs:
         for r in doc.results:
-            key = (label, r.command, r.backing, r.size, r.write, r.threads, tuple(r.cpus))
+            key = (label, r.command, r.backing, r.size, r.write, r.threads, tuple(r.cpus),
+                   r.folio_size)  # fmt: skip
             point = Point(r.pages_per_call, r.get_ns_per_page, r.put_ns_per_page)
             groups.setdefault(key, []).append(point)
     return [Series(*key, sorted(points, key=lambda p: p.pages_per_call))

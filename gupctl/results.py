@@ -128,6 +128,8 @@ def _run(d: dict[str, Any], where: str) -> RunResult:
             raise schema.SchemaError(f"{where}.{name}", "is not positive")
     if any(ns <= 0 for ns in kw.get("loop_ns", [])):
         raise schema.SchemaError(f"{where}.loop_ns", "holds a time that is not positive")
+    if kw.get("folio_size") is not None and kw["folio_size"] < 1:
+        raise schema.SchemaError(f"{where}.folio_size", "is not a positive size")
     cpus = kw.get("cpus", [])
     if any(cpu < 0 for cpu in cpus):
         raise schema.SchemaError(f"{where}.cpus", "holds a negative CPU number")

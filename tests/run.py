@@ -41,14 +41,16 @@ KMOD_KERNELS = ("7.3", "6.12", "6.1")
 #: Other architectures' Debian kernels (`gupctl vm --arch`), as ARCH:SERIES,
 #: with the kmod cross-built, and what runs on each: "full", the kernel
 #: tests (ARCH_FULL_IGNORE aside), the selftest subset and the anchors;
-#: "light", the benchmark, the subset and the anchors (ARCH_LIGHT).  ppc64el
-#: and s390x have only trixie's 6.12 in the archive as served here.
+#: "light", the benchmark (every THP size among it), the subset and the
+#: anchors (ARCH_LIGHT).  ppc64el and s390x have only trixie's 6.12 in the
+#: archive as served here.
 ARCH_KERNELS = {"arm64:7.3": "full", "arm64-16k:7.3": "light", "ppc64el:6.12": "light",
                 "s390x:6.12": "light"}  # fmt: skip
 #: What .ci/run runs of them (the rest: `tests/run.py --arch ARCH`).
 CI_ARCH_KERNELS = ("arm64:7.3", "arm64-16k:7.3")
 #: The "light" steps.
-ARCH_LIGHT = ("tests/kernel/test_bench.py", "tests/kernel/test_selftest.py::test_selftest_subset",
+ARCH_LIGHT = ("tests/kernel/test_bench.py", "tests/kernel/test_thp_sizes.py",
+              "tests/kernel/test_selftest.py::test_selftest_subset",
               "tests/kernel/test_anchors.py", "tests/kernel/test_abi_machine.py")  # fmt: skip
 #: Kernels whose tests run upstream's gup_test and gup_longterm (tests/anchors.py
 #: builds them for the series; 6.1's tree has no gup_longterm).

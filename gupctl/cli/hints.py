@@ -55,6 +55,14 @@ MAPPING = {
     E.ENOSYS: "{what}: not supported by this kernel or architecture",
 }
 
+# gupctl/thp.py only(): the per-size knobs of --thp-size.
+THP = {
+    E.EACCES: "{what}: --thp-size writes the THP knobs for the run: run as root, or set them "
+    "yourself (the size madvise or always, the others never) and drop --thp-size",
+    E.EINVAL: "{what}: pass --thp-size with one of them",
+}
+THP[E.EPERM] = THP[E.EROFS] = THP[E.EACCES]
+
 VM = {
     "tool": "{what}: install it (see README: `bash .ci/setup`)",
     "kernel": "{what}: pass --kernel with a series Debian has (6.1, 6.12, 7.2, 7.3), an "
@@ -195,6 +203,8 @@ def hint(err: errors.GupctlError) -> str:
         return DEVICE[err.errno].format(
             path=err.path, command=err.command or "open", kmod=KMOD_STEP, memlock=_memlock()
         )
+    if isinstance(err, errors.MappingError) and err.backing == "thp" and err.errno in THP:
+        return THP[err.errno].format(what=err.what)
     if isinstance(err, errors.MappingError) and err.errno in MAPPING:
         return MAPPING[err.errno].format(what=err.what, backing=err.backing)
     if isinstance(err, errors.ResultsError):

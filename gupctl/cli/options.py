@@ -136,6 +136,24 @@ class PagesPerCall(click.ParamType):
         self.fail(f"{value!r} is not a page count: use a number >= 1 or 'all'", param, ctx)
 
 
+class ThpSize(Size):
+    """An anonymous THP size this kernel lists (gupctl.thp.sizes())."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        from gupctl import thp
+
+        size = super().convert(value, param, ctx)
+        offered = thp.sizes()
+        if size not in offered:
+            listed = ", ".join(f"{s >> 10}K" for s in offered)
+            self.fail(f"{value!r} is not a THP size of this kernel: use one of {listed}" if listed
+                      else "this kernel has no THP (CONFIG_TRANSPARENT_HUGEPAGE): drop "
+                      "--thp-size", param, ctx)  # fmt: skip
+        return size
+
+
 class NumaNode(click.ParamType):
     """A NUMA node number, or 'auto': the first node with memory and no CPUs."""
 
@@ -178,6 +196,9 @@ def memory_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--memfd", is_flag=True, help="memfd_create() (with --hugetlb: hugetlbfs)."),
         click.option("--hugetlb", is_flag=True, help="MAP_HUGETLB (needs reserved huge pages)."),
         click.option("--thp/--no-thp", default=None, help="MADV_HUGEPAGE / MADV_NOHUGEPAGE."),
+        click.option("--thp-size", type=ThpSize(), metavar="SIZE",
+                     help="THP of this size alone (one the kernel lists, e.g. 64K): allowed "
+                     "for the run, the others not, all restored after; implies --thp."),
         click.option("--prefault/--no-prefault", default=True, show_default=True,
                      help="Touch every page from userspace before the ioctl."),
         click.option("--numa-node", type=NumaNode(), envvar="GUPCTL_NUMA_NODE",
@@ -193,10 +214,12 @@ def memory_options(f: Callable[..., Any]) -> Callable[..., Any]:
         if kw["memfd"] and kw["file"]:
             raise click.UsageError("--memfd and --file exclude each other")
         _check_file(kw["file"], kw["create"])
+        _check_thp_size(kw)
         kw["memory"] = MemorySpec(
             shared=kw.pop("shared"), file=kw.pop("file"), create=kw.pop("create"),
             memfd=kw.pop("memfd"),
-            hugetlb=kw.pop("hugetlb"), thp=kw.pop("thp"), prefault=kw.pop("prefault"),
+            hugetlb=kw.pop("hugetlb"), thp=kw.pop("thp"), thp_size=kw.pop("thp_size"),
+            prefault=kw.pop("prefault"),
             numa_node=kw.pop("numa_node"),
         )  # fmt: skip
         return f(*args, **kw)
@@ -204,6 +227,20 @@ def memory_options(f: Callable[..., Any]) -> Callable[..., Any]:
     for opt in reversed(opts):
         wrapper = opt(wrapper)
     return wrapper
+
+
+def _check_thp_size(kw: dict[str, Any]) -> None:
+    """--thp-size is an anonymous private mapping's, and implies --thp."""
+    if kw["thp_size"] is None:
+        return
+    if kw["thp"] is False:
+        raise click.UsageError("--thp-size and --no-thp exclude each other")
+    # The per-size knobs are anonymous memory's; shmem and files have their own.
+    other = [o for o in ("shared", "file", "memfd", "hugetlb") if kw[o]]
+    if other:
+        raise click.UsageError(f"--thp-size sizes anonymous private THP, not --{other[0]} "
+                               "memory: drop one of them")  # fmt: skip
+    kw["thp"] = True
 
 
 def _check_file(path: str | None, create: bool) -> None:

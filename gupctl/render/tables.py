@@ -108,14 +108,15 @@ def _abi(r: AbiReport) -> list[Table]:
 
 def _runs(results: list[RunResult]) -> Table:
     t = Table(title="gup_test timings, measured by the kernel")
-    for col in ("command", "backing", "size", "pages/call", "rep×thr", "mode"):
-        t.add_column(col, justify="right" if col in ("size", "pages/call", "rep×thr") else "left")
+    for col in ("command", "backing", "size", "folio", "pages/call", "rep×thr", "mode"):
+        t.add_column(col, justify="left" if col in ("command", "backing", "mode") else "right")
     for col in ("get µs min/med/max", "put µs min/med/max", "ns/page get/put", "µs/ioctl"):
         t.add_column(col, justify="right")
     for r in results:
         per_call = abi.per_call_label(r.nr_pages_per_call, r.nr_pages)
         t.add_row(
-            r.command, r.backing, size_label(r.size), per_call,
+            r.command, r.backing, size_label(r.size),
+            "-" if r.folio_size is None else size_label(r.folio_size), per_call,
             " ".join(filter(None, (f"{r.repeats}×{r.threads}", cpus.label(r.cpus)))),
             "write" if r.write else "read",
             f"{r.get.min:g} / {r.get.median:g} / {r.get.max:g}",
@@ -124,9 +125,11 @@ def _runs(results: list[RunResult]) -> Table:
             f"{_per_page(r.put_ns_per_page, r.nr_pages)}",
             "-" if r.ioctl_ns is None else f"{r.ioctl_ns / 1000:.2f}",
         )  # fmt: skip
-    t.caption = "µs/ioctl: gupctl's own wall time per repeat and thread, its loop included" + (
-        "; @: each thread's CPU (--cpus)" if any(r.cpus for r in results) else ""
-    )
+    t.caption = (
+        "folio: the folio size backing most of the buffer (- : frames hidden, not "
+        "root); µs/ioctl: gupctl's own wall time per repeat and thread, its loop "
+        "included"
+    ) + ("; @: each thread's CPU (--cpus)" if any(r.cpus for r in results) else "")
     return t
 
 

@@ -11,10 +11,10 @@ import os
 from collections.abc import Callable
 from contextlib import ExitStack
 
-from gupctl import balance, cma, vmstat
+from gupctl import balance, cma, thp, vmstat
 from gupctl.device import locate
 from gupctl.errors import MappingError
-from gupctl.memory import hugetlb_page_size, hugetlb_sizes, thp_size, thp_sizes
+from gupctl.memory import hugetlb_page_size, hugetlb_sizes
 from gupctl.selftest import cases as cases_mod
 from gupctl.selftest import placement, resources
 from gupctl.selftest.outcome import Env
@@ -28,7 +28,7 @@ def list_cases(patterns: tuple[str, ...] = (),
     """The cases this machine would run, filtered by shell-style name
     patterns, less those that match a pattern of `exclude`."""
     movable = placement.has_movable()
-    every = cases_mod.all_cases(hugetlb_sizes(), movable, tuple(thp_sizes()), thp_size(),
+    every = cases_mod.all_cases(hugetlb_sizes(), movable, tuple(thp.sizes()), thp.pmd_size(),
                                 _default_hugetlb(), bool(cma.areas()[0]))  # fmt: skip
     return cases_mod.select(every, patterns, exclude)
 
@@ -53,7 +53,7 @@ def selftest(patterns: tuple[str, ...] = (), device: str | None = None,
             no_swap = stack.enter_context(resources.scratch_swap())
         pools = _hugetlb_need(selected, size)
         stack.enter_context(resources.hugetlb_pools(pools, resources.hugepages_root(node)))
-        stack.enter_context(resources.thp_sizes_allowed(_thp_need(selected)))
+        stack.enter_context(thp.allowed(_thp_need(selected)))
         env = Env(path, size, node, os.uname().release, ext4, exact_counts=exact,
                   no_ext4=no_ext4, no_swap=no_swap)  # fmt: skip
         if exact:

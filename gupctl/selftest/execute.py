@@ -10,10 +10,10 @@ from __future__ import annotations
 import errno
 import os
 
-from gupctl import abi, bench, io_uring, longterm, vmstat
+from gupctl import abi, bench, io_uring, longterm, thp, vmstat
 from gupctl.device import Device
 from gupctl.errors import GupctlError, IoUringError, MappingError, Truncated
-from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec, thp_available
+from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec
 from gupctl.selftest import cow, placement, regress
 from gupctl.selftest.cases import GUP_COMMANDS, HUGETLB_FACTOR, Case, longterm_should_work
 from gupctl.selftest.outcome import Env, Outcome, judged_pins, skip_if_no_hugepages
@@ -33,8 +33,8 @@ def _gup(dev: Device, case: Case, env: Env) -> Outcome:
     size = env.size * (HUGETLB_FACTOR if mem == "hugetlb" else 1)
     # gup_test ignores madvise(MADV_HUGEPAGE)'s failure on a kernel without
     # THP and runs on small pages: so does this case.
-    thp = {"thp": True, "nothp": False}.get(mem) if thp_available() else None
-    spec = MemorySpec(shared=bool(p["shared"]), hugetlb=mem == "hugetlb", thp=thp,
+    want = {"thp": True, "nothp": False}.get(mem) if thp.available() else None
+    spec = MemorySpec(shared=bool(p["shared"]), hugetlb=mem == "hugetlb", thp=want,
                       numa_node=env.node)  # fmt: skip
     run = bench.RunSpec(GUP_COMMANDS[str(p["command"])], size=size,
                         nr_pages_per_call=int(p["per_call"]),  # type: ignore[call-overload]
@@ -60,7 +60,7 @@ def _dump(dev: Device, case: Case, env: Env) -> Outcome:
     p = case.params
     indexes = [int(i) for i in p["indexes"]]  # type: ignore[attr-defined]
     pin = bool(p["pin"])
-    spec = MemorySpec(thp=bool(p["thp"]) if thp_available() else None, numa_node=env.node)
+    spec = MemorySpec(thp=bool(p["thp"]) if thp.available() else None, numa_node=env.node)
     size = max(env.size, (max(indexes) + 1) * PAGE_SIZE)
     flags = abi.FOLL_WRITE if p.get("write") else 0
     with Mapping(spec, size) as mapping:

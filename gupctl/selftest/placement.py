@@ -19,9 +19,9 @@ Movable is populated (boot with movablecore=; `gupctl vm --movablecore
 
 from __future__ import annotations
 
-from gupctl import abi, cma, longterm, pagemap, vmstat
+from gupctl import abi, cma, longterm, pagemap, thp, vmstat
 from gupctl.device import Device
-from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec, thp_size
+from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec
 from gupctl.selftest.cases import GUP_COMMANDS, Case
 from gupctl.selftest.outcome import Env, Outcome
 
@@ -60,7 +60,7 @@ def run(dev: Device, case: Case, env: Env) -> Outcome:
             return Outcome("skip", why)
         spans = areas + spans
     spec = MemorySpec(thp=p["memory"] == "thp", numa_node=movable_node(env, spans, region))
-    with Mapping(spec, thp_size()) as mapping:
+    with Mapping(spec, thp.pmd_size()) as mapping:
         mapping.fill(_FILL)
         pfns, zones = frame_zones(mapping, spans)
         outside = [z for z in zones if z != region]

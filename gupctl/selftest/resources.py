@@ -137,31 +137,3 @@ def hugetlb_pools(need: dict[int, int], root: Path = HUGEPAGES) -> Iterator[None
         for path, total in reversed(grown):
             with contextlib.suppress(OSError):
                 path.write_text(total)
-
-
-THP = Path("/sys/kernel/mm/transparent_hugepage")
-
-
-@contextmanager
-def thp_sizes_allowed(sizes: list[int], root: Path = THP) -> Iterator[None]:
-    """Each THP size in `sizes` allowed where a mapping asks for it: a size
-    set to `never` (Debian's default for every mTHP size) is set to `madvise`
-    for the block, then back.  cow.c sets each size to `always` around its
-    own runs; `madvise` reaches only mappings that ask (MADV_HUGEPAGE), so the
-    other cases keep the system's policy.  Without root they stay as they are
-    and the cases that need them skip, as cow.c's do."""
-    changed: list[Path] = []
-    try:
-        for size in sizes:
-            knob = root / f"hugepages-{size // 1024}kB" / "enabled"
-            try:
-                if "[never]" in knob.read_text():
-                    knob.write_text("madvise")
-                    changed.append(knob)
-            except OSError:
-                continue
-        yield
-    finally:
-        for knob in changed:
-            with contextlib.suppress(OSError):
-                knob.write_text("never")

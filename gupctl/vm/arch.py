@@ -6,11 +6,12 @@ QEMU's (the binary and its package, the machine, the console), the kernel's
 (kbuild's ARCH, the cross compiler's triplet) and what the guest's shape can
 be on that machine.  Nothing here states a page size as a fact gupctl counts
 with: that is the running kernel's (getpagesize(), the THP and hugetlb sizes
-it lists).  `page_kib` only names the flavour for people.
+it lists).  `page_kib` names the flavour, and tells arm64's two apart.
 """
 
 from __future__ import annotations
 
+import os
 import platform
 from dataclasses import dataclass
 
@@ -54,6 +55,10 @@ class Arch:
     #: Whether QEMU's machine takes -numa: s390-ccw-virtio does not, so its
     #: guest has one node, and gupctl counts pins between control windows.
     numa: bool = True
+    #: Whether the guest's CPU lets Linux map huge pages.  s390x needs the
+    #: EDAT-1 facility for hugetlb and THP (MACHINE_HAS_EDAT1), and QEMU's
+    #: TCG (7.2) cannot offer it: "not available in the configuration: edat".
+    huge: bool = True
 
 
 ARCHES = {
@@ -77,7 +82,7 @@ ARCHES = {
              "powerpc64le-linux-gnu", "ppc64le", 64, ("2M",), first_hvc=1),
         Arch("s390x", "s390x", "s390x", "qemu-system-s390x", "qemu-system-misc",
              "s390-ccw-virtio", "max", "ttysclp0", "ccw", "s390",
-             "s390x-linux-gnu", "s390x", 4, ("1M",), numa=False),
+             "s390x-linux-gnu", "s390x", 4, (), numa=False, huge=False),
     )
 }  # fmt: skip
 #: The architecture `gupctl vm` boots when none is named.
@@ -91,6 +96,17 @@ def get(name: str | None) -> Arch:
     except KeyError:
         raise VmError(f"gupctl's VM knows no architecture {name!r}: use one of "
                       f"{', '.join(ARCHES)}", "usage") from None  # fmt: skip
+
+
+def running() -> Arch:
+    """The record of the machine this runs on: its uname -m and page size
+    (arm64 and arm64-16k differ in the page size alone)."""
+    page_kib = os.sysconf("SC_PAGE_SIZE") // 1024
+    for a in ARCHES.values():
+        if a.machine_name == platform.machine() and a.page_kib == page_kib:
+            return a
+    raise VmError(f"gupctl's VM has no record of this machine ({platform.machine()}, "
+                  f"{page_kib}K pages)", "usage")  # fmt: skip
 
 
 def native(arch: Arch) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from gupctl import kmsg
+from gupctl.vm import arch as vm_arch
 
 DEVICES = ("/sys/kernel/debug/gup_test", "/dev/gup_test")
 PROBLEM = kmsg.PROBLEM
@@ -48,6 +49,8 @@ def pytest_configure(config: pytest.Config) -> None:
                             "a kernel with iov_iter_extract_pages()")  # fmt: skip
     config.addinivalue_line("markers", "no_extract: GUPCTL_EXTRACT where it cannot work")
     config.addinivalue_line("markers", "x86_64: tests of an x86_64 kernel's own ABIs (i386)")
+    config.addinivalue_line("markers", "huge: tests of hugetlb or THP, which a machine whose "
+                            "record says huge=False (s390x under TCG) cannot map")  # fmt: skip
 
 
 def extract_available() -> bool:
@@ -86,6 +89,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # x86's i386 ABI exists only there (deselected elsewhere: nothing is missing).
     if platform.machine() != "x86_64":
         _deselect(config, items, "x86_64", on=True)
+    # The machine's record, not the guest, says whether huge pages can exist:
+    # a kernel that lost them where they can fails.
+    if not vm_arch.running().huge:
+        _deselect(config, items, "huge", on=True)
     if any(os.path.exists(d) for d in DEVICES):
         # Deselected, not skipped: where the kernel lacks the feature the
         # no_extract tests check the refusal instead.
@@ -117,6 +124,16 @@ def node() -> int | None:
     """The NUMA node holding only test memory ($GUPCTL_NUMA_NODE, set by the VM)."""
     value = os.environ.get("GUPCTL_NUMA_NODE")
     return int(value) if value else None
+
+
+@pytest.fixture(scope="session")
+def exact(node) -> bool:
+    """Whether pins can be counted exactly: on a memory-only node, which
+    gupctl's VM makes on every machine whose QEMU takes -numa.  Elsewhere
+    (s390x) gupctl counts between control windows and labels it `system`."""
+    if node is None and vm_arch.running().numa:
+        pytest.fail("exact balance needs a memory-only node: run in gupctl's VM")
+    return node is not None
 
 
 @dataclass

@@ -18,9 +18,9 @@ import tempfile
 
 import pytest
 
-from gupctl import io_uring
+from gupctl import io_uring, thp
 from gupctl._libc import MAP_FAILED, ffi, lib
-from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec, thp_size, thp_sizes
+from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec
 from gupctl.selftest import cow_iouring, cow_vmsplice, resources
 from gupctl.selftest.cases import Layout
 from gupctl.selftest.cow_memory import FILL, MAP_FIXED, populated
@@ -58,9 +58,9 @@ def test_iouring_check_sees_a_stale_pin() -> None:
     assert outcome.status == "fail" and "not reliable" in outcome.reason, outcome
 
 
-SMALLEST = min(thp_sizes())
+SMALLEST = min(thp.sizes())
 SWAPPED = [Layout("anon_swap", "base", swap=True),
-           Layout("thp_swap", "thp", thp_size(), swap=True),
+           Layout("thp_swap", "thp", thp.pmd_size(), swap=True),
            Layout("pte_mapped_thp_swap", "thp", SMALLEST, "pte_mapped_thp", True),
            Layout("single_pte_of_thp_swap", "thp", SMALLEST, "single_pte_of_thp",
                   True)]  # fmt: skip
@@ -74,7 +74,7 @@ def _vm_swap_bytes() -> int:
 
 @pytest.mark.parametrize("layout", SWAPPED, ids=lambda lay: lay.name)
 def test_swapped_layout_is_swapped_out(layout: Layout, node) -> None:
-    with resources.scratch_swap() as no_swap, resources.thp_sizes_allowed([SMALLEST]):
+    with resources.scratch_swap() as no_swap, thp.allowed([SMALLEST]):
         assert not no_swap, no_swap
         before = _vm_swap_bytes()
         with populated(layout, node) as (addr, size):

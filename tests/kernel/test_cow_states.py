@@ -13,10 +13,10 @@ import os
 
 import pytest
 
-from gupctl import longterm, pagemap, pins
+from gupctl import longterm, pagemap, pins, thp
 from gupctl.device import Device
-from gupctl.memory import PAGE_SIZE, thp_size, thp_sizes
-from gupctl.selftest import cow, resources
+from gupctl.memory import PAGE_SIZE
+from gupctl.selftest import cow
 from gupctl.selftest.cases import STATES, Layout
 from gupctl.selftest.cow_memory import populated
 
@@ -37,10 +37,10 @@ def _who_maps(addr: int, size: int) -> tuple[list[int], set[bool], set[int]]:
 #: Four of cow.c's layouts: a base page, a PMD-mapped THP, the smallest THP
 #: size PTE-mapped (an mTHP where the kernel has them, v6.8; else the PMD
 #: size), and a THP whose first page was shared with a child that has exited.
-SMALLEST = min(thp_sizes())
-LAYOUTS = {"anon": Layout("anon", "base"), "thp": Layout("thp", "thp", thp_size()),
+SMALLEST = min(thp.sizes())
+LAYOUTS = {"anon": Layout("anon", "base"), "thp": Layout("thp", "thp", thp.pmd_size()),
            "pte_mapped_thp_smallest": Layout("pte_mapped_thp", "thp", SMALLEST, "pte_mapped_thp"),
-           "partial_shared_thp": Layout("partial_shared_thp", "thp", thp_size(),
+           "partial_shared_thp": Layout("partial_shared_thp", "thp", thp.pmd_size(),
                                         "partial_shared_thp")}  # fmt: skip
 
 
@@ -48,7 +48,7 @@ LAYOUTS = {"anon": Layout("anon", "base"), "thp": Layout("thp", "thp", thp_size(
 @pytest.mark.parametrize("state", STATES)
 def test_state_is_what_it_claims(layout: str, state: str, node) -> None:
     memory = populated(LAYOUTS[layout], node)
-    with resources.thp_sizes_allowed([SMALLEST]), Device(DEVICE) as dev, \
+    with thp.allowed([SMALLEST]), Device(DEVICE) as dev, \
             memory as (addr, size), cow.state(addr, size, state):  # fmt: skip
         before, exclusive, mapcounts = _who_maps(addr, size)
         longterm.start(dev, addr, size, write=False, fast=False)

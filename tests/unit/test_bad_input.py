@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from gupctl import output
+from gupctl import output, thp
 
 
 def _doc(**run: object) -> str:
@@ -83,6 +83,8 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
     "loop_zero.json": (_doc(loop_ns=[0]).encode(), "results[0].loop_ns holds a time"),
     "loop_str.json": (_doc(loop_ns="fast").encode(), "results[0].loop_ns is not a list"),
     "cpus_str.json": (_doc(cpus="0").encode(), "results[0].cpus is not a list"),
+    "folio_zero.json": (_doc(folio_size=0).encode(), "results[0].folio_size is not a positive"),
+    "folio_str.json": (_doc(folio_size="2M").encode(), "results[0].folio_size is not an"),
     "cpus_huge.json": (_doc(cpus=[HUGE]).encode(), "results[0].cpus[0] is out of range"),
     "balance_str.json": (_doc(balance="x").encode(), "results[0].balance is not an object"),
     "balance_list.json": (_doc(balance=[1]).encode(), "results[0].balance is not an object"),
@@ -198,6 +200,15 @@ def _cases() -> list[Case]:
     add(2, ("its directory does not exist",), "bench", "--file", "no/such", "--create")
     add(2, ("--create needs --file",), "test", "--create")
     add(2, ("--memfd and --file",), "bench", "--memfd", "--file", "regular")
+    # THP sizes: the host's own, whatever its kernel lists.
+    for command in ("bench", "test"):
+        add(2, ("--thp-size", "'x' is not a size"), command, "--thp-size", "x")
+        add(2, ("--thp-size", "'3K'", "THP"), command, "--thp-size", "3K")
+        if thp.sizes():
+            size = f"{thp.sizes()[0] >> 10}K"
+            add(2, ("--thp-size and --no-thp",), command, "--thp-size", size, "--no-thp")
+            add(2, ("--thp-size", "not --shared", "drop one"), command, "--thp-size", size,
+                "--shared")  # fmt: skip
     # Output files: refused before the work whose result they would hold.
     add(2, ("--save", "does not exist"), "bench", "--save", "no/such.json")
     add(2, ("--save", "is a directory"), "bench", "--save", "dir")

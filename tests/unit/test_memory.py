@@ -7,8 +7,9 @@ import os
 
 import pytest
 
+from gupctl import thp
 from gupctl.errors import MappingError
-from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec, thp_size
+from gupctl.memory import PAGE_SIZE, Mapping, MemorySpec
 
 
 def _maps_contain(addr: int) -> bool:
@@ -29,8 +30,8 @@ def test_anon_prefaulted_zeroes_and_unmapped_on_close() -> None:
 
 
 def test_thp_mapping_is_pmd_aligned() -> None:
-    with Mapping(MemorySpec(thp=True), thp_size()) as m:
-        assert m.addr % thp_size() == 0
+    with Mapping(MemorySpec(thp=True), thp.pmd_size()) as m:
+        assert m.addr % thp.pmd_size() == 0
 
 
 def test_create_file_then_removed(tmp_path) -> None:

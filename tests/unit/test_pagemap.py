@@ -40,6 +40,20 @@ def test_zone_spans() -> None:
     assert pagemap.node_of(5000, spans) == 0 and pagemap.node_of(3000, spans) is None
 
 
+def test_folio_sizes_count_heads_and_their_tails() -> None:
+    head, tail = 1 << pagemap.KPF_COMPOUND_HEAD, 1 << pagemap.KPF_COMPOUND_TAIL
+    # A 4-page folio, a base page, a 4-page folio's last two pages (the range
+    # starts inside it elsewhere), a folio split across frames: a 2-page
+    # folio and a tail alone.
+    # (Absent pages are left out before: folio_sizes() passes present frames.)
+    mapped = [100, 101, 102, 103, 7, 202, 203, 300, 301, 500]
+    flags = {100: head, 101: tail, 102: tail, 103: tail, 7: 0, 202: tail, 203: tail,
+             300: head, 301: tail, 500: tail}  # fmt: skip
+    page = pagemap.PAGE_SIZE
+    assert pagemap.folio_runs(mapped, flags) == {4 * page: 4 * page, page: 2 * page,
+                                                          2 * page: 4 * page}  # fmt: skip
+
+
 def _page(pfn: int, order: int, pincount: int | None, refcount: int) -> pins.Page:
     return pins.Page(addr=pfn << 12, pfn=pfn, zone="Normal", node=1, order=order,
                      pinned=bool(pincount) or refcount >= 1024, pincount=pincount,

@@ -48,7 +48,7 @@ def test_a_foreign_userland_is_a_third_read_only_share(monkeypatch: pytest.Monke
      # 16K pages: the PMD size is 32M; as many MiB as x86's pool; no 1G.
      ("arm64-16k", "ttyAMA0", ["hugepagesz=32M", "hugepages=8"]),
      ("ppc64el", "hvc0", ["hugepagesz=2M", "hugepages=128", "gupctl_hvc=1"]),
-     ("s390x", "ttysclp0", ["hugepagesz=1M", "hugepages=256"])],
+     ("s390x", "ttysclp0", [])],
 )  # fmt: skip
 def test_the_command_line_names_the_console_and_the_arch_huge_pages(
     name: str, console: str, pools: list[str]
@@ -105,3 +105,16 @@ def test_cma_reshapes_node1_below_4g_and_refuses_what_cannot_fit() -> None:
     with pytest.raises(VmError, match="--cma 3072 MiB: give a whole number of MiB below") as e:
         qemu.cma_shape(qemu.Machine(arch="arm64"), 3 << 30)
     assert e.value.kind == "usage"
+
+
+def test_each_record_reserves_huge_pages_where_it_can_map_them() -> None:
+    assert all(bool(a.hugepage_sizes) == a.huge for a in arch.ARCHES.values())
+
+
+def test_the_running_machine_has_its_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(arch.platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(arch.os, "sysconf", lambda name: 16384)
+    assert arch.running().name == "arm64-16k"
+    monkeypatch.setattr(arch.os, "sysconf", lambda name: 65536)
+    with pytest.raises(VmError, match=r"no record of this machine \(aarch64, 64K pages\)"):
+        arch.running()
