@@ -152,9 +152,12 @@ def expected_pins(spec: RunSpec, mapping: Mapping | None = None) -> int | None:
 
 
 def run(device: Device, spec: RunSpec, check_balance: bool = False,
-        gate: AbstractContextManager[object] | None = None) -> RunResult:  # fmt: skip
+        gate: AbstractContextManager[object] | None = None,
+        folio: bool = False) -> RunResult:  # fmt: skip
     """Map the memory, issue the ioctls, and measure the pin balance around them,
-    holding `gate` around those two (the selftest's cases pin one at a time).
+    holding `gate` around those two (the selftest's cases pin one at a time);
+    with `folio`, read which folio size backed the buffer (a pass over its
+    pagemap: the CLI's tables show it, the selftest's cases need not pay for it).
 
     balance.measure() counts on a memory-only node (spec.memory.numa_node) as
     root; elsewhere, with `check_balance`, between control windows that must
@@ -180,7 +183,7 @@ def run(device: Device, spec: RunSpec, check_balance: bool = False,
             measured, pins = balance.measure(
                 issue, lambda: expected_pins(spec, mapping), spec.memory.numa_node, check_balance
             )
-        folio = folio_size(mapping)
+        backed = folio_size(mapping) if folio else None
     gets, puts = samples.new(), samples.new()
     for r in measured:  # a memcpy per thread
         gets.extend(r.get_usec)
@@ -200,7 +203,7 @@ def run(device: Device, spec: RunSpec, check_balance: bool = False,
         gup_flags=spec.foll_flags,
         loop_ns=[r.loop_ns for r in measured],
         cpus=cpus.per_thread(spec.cpus, spec.threads),
-        folio_size=folio,
+        folio_size=backed,
     )
 
 

@@ -83,7 +83,7 @@ def _execute(names: tuple[str, ...], check_balance: bool, use_json: bool, device
                         "vmstat_update to fold its per-CPU counters")  # fmt: skip
         results = []
         for spec in specs:
-            results.append(bench.run(dev, spec, check_balance))
+            results.append(bench.run(dev, spec, check_balance, folio=True))
             step()
     render.emit(results, use_json)
     if save:
