@@ -169,7 +169,7 @@ def test_sweep_saved_compared_and_plotted(counted, gupctl, node, exact, tmp_path
 
     runs_b, acquired, released = counted("bench", "pin_fast_benchmark", "-s", "4M,8M", "-n",
                                          "1,all,512", "-r", "3", "--save", str(b))  # fmt: skip
-    assert len(runs_b) == 6 and all(r["balance"]["exact"] for r in runs_b)
+    assert len(runs_b) == 6 and all(r["balance"]["exact"] == exact for r in runs_b)
     assert acquired == released == (4 + 8) * MIB // PAGE * 3 * 3
 
     cmp = gupctl("compare", str(a), str(b), "--json").json()
