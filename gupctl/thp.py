@@ -78,8 +78,8 @@ def allowed(wanted: list[int], root: Path = ROOT) -> Iterator[None]:
 @contextmanager
 def only(size: int, root: Path = ROOT) -> Iterator[None]:
     """Anonymous THP of `size` alone for the block, as cow.c's per-size runs
-    set it: `size` allowed to MADV_HUGEPAGE mappings (madvise, where its
-    policy says never), every other size never.  Each knob changed is put
+    set it: `size` for MADV_HUGEPAGE mappings only (madvise), every other
+    size never.  Each knob changed is put
     back as it was on the way out, an exception or a signal (gupctl's
     handlers raise one) included.  Raises MappingError for a size the kernel
     does not list, or a knob that needs changing and cannot be (not root)."""
@@ -94,9 +94,10 @@ def only(size: int, root: Path = ROOT) -> Iterator[None]:
             if other != size and setting(knob) != "never":
                 change(knob, "never")
         # Before v6.8 (no per-size knobs) the top-level knob is the PMD size's.
+        # madvise, not always: then only mappings that ask get the size, and
+        # the kernel's per-size fault counters count the run's folios alone.
         own = knobs.get(size, top)
-        current = setting(own)
-        if (setting(top) if current == "inherit" else current) == "never":
+        if setting(own) != "madvise":
             change(own, "madvise")
         yield
 

@@ -83,15 +83,19 @@ def test_only_restores_on_an_exception(tmp_path: Path) -> None:
     assert _values(root) == before
 
 
-def test_only_keeps_an_inherited_policy_that_allows(tmp_path: Path) -> None:
-    root = _tree(tmp_path, {64 * K: "never", 2 << 20: "inherit"}, top="always")
-    with thp.only(2 << 20, root):
+def test_only_makes_the_size_madvise_whatever_it_inherits(tmp_path: Path) -> None:
+    """madvise even where the policy allows (always, or inheriting it): then
+    only the run's mapping gets the size, and its fault counters are the run's."""
+    for top in ("always", "never"):
+        root = _tree(tmp_path / top, {64 * K: "never", 2 << 20: "inherit"}, top=top)
+        with thp.only(2 << 20, root):
+            assert _values(root)["hugepages-2048kB/enabled"] == "madvise"
+            assert _values(root)["enabled"] == top
         assert _values(root)["hugepages-2048kB/enabled"] == "inherit"
-        assert _values(root)["hugepages-64kB/enabled"] == "never"
-    root = _tree(tmp_path / "b", {64 * K: "never", 2 << 20: "inherit"}, top="never")
-    with thp.only(2 << 20, root):
-        assert _values(root)["hugepages-2048kB/enabled"] == "madvise"
-    assert _values(root)["hugepages-2048kB/enabled"] == "inherit"
+    root = _tree(tmp_path / "kept", {64 * K: "madvise"})
+    REFUSED.add(root / "hugepages-64kB" / "enabled")  # no write where none is needed
+    with thp.only(64 * K, root):
+        assert _values(root)["hugepages-64kB/enabled"] == "madvise"
 
 
 def test_only_before_mthp_sets_the_top_knob(tmp_path: Path) -> None:
