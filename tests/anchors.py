@@ -37,8 +37,6 @@ MEMBERS = (f"{MM}/gup_test.c", f"{MM}/gup_longterm.c", f"{MM}/vm_util.c", f"{MM}
 HELPERS = ("hugepage_settings", "thp_settings")
 CFLAGS = ["-O2", "-Wall", "-pthread"]
 PROGRAMS = ("gup_test", "gup_longterm")
-#: Where the cross root sees the build (a directory cross_buildroot() makes).
-BUILD = "/gupctl-build"
 
 
 def link(machine: str, series: str) -> Path:
@@ -101,8 +99,8 @@ def build(arch_name: str = "x86_64", series: str = "7.3") -> Path:
             if root is None:
                 argv = _argv(cc, program, str(tree), helpers)
             else:
-                inside = _argv(cc, program, f"{BUILD}/src", helpers)
-                argv = kmod.in_root(root, [(scratch, BUILD)], inside)
+                inside = _argv(cc, program, f"{kmod.CHROOT_DIR}/src", helpers)
+                argv = kmod.in_root(root, [(scratch, kmod.CHROOT_DIR)], inside)
             proc = subprocess.run(argv, capture_output=True, text=True)
             if proc.returncode != 0:
                 raise RuntimeError(f"building upstream's {program} for {target.name} failed:\n"

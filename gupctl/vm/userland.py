@@ -45,7 +45,7 @@ SUITES = ("trixie", "bookworm")
 #: busybox, the initramfs's; Python's headers, which gupctl._loop builds against.
 PACKAGES = ("python3", "dash", "coreutils", "grep", "sed", "findutils", "libc-bin",
             "util-linux", "mount", "e2fsprogs", "kmod", "procps", "fio", "busybox-static",
-            "libpython3-dev")  # fmt: skip
+            "libpython3-dev", "strace")  # fmt: skip
 #: The distributions the guest imports: gupctl's requirements, and what the
 #: kernel tests import (pytest, junitparser).
 DISTRIBUTIONS = ("gupctl", "pytest", "junitparser")
@@ -158,6 +158,7 @@ def loop_extension(arch: Arch, toolchain: Path, userland: Path, python: str) -> 
 
     header = kmod.source_dir() / "gup_test.h"
     builder = Path(_loop_build.__file__).read_bytes()
+    build = kmod.CHROOT_DIR
 
     def make(scratch: Path) -> None:
         with contextlib.redirect_stdout(io.StringIO()):  # its "generating ..."
@@ -168,8 +169,8 @@ def loop_extension(arch: Arch, toolchain: Path, userland: Path, python: str) -> 
         include = [f"-I{SYSROOT}/usr/include/python{python}", "-idirafter",
                    f"{SYSROOT}/usr/include"]  # fmt: skip
         cc = [f"{arch.triplet}-gcc", "-shared", "-fPIC", "-O2", "-Wall", *include,
-              f"-I{BUILD}", "-o", f"{BUILD}/{EXTENSION}", f"{BUILD}/_loop.c"]  # fmt: skip
-        argv = kmod.in_root(toolchain, [(scratch, BUILD), (userland, SYSROOT)], cc)
+              f"-I{build}", "-o", f"{build}/{EXTENSION}", f"{build}/_loop.c"]  # fmt: skip
+        argv = kmod.in_root(toolchain, [(scratch, build), (userland, SYSROOT)], cc)
         proc = subprocess.run(argv, capture_output=True, text=True)
         if proc.returncode != 0:
             raise VmError(f"cross-compiling gupctl._loop for {arch.name} failed: "
@@ -179,9 +180,8 @@ def loop_extension(arch: Arch, toolchain: Path, userland: Path, python: str) -> 
     return cache.entry("loop", f"{arch.machine_name}-{key}", make) / EXTENSION
 
 
-#: Where loop_extension()'s toolchain root sees the build and the userland
-#: (directories debian.cross_buildroot() makes).
-BUILD = "/gupctl-build"
+#: Where loop_extension()'s toolchain root sees the userland (a directory
+#: debian.cross_buildroot() makes; the build is at kmod.CHROOT_DIR).
 SYSROOT = "/gupctl-sysroot"
 #: The file name setup.py gives gupctl._loop (the limited API's suffix).
 EXTENSION = "_loop.abi3.so"
