@@ -26,6 +26,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,8 +49,11 @@ C_TIME = re.compile(r"Time: get:(\d+) put:(\d+) us")
 LIKE_C = ["--file", "/dev/zero"]
 #: The buffer of every kernel-timed run, both tools' default, said explicitly.
 SIZE_MIB = 128
-#: The console script, as users run it (python -m would add runpy's imports).
-GUPCTL = [str(Path(sys.executable).with_name("gupctl"))]
+#: The console script, as users run it (python -m would add runpy's imports):
+#: the venv's beside its python, or another architecture's guest wrapper
+#: (gupctl/vm/userland.py's WRAPPER, on PATH).
+_BESIDE = Path(sys.executable).with_name("gupctl")
+GUPCTL = [str(_BESIDE) if _BESIDE.exists() else shutil.which("gupctl") or "gupctl"]
 Samples = list[list[int]]  # [get µs...], [put µs...]
 PARTS = ("startup", "loop", "placement", "timings", "thp")
 

@@ -1,21 +1,29 @@
-"""Boot to exit: `gupctl vm -- true` against virtme-ng on the same kernel image.
+"""Boot to exit: `gupctl vm -- true` against virtme-ng and against a bare
+boot of the same kernel image (benchmarks/bareboot.py).
 
 virtme-ng (PyPI: virtme-ng) is installed into a venv in gupctl's cache the
-first time.  Both run `true` on the same vmlinuz under TCG (KVM hangs guests
-here: --disable-kvm) with the same 2 vCPUs and 4 GiB, alternating, so drift
-on the host hits both alike; gupctl without its kmod, which virtme-ng has no
-counterpart of.
+first time.  Each runs `true` on the same kernel under TCG (KVM hangs guests
+here: --disable-kvm) with 2 vCPUs, alternating, so drift on the host hits all
+alike; gupctl without its kmod, which virtme-ng has no counterpart of.  On
+another architecture virtme-ng needs a root of that architecture it can run
+(--root): it is tried once with gupctl's userland, and where it fails its
+own words are kept instead of its times.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import bareboot
 from gupctl.cache import cache_dir
+from gupctl.vm import arch as vm_arch
+from gupctl.vm import userland
 from gupctl.vm.resolve import find
 
 VENV = cache_dir() / "benchmarks" / "vng-venv"
@@ -48,19 +56,53 @@ def _seconds(argv: list[str], cwd: Path) -> float:
     return time.perf_counter() - start
 
 
-def measure(kernel: str, boots: int) -> dict[str, object]:
+def _vng_argv(binary: Path, image: Path, arch_name: str) -> list[str]:
+    argv = [str(binary), "-r", str(image), "--disable-kvm", "--cpus", "2", "--memory", "4G"]
+    target = vm_arch.get(arch_name)
+    if not vm_arch.native(target):
+        argv += ["--arch", target.kbuild, "--root", str(userland.root(target))]
+    return [*argv, "--exec", "true"]
+
+
+#: What a failed virtme-ng boot says of why, in its --verbose console.
+WHY = re.compile(r"virtme initramfs: your host's .*|switch_root: .*|Kernel panic - .*|"
+                 r"vng: error: .*|[A-Za-z]*Error: .*")  # fmt: skip
+
+
+def _fails(argv: list[str], cwd: Path) -> str | None:
+    """None if `argv` boots and exits 0; else its status and why, in its own words."""
+    env = {**os.environ, "PATH": f"{VENV / 'bin'}:{os.environ['PATH']}"}
+    proc = subprocess.run([argv[0], "--verbose", *argv[1:]], cwd=cwd, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, errors="replace", env=env)  # fmt: skip
+    if proc.returncode == 0:
+        return None
+    why = [m.group(0).strip() for m in WHY.finditer(proc.stdout + proc.stderr)]
+    return f"exit {proc.returncode}: " + ("; ".join(why) or (proc.stdout + proc.stderr)[-300:])
+
+
+def measure(kernel: str, boots: int, arch_name: str = "x86_64") -> dict[str, object]:
     """Seconds from start to exit of each tool, `boots` times each, alternating."""
-    image = find(kernel).image
+    image = find(kernel, arch=arch_name).image
     binary, version = vng()
     here = Path(__file__).resolve().parents[1]
-    ours = [sys.executable, "-m", "gupctl", "vm", "--kernel", kernel, "--no-kmod", "--", "true"]
-    theirs = [str(binary), "-r", str(image), "--disable-kvm", "--cpus", "2", "--memory", "4G",
-              "--exec", "true"]  # fmt: skip
-    print(f"benchmark: boot to exit on {kernel}, {boots} boots each", file=sys.stderr, flush=True)
-    times: dict[str, list[float]] = {"gupctl": [], "vng": []}
-    for i in range(boots):
-        order = (("gupctl", ours), ("vng", theirs))
-        for name, argv in order if i % 2 == 0 else order[::-1]:
-            times[name].append(_seconds(argv, here))
-    return {"kernel": kernel, "image": str(image), "vng_version": version,
-            "vng_command": " ".join(["vng", *theirs[1:]]), **times}  # fmt: skip
+    ours = [sys.executable, "-m", "gupctl", "vm", "--arch", arch_name, "--kernel", kernel,
+            "--no-kmod", "--", "true"]  # fmt: skip
+    theirs = _vng_argv(binary, image, arch_name)
+    out: dict[str, object] = {"kernel": kernel, "arch": arch_name, "image": str(image),
+                              "vng_version": version,
+                              "vng_command": " ".join(["vng", *theirs[1:]])}  # fmt: skip
+    failed = _fails(theirs, here)  # once, untimed: does it work here at all?
+    if failed:
+        out["vng_error"] = failed
+    print(f"benchmark: boot to exit on {arch_name} {kernel}, {boots} boots each",
+          file=sys.stderr, flush=True)  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="gupctl-bareboot-") as tmp:
+        initrd = bareboot.initrd(arch_name, Path(tmp) / "initrd.cpio")
+        bare = bareboot.argv(image, initrd, Path(tmp) / "console.log", arch_name)
+        tools = {"gupctl": ours, "bare": bare, **({} if "vng_error" in out else {"vng": theirs})}
+        times: dict[str, list[float]] = {name: [] for name in tools}
+        for i in range(boots):
+            order = list(tools.items())
+            for name, argv in order if i % 2 == 0 else order[::-1]:
+                times[name].append(_seconds(argv, here))
+    return {**out, **times}
