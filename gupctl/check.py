@@ -16,6 +16,15 @@ outlives it: io_uring tears its rings down in a workqueue, and the last
 holder of an mm may be a /proc reader.  So the count is read again until it
 is zero or `settle` seconds have passed; whatever is outstanding then is a
 leak (a pin whose owner, such as an fd a surviving child keeps, lives on).
+
+The node's counters are the node's, not CMD's: another process's pins there
+(a second `gupctl check`, say) would be credited to CMD, and the release of
+pins someone held before CMD started would hide CMD's own leak.  So gupctl
+watches the node for a control window before CMD and one after settling,
+and judges only when both were still and nobody held pins on the node when
+CMD started; otherwise the verdict is "inconclusive", with the reason.  A
+leak is still called one when the windows were still: pins held before can
+only hide outstanding pins, never add them.
 """
 
 from __future__ import annotations
@@ -23,12 +32,14 @@ from __future__ import annotations
 import errno
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gupctl import numa, process, vmstat
 from gupctl.errors import GupctlError
 
 SETTLE_SECONDS = 10.0
+#: The control windows before CMD and after settling, as --check-balance's.
+WINDOW_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -48,12 +59,41 @@ class CheckResult:
     # Whether the node holds memory only: on a node with CPUs other processes'
     # pins count too, and the balance is CMD's plus theirs.
     exact: bool = True
+    held_before: int = 0  # pins outstanding on the node when CMD started: others'
+    # Pins taken or released on the node in the window before CMD, and in the
+    # one after settling: others' work, which the deltas would credit to CMD.
+    moved_before: int = 0
+    moved_after: int = 0
+
+    # Derived (__post_init__), so that the table and --json say the same.
+    verdict: str = field(init=False)  # "balanced", "leak" or "inconclusive"
+    reason: str = field(init=False)  # why it is inconclusive; "" otherwise
+
+    def __post_init__(self) -> None:
+        verdict, reason = "balanced", ""
+        moved = self.moved_before or self.moved_after
+        if moved:
+            when = "before CMD" if self.moved_before else "after it settled"
+            verdict = "inconclusive"
+            reason = (f"{moved} pins were taken or released on {self.scope} in the "
+                      f"{WINDOW_SECONDS:g} s {when}: another process pins memory "
+                      "there")  # fmt: skip
+        elif self.leaked:
+            verdict = "leak"
+        elif self.held_before:
+            verdict = "inconclusive"
+            reason = (f"{self.held_before} pins were held on {self.scope} when CMD started: "
+                      "their release during CMD would hide a leak of its own")  # fmt: skip
+        object.__setattr__(self, "verdict", verdict)
+        object.__setattr__(self, "reason", reason)
 
 
 def check(command: list[str], node: int, settle: float = SETTLE_SECONDS,
           stdout: int | None = None) -> CheckResult:  # fmt: skip
     """Run `command` bound to `node` (its stdout to the fd `stdout`, if given)
     and account for every pin of its memory."""
+    window = vmstat.snapshot(node)
+    time.sleep(WINDOW_SECONDS)
     before = vmstat.snapshot(node)
     start = time.monotonic()
     try:
@@ -75,11 +115,20 @@ def check(command: list[str], node: int, settle: float = SETTLE_SECONDS,
         time.sleep(0.05)
         after = vmstat.snapshot(node)
     outstanding = after.outstanding - before.outstanding
+    time.sleep(WINDOW_SECONDS)
+    later = vmstat.snapshot(node)
     return CheckResult(
         command=command, returncode=returncode, scope=after.scope, seconds=ended - start,
         acquired=after.nr_foll_pin_acquired - before.nr_foll_pin_acquired,
         released=after.nr_foll_pin_released - before.nr_foll_pin_released,
         outstanding_at_exit=at_exit.outstanding - before.outstanding, outstanding=outstanding,
         settle_seconds=time.monotonic() - ended, leaked=outstanding > 0,
-        exact=node in numa.memory_only_nodes(),
+        exact=node in numa.memory_only_nodes(), held_before=before.outstanding,
+        moved_before=_moved(window, before), moved_after=_moved(after, later),
     )  # fmt: skip
+
+
+def _moved(a: vmstat.PinCounters, b: vmstat.PinCounters) -> int:
+    """Pins taken and released on the node between readings `a` and `b`."""
+    return (b.nr_foll_pin_acquired - a.nr_foll_pin_acquired
+            + b.nr_foll_pin_released - a.nr_foll_pin_released)  # fmt: skip

@@ -8,6 +8,9 @@ import click
 
 from gupctl.cli.options import NumaNode, Seconds, json_option
 
+#: The exit status of a run gupctl cannot judge (1: a leak; 2: a usage error).
+INCONCLUSIVE = 3
+
 
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.option("--numa-node", type=NumaNode(), envvar="GUPCTL_NUMA_NODE",
@@ -30,7 +33,9 @@ def check(numa_node: int | None, settle: float, use_json: bool, command: tuple[s
     exit has settled are a leak: exit status 1.  Otherwise the exit status is
     CMD's.  CMD's standard output goes to gupctl's standard error.  Needs
     root and a memory-only NUMA node (gupctl's VM has one: `gupctl vm --
-    gupctl check -- CMD`).
+    gupctl check -- CMD`).  Where other processes pin memory on the node (in
+    a 1 s window before CMD or after settling), or held pins there when CMD
+    started, there is no verdict: exit status 3.
     """
     from gupctl import check as c
     from gupctl import numa, render, vmstat
@@ -51,7 +56,11 @@ def check(numa_node: int | None, settle: float, use_json: bool, command: tuple[s
         render.warn(f"node {numa_node} has CPUs: other processes' pins of memory there count "
                     "too, so the balance is not exact; a memory-only node makes it so")  # fmt: skip
     render.emit(result, use_json)
-    if result.leaked:
+    if result.verdict == "inconclusive":
+        render.error(f"no verdict on {command[0]}'s pins: {result.reason}; run it again when "
+                     f"nothing else pins memory on node {numa_node}")  # fmt: skip
+        sys.exit(INCONCLUSIVE)
+    if result.verdict == "leak":
         waited = f"{result.settle_seconds:.1f} s"
         render.error(f"{result.outstanding} pins of {command[0]}'s memory are still "
                      f"outstanding {waited} after it exited: a leak")  # fmt: skip

@@ -79,7 +79,7 @@ def _check(r: CheckResult) -> Table:
             "outstanding after settling", "verdict")  # fmt: skip
     for col in cols:
         t.add_column(col, justify="left" if col == "verdict" else "right")
-    verdict = ("LEAK" if r.leaked else "balanced") + ("" if r.exact else ", not exact")
+    verdict = {"leak": "LEAK"}.get(r.verdict, r.verdict) + ("" if r.exact else ", not exact")
     t.add_row(str(r.returncode), f"{r.seconds:.3f}", str(r.acquired), str(r.released),
               str(r.outstanding_at_exit), f"{r.outstanding} ({r.settle_seconds:.1f} s)",
               verdict)  # fmt: skip

@@ -9,6 +9,7 @@ FOLL_LONGTERM once, when registered.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -112,6 +113,48 @@ def test_leak_is_caught(gupctl, node, tmp_path) -> None:
         return (now[0] - before[0]) - (now[1] - before[1])
 
     assert settles(outstanding, 0) == 0  # the survivor's ring took the pins with it
+
+
+def test_others_releases_cannot_hide_a_leak(gupctl, node, tmp_path) -> None:
+    """Issue 25's case: one leaker's survivor holds 256 pins on the node, and
+    they are released while `gupctl check` runs a second leaker of 256.  The
+    node's deltas balance; gupctl must call it a leak or refuse to judge
+    (exit 3), never balanced.  Then both survivors go and the node balances."""
+    leaker, pages = str(Path(__file__).with_name("io_uring_leak.py")), 256
+    first, second = tmp_path / "first", tmp_path / "second"
+    before = oracle_counters(node)
+    held = gupctl("check", "--settle", "1", "--", sys.executable, leaker, str(first),
+                  str(pages), check=False)  # fmt: skip
+    survivors = [int(first.read_text())]
+    try:
+        assert held.returncode == 1, held.stderr  # the first leak, still held
+        # The second leaker, then time for the first survivor's release to land.
+        script = '"$@" && sleep 3'
+        argv = [sys.executable, "-m", "gupctl", "check", "--json", "--settle", "1", "--", "sh",
+                "-c", script, "sh", sys.executable, leaker, str(second), str(pages)]  # fmt: skip
+        check = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not (second.exists() and second.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        survivors.append(int(second.read_text()))
+        os.kill(survivors.pop(0), signal.SIGKILL)  # the first one's pins go, during CMD
+        out, err = check.communicate(timeout=120)
+        data = json.loads(out)
+        assert data["held_before"] == pages, data
+        assert data["verdict"] in ("leak", "inconclusive"), data
+        assert check.returncode == {"leak": 1, "inconclusive": 3}[data["verdict"]], err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        if data["verdict"] == "inconclusive":
+            assert "no verdict" in err and "pins were" in err, err
+    finally:
+        for pid in survivors:
+            os.kill(pid, signal.SIGKILL)
+
+    def outstanding() -> int:
+        now = oracle_counters(node)
+        return (now[0] - before[0]) - (now[1] - before[1])
+
+    assert settles(outstanding, 0) == 0
 
 
 def test_a_node_with_cpus_is_not_exact(gupctl) -> None:
