@@ -80,7 +80,7 @@ class CheckResult:
                       "there")  # fmt: skip
         elif self.leaked:
             verdict = "leak"
-        elif self.held_before:
+        elif self.held_before > 0:
             verdict = "inconclusive"
             reason = (f"{self.held_before} pins were held on {self.scope} when CMD started: "
                       "their release during CMD would hide a leak of its own")  # fmt: skip
