@@ -1,7 +1,7 @@
 """Build the upstream C gup_test from the kernel source the VM's kernel comes from,
-and the bare C loop, for the guest's architecture: with the host's cc for
+and the bare C loop, for the guest's architecture: with the host's gcc for
 x86_64, else with the cross compiler in the root that cross-builds the kmod
-(gupctl/vm/debian.py's cross_buildroot(), as tests/anchors.py does).
+(gupctl.vm.kmod.user_compiler(), as tests/anchors.py builds upstream's).
 
 tools/testing/selftests/mm/gup_test.c of Debian's linux-source-6.12 (the
 source of Debian's 6.12 kernel image), compiled as the selftests' Makefile
@@ -19,11 +19,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 from gupctl import cache
-from gupctl.vm import arch as vm_arch
+from gupctl.vm import kmod
 from gupctl.vm.build import extract
 
 TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
@@ -40,37 +39,12 @@ def _extract(tarball: Path, dest: Path) -> None:
         raise SystemExit(f"{tarball} lacks {', '.join(missing)}")
 
 
-def compiler(arch_name: str, series: str) -> tuple[str, Callable[[list[str], Path], None]]:
-    """A name for the compiler (for cache keys) and a function that runs a
-    compiler command line (argv[0] a plain `cc`) whose files are all under
-    `work`: natively, or chrooted into the cross root with `work` at
-    kmod.CHROOT_DIR."""
-    target = vm_arch.get(arch_name)
-    if vm_arch.native(target):
-        return "cc", lambda argv, work: _run(argv)
-    from gupctl.vm import kmod, resolve
-
-    root = resolve.find(series, arch=target.name).buildroot
-    assert root is not None  # find() with headers gives a cross root
-
-    def cross(argv: list[str], work: Path) -> None:
-        at = kmod.CHROOT_DIR
-        inside = [f"{target.triplet}-gcc", *(a.replace(str(work), at) for a in argv[1:])]
-        _run(kmod.in_root(root, [(work, at)], inside))
-
-    return f"{target.triplet}-gcc in {root}", cross
-
-
-def _run(argv: list[str]) -> None:
-    subprocess.run(argv, check=True)
-
-
 def build(tarball: Path = TARBALL, arch_name: str = "x86_64",
           series: str = "7.3") -> tuple[Path, Path]:  # fmt: skip
     """(gup_test, gup_test_pages) for `arch_name`, built once per tarball and
     compiler into gupctl's cache."""
     stat = tarball.stat()
-    name, cc = compiler(arch_name, series)
+    compiler = kmod.user_compiler(arch_name, series)
 
     def make(out: Path) -> None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -83,12 +57,12 @@ def build(tarball: Path = TARBALL, arch_name: str = "x86_64",
             assert MB_LINE in text, "upstream gup_test.c changed its MB macro"
             pages.write_text(text.replace(MB_LINE, PAGES_MB))
             for src, program in ((source, "gup_test"), (pages, "gup_test_pages")):
-                argv = ["cc", "-O2", "-Wall", "-I", str(tree), "-o", str(tree / program),
+                argv = [compiler.cc, "-O2", "-Wall", "-I", str(tree), "-o", str(tree / program),
                         str(src), str(tree / "shim.c"), "-pthread"]  # fmt: skip
-                cc(argv, tree)
+                subprocess.run(compiler.argv(argv, tree), check=True)
                 shutil.copy2(tree / program, out / program)
 
-    key = cache.key([str(tarball), str(stat.st_size), str(stat.st_mtime_ns), name])
+    key = cache.key([str(tarball), str(stat.st_size), str(stat.st_mtime_ns), compiler.identity])
     suffix = "" if arch_name == "x86_64" else f"-{arch_name}"
     out = cache.entry("benchmarks", f"c-gup_test{suffix}-{key}", make)
     return out / "gup_test", out / "gup_test_pages"
@@ -101,18 +75,18 @@ UAPI = Path(__file__).resolve().parents[1] / "kmod"
 def build_bare_loop(arch_name: str = "x86_64", series: str = "7.3") -> Path:
     """benchmarks/bare_loop.c for `arch_name`, built once per content of it,
     its header and the compiler."""
-    name, cc = compiler(arch_name, series)
+    compiler = kmod.user_compiler(arch_name, series)
 
     def make(out: Path) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             src = Path(tmp)
             for f in (BARE_LOOP, UAPI / "gup_test.h"):
                 (src / f.name).write_bytes(f.read_bytes())
-            argv = ["cc", "-O2", "-Wall", "-Werror", "-I", str(src), "-o",
+            argv = [compiler.cc, "-O2", "-Wall", "-Werror", "-I", str(src), "-o",
                     str(src / "bare_loop"), str(src / BARE_LOOP.name), "-pthread"]  # fmt: skip
-            cc(argv, src)
+            subprocess.run(compiler.argv(argv, src), check=True)
             shutil.copy2(src / "bare_loop", out / "bare_loop")
 
-    key = cache.key([BARE_LOOP.read_bytes(), (UAPI / "gup_test.h").read_bytes(), name])
+    key = cache.key([BARE_LOOP.read_bytes(), (UAPI / "gup_test.h").read_bytes(), compiler.identity])
     suffix = "" if arch_name == "x86_64" else f"-{arch_name}"
     return cache.entry("benchmarks", f"bare_loop{suffix}-{key}", make) / "bare_loop"

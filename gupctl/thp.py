@@ -45,6 +45,11 @@ def sizes(root: Path = ROOT) -> list[int]:
     return sorted(_knobs(root)) or [pmd_size(root)]
 
 
+def spelled(sizes_: list[int]) -> str:
+    """Sizes as --thp-size takes them: '16K, 32K, 2048K'."""
+    return ", ".join(f"{s >> 10}K" for s in sizes_)
+
+
 def _knobs(root: Path) -> dict[int, Path]:
     """Each per-size `enabled` knob (v6.8), by the size in bytes."""
     return {int(d.name.removeprefix("hugepages-").removesuffix("kB")) * 1024: d / "enabled"
@@ -79,14 +84,14 @@ def allowed(wanted: list[int], root: Path = ROOT) -> Iterator[None]:
 def only(size: int, root: Path = ROOT) -> Iterator[None]:
     """Anonymous THP of `size` alone for the block, as cow.c's per-size runs
     set it: `size` for MADV_HUGEPAGE mappings only (madvise), every other
-    size never.  Each knob changed is put
-    back as it was on the way out, an exception or a signal (gupctl's
-    handlers raise one) included.  Raises MappingError for a size the kernel
-    does not list, or a knob that needs changing and cannot be (not root)."""
-    knobs = _knobs(root)
-    if size not in sizes(root):
-        listed = ", ".join(f"{s >> 10}K" for s in sizes(root)) or "none: no THP"
-        raise MappingError(f"no {size >> 10}K THP size here (sizes: {listed})", errno.EINVAL,
+    size never.  Each knob changed is put back as it was on the way out, an
+    exception or a signal (gupctl's handlers raise one) included.  Raises
+    MappingError for a size the kernel does not list, or a knob that needs
+    changing and cannot be (not root)."""
+    knobs, offered = _knobs(root), sizes(root)
+    if size not in offered:
+        raise MappingError(f"no {size >> 10}K THP size here (sizes: "
+                           f"{spelled(offered) or 'none: no THP'})", errno.EINVAL,
                            "thp")  # fmt: skip
     top = root / "enabled"
     with _changes() as change:

@@ -79,28 +79,17 @@ def _argv(cc: str, program: str, tree: str, helpers: list[str]) -> list[str]:
 def build(arch_name: str = "x86_64", series: str = "7.3") -> Path:
     """The directory holding PROGRAMS for `arch_name`, from linux-source-`series`."""
     from gupctl import cache
-    from gupctl.vm import arch, build, debian, kmod, resolve
+    from gupctl.vm import arch, build, debian, kmod
 
     target = arch.get(arch_name)
     tarball = debian.source_tarball(series)
-    if arch.native(target):
-        cc, root = "gcc", None
-        compiler = build.compiler_version()
-    else:
-        root = resolve.find(series, arch=target.name).buildroot
-        assert root is not None  # find() with headers gives a cross root
-        cc = f"{target.triplet}-gcc"
-        compiler = str(root)
+    compiler = kmod.user_compiler(arch_name, series)
 
     def make(scratch: Path) -> None:
         tree = _sources(scratch, tarball)
         helpers = [h for h in HELPERS if (tree / MM / f"{h}.c").exists()]
         for program in PROGRAMS:
-            if root is None:
-                argv = _argv(cc, program, str(tree), helpers)
-            else:
-                inside = _argv(cc, program, f"{kmod.CHROOT_DIR}/src", helpers)
-                argv = kmod.in_root(root, [(scratch, kmod.CHROOT_DIR)], inside)
+            argv = compiler.argv(_argv(compiler.cc, program, str(tree), helpers), scratch)
             proc = subprocess.run(argv, capture_output=True, text=True)
             if proc.returncode != 0:
                 raise RuntimeError(f"building upstream's {program} for {target.name} failed:\n"
@@ -109,7 +98,7 @@ def build(arch_name: str = "x86_64", series: str = "7.3") -> Path:
 
     parts = [
         build.source_identity(tarball),
-        compiler,
+        compiler.identity,
         target.triplet,
         *MEMBERS,
         *CFLAGS,

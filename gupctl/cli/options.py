@@ -147,7 +147,7 @@ class ThpSize(Size):
         size = super().convert(value, param, ctx)
         offered = thp.sizes()
         if size not in offered:
-            listed = ", ".join(f"{s >> 10}K" for s in offered)
+            listed = thp.spelled(offered)
             self.fail(f"{value!r} is not a THP size of this kernel: use one of {listed}" if listed
                       else "this kernel has no THP (CONFIG_TRANSPARENT_HUGEPAGE): drop "
                       "--thp-size", param, ctx)  # fmt: skip

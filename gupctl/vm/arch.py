@@ -47,7 +47,8 @@ class Arch:
     #: The flavour's base page size, for people and for sizing the pools.
     page_kib: int
     #: Huge page sizes to reserve at boot, as the kernel's hugepagesz= takes
-    #: them (arch/*/mm/hugetlbpage.c: each architecture has its own).
+    #: them (arch/*/mm/hugetlbpage.c: each architecture has its own); none
+    #: where the machine maps no huge pages at all.
     hugepage_sizes: tuple[str, ...]
     #: The first hvc device the virtio consoles get: pseries' own console is
     #: hvc0 (hvc_vio), so theirs start at hvc1.
@@ -55,10 +56,12 @@ class Arch:
     #: Whether QEMU's machine takes -numa: s390-ccw-virtio does not, so its
     #: guest has one node, and gupctl counts pins between control windows.
     numa: bool = True
-    #: Whether the guest's CPU lets Linux map huge pages.  s390x needs the
-    #: EDAT-1 facility for hugetlb and THP (MACHINE_HAS_EDAT1), and QEMU's
-    #: TCG (7.2) cannot offer it: "not available in the configuration: edat".
-    huge: bool = True
+
+    @property
+    def huge(self) -> bool:
+        """Whether the guest's CPU lets Linux map huge pages (hugetlb, THP):
+        where it does, the record names sizes to reserve."""
+        return bool(self.hugepage_sizes)
 
 
 ARCHES = {
@@ -80,9 +83,12 @@ ARCHES = {
              "pseries,cap-ccf-assist=off,cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken",
              "power10", "hvc0", "pci", "powerpc",
              "powerpc64le-linux-gnu", "ppc64le", 64, ("2M",), first_hvc=1),
+        # No huge pages: s390x maps hugetlb and THP only with the EDAT-1
+        # facility (MACHINE_HAS_EDAT1), which QEMU 7.2's TCG cannot offer
+        # ("not available in the configuration: edat").
         Arch("s390x", "s390x", "s390x", "qemu-system-s390x", "qemu-system-misc",
              "s390-ccw-virtio", "max", "ttysclp0", "ccw", "s390",
-             "s390x-linux-gnu", "s390x", 4, (), numa=False, huge=False),
+             "s390x-linux-gnu", "s390x", 4, (), numa=False),
     )
 }  # fmt: skip
 #: The architecture `gupctl vm` boots when none is named.

@@ -17,12 +17,14 @@ import re
 import shlex
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from gupctl import cache
 from gupctl.errors import EnvError, VmError
 from gupctl.vm import arch as _arch
-from gupctl.vm.build import SIGNING_CERT, SIGNING_KEY
+from gupctl.vm import resolve
+from gupctl.vm.build import SIGNING_CERT, SIGNING_KEY, compiler_version
 from gupctl.vm.debian import tool
 from gupctl.vm.kernel import Kernel
 
@@ -87,6 +89,36 @@ def in_root(root: Path, binds: list[tuple[Path, str]], argv: list[str]) -> list[
               '"$(command -v chroot || echo /usr/sbin/chroot)" "$root" "$@"')  # fmt: skip
     unshare = ["unshare", "--mount", "--propagation=private", "--fork"]
     return [*unshare, "sh", "-c", script, "sh", str(root), *argv]
+
+
+@dataclass(frozen=True)
+class UserCompiler:
+    """gcc for `arch`'s userspace programs (upstream's selftests, the
+    benchmarks' C): the host's for its own machine, else the cross compiler
+    in the root that cross-builds the kmod."""
+
+    cc: str  # the command, as argv[0]
+    identity: str  # what a cache key needs of it: its version, or the root's path
+    root: Path | None  # the cross root; None: natively
+
+    def argv(self, argv: list[str], work: Path) -> list[str]:
+        """`argv`, whose files are all under `work`, as it runs: natively, or
+        chrooted into the cross root with `work` at CHROOT_DIR."""
+        if self.root is None:
+            return argv
+        inside = [a.replace(str(work), CHROOT_DIR) for a in argv]
+        return in_root(self.root, [(work, CHROOT_DIR)], inside)
+
+
+def user_compiler(arch_name: str, series: str) -> UserCompiler:
+    """The UserCompiler for `arch_name`, with the cross root of `series`'
+    kernel headers (resolve.find) where the machine is not this one."""
+    target = _arch.get(arch_name)
+    if _arch.native(target):
+        return UserCompiler("gcc", compiler_version(), None)
+    root = resolve.find(series, arch=target.name).buildroot
+    assert root is not None  # find() with headers gives a cross root
+    return UserCompiler(f"{target.triplet}-gcc", str(root), root)
 
 
 def signing_key(kernel: Kernel) -> tuple[Path, Path] | None:

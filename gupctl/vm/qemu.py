@@ -203,7 +203,7 @@ def hugepages(machine: Machine) -> list[str]:
     """hugepagesz= and hugepages= for the architecture's sizes: its first
     (the PMD size) gets as many MiB as Machine.hugepages_2m's 2 MiB pages
     make, spread over the nodes; a 1G size, Machine.hugepages_1g on node 1.
-    None where the machine can map no huge pages (Arch.huge)."""
+    Nothing where the machine can map no huge pages (Arch.huge)."""
     sizes = _arch.get(machine.arch).hugepage_sizes
     if not sizes:
         return []
